@@ -1,8 +1,15 @@
 import numpy as np
 
 from musenet.instruments import (
-    DRUMS, FAMILIES, FAMILY_ID, GM_PROGRAM_NAMES, PITCH_RANGE, PROGRAM_FAMILY, REPRESENTATIVE_PROGRAM,
-    family_of_program, family_table,
+    DRUMS,
+    FAMILIES,
+    FAMILY_ID,
+    GM_PROGRAM_NAMES,
+    PITCH_RANGE,
+    PROGRAM_FAMILY,
+    REPRESENTATIVE_PROGRAM,
+    family_of_program,
+    family_table,
 )
 
 

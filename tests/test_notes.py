@@ -126,7 +126,7 @@ def test_sixteen_channels_written_by_mido():
     midi.save(file=buffer)
     table = read_midi(buffer.getvalue())
     assert len(table) == 16
-    by_pitch = dict(zip(table.pitch.tolist(), table.family.tolist()))
+    by_pitch = dict(zip(table.pitch.tolist(), table.family.tolist(), strict=True))
     assert by_pitch[59] == DRUMS
     assert by_pitch[50] == FAMILY_ID["piano"] and by_pitch[51] == FAMILY_ID["strings"]
     assert by_pitch[64] == FAMILY_ID["guitar"] and by_pitch[65] == FAMILY_ID["bass"]

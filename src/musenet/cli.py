@@ -35,7 +35,7 @@ def _cmd_tokens(args: argparse.Namespace) -> None:
 def _cmd_instruments(args: argparse.Namespace) -> None:
     from .instruments import family_table
 
-    print(family_table())
+    print(family_table(markdown=args.markdown))
 
 
 def _cmd_vocab(args: argparse.Namespace) -> None:
@@ -84,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     instruments = commands.add_parser(
         "instruments", help="print the ten instrument families and the General MIDI programs in each"
     )
+    instruments.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     instruments.set_defaults(run=_cmd_instruments)
 
     vocab = commands.add_parser("vocab", help="print the vocabulary's size and layout")

@@ -134,18 +134,19 @@ def family_of_program(program: int, is_drum: bool = False) -> int:
     return DRUMS if is_drum else int(PROGRAM_FAMILY[program])
 
 
-def family_table() -> str:
-    """The family table as plain text: each family, its range, its programs."""
-    lines = []
+def family_table(markdown: bool = False) -> str:
+    """The family table: each family, its pitch range, what it is written as, its GM programs."""
+    rows = []
     for fid, name in enumerate(FAMILIES):
         lo, hi = PITCH_RANGE[name]
         if fid == DRUMS:
-            programs = "any program on MIDI channel 10"
-            written = "channel 10 kit"
+            written, programs = "channel-10 kit", "every track on MIDI channel 10, whatever its program"
         else:
-            programs = ", ".join(
-                f"{p} {GM_PROGRAM_NAMES[p]}" for p in np.flatnonzero(PROGRAM_FAMILY == fid)
-            )
-            written = f"{REPRESENTATIVE_PROGRAM[name]} {GM_PROGRAM_NAMES[REPRESENTATIVE_PROGRAM[name]]}"
-        lines.append(f"{name:8s} pitches {lo}-{hi}  written as: {written}\n         programs: {programs}")
-    return "\n".join(lines)
+            rep = REPRESENTATIVE_PROGRAM[name]
+            written = f"{rep} {GM_PROGRAM_NAMES[rep]}"
+            programs = ", ".join(f"{p} {GM_PROGRAM_NAMES[p]}" for p in np.flatnonzero(PROGRAM_FAMILY == fid))
+        rows.append((name, f"{lo}-{hi}", written, programs))
+    if markdown:
+        lines = ["| family | pitches | written back as | General MIDI programs (0-based) |", "|---|---|---|---|"]
+        return "\n".join(lines + [f"| {' | '.join(row)} |" for row in rows])
+    return "\n".join(f"{n:8s} pitches {r:7s} written as {w}\n         programs: {p}" for n, r, w, p in rows)

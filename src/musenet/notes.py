@@ -69,7 +69,9 @@ class NoteTable:
 
 
 def _name_of(source) -> str:
-    return str(source) if isinstance(source, (str, Path)) else "<bytes>" if isinstance(source, (bytes, bytearray)) else "<score>"
+    if isinstance(source, (str, Path)):
+        return str(source)
+    return "<score>" if isinstance(source, symusic.Score) else "<bytes>"
 
 
 def _check_header(data: bytes, name: str) -> None:

@@ -79,11 +79,11 @@ class Vocab:
         if self.time_mode not in TIME_MODES:
             raise MuseNetError(f"unknown time mode {self.time_mode!r}; use beat or seconds")
         if self.version != VOCAB_VERSION:
-            raise MuseNetError(f"vocabulary version {self.version} is not supported (this is {VOCAB_VERSION})")
+            raise MuseNetError(f"vocabulary version {self.version} is not supported (this is v{VOCAB_VERSION})")
         taken = {"pad", "start", "end", *FAMILIES}
         for style in self.styles:
             if style in taken or not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", style):
-                raise MuseNetError(f"bad style name {style!r}: lower-case letters, digits, - and _, not a reserved word")
+                raise MuseNetError(f"bad style name {style!r}: use a-z, 0-9, - and _, and no reserved word")
             taken.add(style)
         if "unknown" not in self.styles:
             object.__setattr__(self, "styles", ("unknown", *self.styles))
