@@ -46,12 +46,12 @@ def _cmd_vocab(args: argparse.Namespace) -> None:
         print(vocab.to_json())
         return
     blocks = [
-        ("pad, start, end", 0, vocab.style_offset),
-        ("styles", vocab.style_offset, vocab.family_offset),
+        ("pad, start, end", 0, vocab.family_offset),
         ("instrument families", vocab.family_offset, vocab.tempo_offset),
         ("tempo buckets", vocab.tempo_offset, vocab.wait_offset),
         ("waits", vocab.wait_offset, vocab.note_offset),
-        ("notes (family x pitch x volume)", vocab.note_offset, vocab.size),
+        ("notes (family x pitch x volume)", vocab.note_offset, vocab.style_offset),
+        ("styles", vocab.style_offset, vocab.size),
     ]
     print(f"vocabulary v{vocab.version}, time mode {vocab.time_mode}: {vocab.size} tokens")
     for name, start, stop in blocks:

@@ -199,7 +199,7 @@ def read_header(tokens, vocab: Vocab | None = None) -> tuple[str, list[str]]:
     tokens = np.asarray(tokens, np.int64).ravel()
     starts = np.flatnonzero(tokens == vocab.START)
     head = tokens[: starts[0]] if len(starts) else tokens
-    styles = head[(head >= vocab.style_offset) & (head < vocab.family_offset)]
+    styles = head[head >= vocab.style_offset]
     families = head[(head >= vocab.family_offset) & (head < vocab.tempo_offset)]
     style = vocab.styles[styles[0] - vocab.style_offset] if len(styles) else "unknown"
     return style, [FAMILIES[f - vocab.family_offset] for f in np.unique(families)]

@@ -2,8 +2,11 @@
 
 Layout of ids (each block follows the previous one):
 
-    pad, start, end | styles | family header tokens | tempo buckets (beat mode only)
-    | wait:1 .. wait:MAX | note tokens, family by family
+    pad, start, end | family header tokens | tempo buckets (beat mode only)
+    | wait:1 .. wait:MAX | note tokens, family by family | styles
+
+Styles come last so that a vocabulary with more styles (a user's own collection) keeps
+every other id of the default one.
 
 A note token is family x pitch x volume: for a melodic family, each pitch of its range has
 one note-off (`v0`) and one token per velocity bin; drums have onsets only. The vocabulary
@@ -92,12 +95,8 @@ class Vocab:
     PAD, START, END = 0, 1, 2
 
     @property
-    def style_offset(self) -> int:
-        return 3
-
-    @property
     def family_offset(self) -> int:
-        return self.style_offset + len(self.styles)
+        return 3
 
     @property
     def tempo_offset(self) -> int:
@@ -133,8 +132,12 @@ class Vocab:
         return (hi - lo + 1) * per_pitch
 
     @cached_property
-    def size(self) -> int:
+    def style_offset(self) -> int:
         return self.note_offset + sum(self._family_block(f) for f in range(len(FAMILIES)))
+
+    @property
+    def size(self) -> int:
+        return self.style_offset + len(self.styles)
 
     # ---- lookups used by the encoder and decoder ------------------------------------
     def style_token(self, style: str | None) -> int:
@@ -179,12 +182,13 @@ class Vocab:
     # ---- names and text ---------------------------------------------------------------
     @cached_property
     def names(self) -> tuple[str, ...]:
-        names = ["pad", "start", "end", *self.styles, *FAMILIES]
+        names = ["pad", "start", "end", *FAMILIES]
         names += [f"tempo:{t}" for t in TEMPOS[: self.n_tempos]]
         names += [f"wait:{n}" for n in range(1, self.max_wait + 1)]
         t = self.tables
-        for i in range(self.note_offset, self.size):
+        for i in range(self.note_offset, self.style_offset):
             names.append(f"{FAMILIES[t['family'][i]]}:v{t['velocity'][i]}:{pitch_name(int(t['pitch'][i]))}")
+        names += self.styles
         assert len(names) == self.size
         return tuple(names)
 
