@@ -59,6 +59,48 @@ def _cmd_vocab(args: argparse.Namespace) -> None:
             print(f"  {name:32s} {stop - start:5d}  ids {start}-{stop - 1}  e.g. {vocab.names[start]}")
 
 
+def _cmd_data_build(args: argparse.Namespace) -> None:
+    from .build import build
+
+    styles = [s.strip() for s in args.styles.split(",") if s.strip()] if args.styles else None
+    summary = build(args.source, args.out, styles=styles, limit=args.limit, manifest=args.manifest,
+                    time_mode=args.time, workers=args.workers)
+    counts = summary["counts"]
+    print(f"built {args.out}: {counts['pieces']} pieces, {counts['notes']:,} notes, {counts['tokens']:,} tokens, "
+          f"{counts['hours']:.1f} hours in {summary['build_seconds']:.0f} s; split {counts['by_split']}")
+    if counts["failed"] or counts["duplicates"]:
+        print(f"skipped {counts['failed']} that failed and {counts['duplicates']} duplicates: "
+              f"see {Path(args.out) / 'failures.log'}")
+
+
+def _cmd_data_stats(args: argparse.Namespace) -> None:
+    from .dataset import Dataset
+
+    print(Dataset(args.dir, split=None).style_table())
+
+
+def _cmd_data_show(args: argparse.Namespace) -> None:
+    from .dataset import Dataset
+    from .vocab import to_text
+
+    data = Dataset(args.dir, split=args.split)
+    rows = data.rows
+    if args.style:
+        if args.style not in data.vocab.styles:
+            raise MuseNetError(f"unknown style {args.style!r}; this dataset has {', '.join(data.vocab.styles)}")
+        rows = rows[data.index["style"][rows] == data.vocab.styles.index(args.style)]
+    if len(rows) == 0:
+        raise MuseNetError(f"no piece of that style in the {args.split} split")
+    import numpy as np
+
+    rng = np.random.default_rng(args.seed)
+    row = int(rng.choice(rows))
+    start = int(rng.integers(0, max(int(data.index["length"][row]) - args.length, 1)))
+    window = data.window(row, start, args.length)
+    print(f"# {data.index['source'][row]} ({data.style_of(row)}), {len(window.tokens)} tokens from {start}")
+    print(to_text(window.tokens, data.vocab))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="musenet",
@@ -91,6 +133,33 @@ def build_parser() -> argparse.ArgumentParser:
     vocab.add_argument("--time", choices=TIME_MODES, default="beat", help="which time mode's vocabulary")
     vocab.add_argument("--json", action="store_true", help="print the vocabulary JSON saved beside datasets")
     vocab.set_defaults(run=_cmd_vocab)
+
+    data = commands.add_parser("data", help="build a training set (music21's corpus or a MIDI folder); inspect it")
+    data_commands = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    build = data_commands.add_parser(
+        "build", help="convert a source of music into token shards",
+        description="Convert music21's bundled corpus (--source music21) or a folder of MIDI files (style from "
+        "the first sub-folder, or --manifest) into token shards, an index, vocab.json and manifest.json in --out. "
+        "Parallel, cached by content hash (a re-run resumes), failures logged in failures.log.",
+    )
+    build.add_argument("--source", required=True, help="music21, or a folder of MIDI files")
+    build.add_argument("--out", required=True, metavar="DIR", help="where the dataset is written")
+    build.add_argument("--styles", help="only these styles, comma-separated (see musenet styles)")
+    build.add_argument("--limit", type=int, metavar="N", help="the first N files or works of each style only")
+    build.add_argument("--manifest", metavar="CSV", help="a path,style CSV giving each MIDI file's style")
+    build.add_argument("--time", choices=TIME_MODES, default="beat", help="time mode of the tokens")
+    build.add_argument("--workers", type=int, help="parallel worker processes (default: one per core)")
+    build.set_defaults(run=_cmd_data_build)
+    stats = data_commands.add_parser("stats", help="per-style table of a built dataset")
+    stats.add_argument("dir", metavar="DIR")
+    stats.set_defaults(run=_cmd_data_stats)
+    show = data_commands.add_parser("show", help="print one training window in the text form")
+    show.add_argument("dir", metavar="DIR")
+    show.add_argument("--style", help="a piece of this style")
+    show.add_argument("--split", choices=("train", "valid", "test"), default="train")
+    show.add_argument("--length", type=int, default=128, help="window length in tokens")
+    show.add_argument("--seed", type=int, default=0)
+    show.set_defaults(run=_cmd_data_show)
     return parser
 
 

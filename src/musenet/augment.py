@@ -1,0 +1,134 @@
+"""Augmentation on the fly, on token windows: transposition, volume, timing, re-orchestration.
+
+Each is a plain function of (tokens, vocab, amount); `Augment` draws the amounts. Drums are
+never transposed or re-orchestrated, and every note stays inside its family's pitch range.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .instruments import DRUMS, FAMILIES, PITCH_HIGH, PITCH_LOW
+from .vocab import Vocab, velocity_bins
+
+
+def _notes(tokens: np.ndarray, vocab: Vocab):
+    t = vocab.tables
+    family = t["family"][tokens]
+    return family >= 0, family, t["pitch"][tokens], t["velocity"][tokens]
+
+
+def _rebuild(tokens, vocab, is_note, family, pitch, velocity) -> np.ndarray:
+    out = tokens.copy()
+    level = np.where(velocity[is_note] > 0, velocity_bins(np.maximum(velocity[is_note], 1)), 0)
+    out[is_note] = vocab.note_tokens(family[is_note], pitch[is_note], level)
+    return out
+
+
+def transpose_range(tokens: np.ndarray, vocab: Vocab, limit: int = 6) -> tuple[int, int]:
+    """The shifts (low, high) within +-limit that keep every melodic note in its family's range."""
+    is_note, family, pitch, _ = _notes(tokens, vocab)
+    melodic = is_note & (family != DRUMS)
+    if not melodic.any():
+        return 0, 0
+    low = int((PITCH_LOW[family[melodic]] - pitch[melodic]).max())
+    high = int((PITCH_HIGH[family[melodic]] - pitch[melodic]).min())
+    return max(low, -limit), min(high, limit)
+
+
+def transpose(tokens: np.ndarray, vocab: Vocab, shift: int) -> np.ndarray:
+    """Move every melodic note by `shift` semitones (drums stay). The caller keeps it in range."""
+    is_note, family, pitch, velocity = _notes(tokens, vocab)
+    pitch = np.where(family != DRUMS, pitch + shift, pitch)
+    return _rebuild(tokens, vocab, is_note, family, pitch, velocity)
+
+
+def scale_volume(tokens: np.ndarray, vocab: Vocab, factor: float) -> np.ndarray:
+    """Multiply every note-on velocity by `factor` (clipped to 1-127, re-binned); note-offs stay."""
+    is_note, family, pitch, velocity = _notes(tokens, vocab)
+    velocity = np.where(velocity > 0, np.clip(np.round(velocity * factor), 1, 127), 0).astype(np.int64)
+    return _rebuild(tokens, vocab, is_note, family, pitch, velocity)
+
+
+def stretch_time(tokens: np.ndarray, vocab: Vocab, factor: float) -> np.ndarray:
+    """Scale every gap by `factor` (seconds mode): waits are re-rounded on the running total so
+    no drift builds up, zero waits vanish and long ones split."""
+    waits = vocab.tables["wait"][tokens]
+    is_wait = waits > 0
+    if not is_wait.any():
+        return tokens.copy()
+    total = np.cumsum(waits[is_wait])
+    new = np.diff(np.floor(total * factor + 0.5).astype(np.int64), prepend=0)
+    pieces = -(-new // vocab.max_wait)  # how many wait tokens each becomes (0 if the gap vanished)
+    counts = np.ones(len(tokens), np.int64)
+    counts[is_wait] = pieces
+    out = np.repeat(tokens, counts)
+    # fill the waits: full ones, then the remainder in the last of each group
+    starts = np.cumsum(counts) - counts
+    wait_starts, wait_counts, wait_new = starts[is_wait], pieces, new
+    full = vocab.wait_offset + vocab.max_wait - 1
+    keep = wait_counts > 0
+    for_fill = np.repeat(wait_starts[keep], wait_counts[keep]) + _ranks(wait_counts[keep])
+    out[for_fill] = full
+    last = wait_starts[keep] + wait_counts[keep] - 1
+    out[last] = vocab.wait_offset + wait_new[keep] - (wait_counts[keep] - 1) * vocab.max_wait - 1
+    return out
+
+
+def _ranks(counts: np.ndarray) -> np.ndarray:
+    """0..n-1 for each group of the given sizes, concatenated."""
+    return np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+
+
+def reorchestrate(tokens: np.ndarray, vocab: Vocab, rng: np.random.Generator) -> np.ndarray:
+    """Move each melodic family present to another melodic family not present, when all its
+    notes fit the new family's range; the header's family tokens follow."""
+    is_note, family, pitch, velocity = _notes(tokens, vocab)
+    present = [f for f in np.unique(family[is_note]) if f != DRUMS]
+    free = [f for f in range(len(FAMILIES)) if f != DRUMS and f not in present]
+    mapping = {}
+    for f in rng.permutation(present):
+        notes = pitch[is_note & (family == f)]
+        fits = [g for g in free if PITCH_LOW[g] <= notes.min() and notes.max() <= PITCH_HIGH[g]]
+        if fits:
+            g = int(rng.choice(fits))
+            mapping[int(f)] = g
+            free.remove(g)
+            free.append(int(f))
+    if not mapping:
+        return tokens.copy()
+    lookup = np.arange(len(FAMILIES))
+    lookup[list(mapping)] = list(mapping.values())
+    family = np.where(is_note, lookup[np.maximum(family, 0)], family)
+    out = _rebuild(tokens, vocab, is_note, family, pitch, velocity)
+    is_header_family = (out >= vocab.family_offset) & (out < vocab.tempo_offset)
+    if is_header_family.any():
+        where = np.flatnonzero(is_header_family)
+        out[where] = np.sort(vocab.family_offset + lookup[out[where] - vocab.family_offset])
+    return out
+
+
+@dataclass
+class Augment:
+    """Random augmentation of a window; set an amount to 0 to switch that one off."""
+
+    transpose: int = 6           # largest shift in semitones
+    volume: float = 0.2          # largest relative change of velocity
+    stretch: float = 0.05        # largest relative change of timing (seconds mode only)
+    reorchestrate: float = 0.0   # probability of moving melodic parts to other families
+
+    def __call__(self, tokens: np.ndarray, vocab: Vocab, rng: np.random.Generator) -> np.ndarray:
+        tokens = np.asarray(tokens, np.int64)
+        if self.transpose:
+            low, high = transpose_range(tokens, vocab, self.transpose)
+            if high > low:
+                tokens = transpose(tokens, vocab, int(rng.integers(low, high + 1)))
+        if self.volume:
+            tokens = scale_volume(tokens, vocab, float(rng.uniform(1 - self.volume, 1 + self.volume)))
+        if self.stretch and vocab.time_mode == "seconds":
+            tokens = stretch_time(tokens, vocab, float(rng.uniform(1 - self.stretch, 1 + self.stretch)))
+        if self.reorchestrate and rng.random() < self.reorchestrate:
+            tokens = reorchestrate(tokens, vocab, rng)
+        return tokens

@@ -1,0 +1,328 @@
+"""`musenet data build`: sources of music -> token shards, index, vocabulary and manifest.
+
+Streaming and resumable: items (MIDI files, or works of music21's corpus) are converted by
+parallel workers; each result (tokens, or the reason it failed) is cached under a key made
+of the input's content hash and the encoding settings, so a re-run or an interrupted build
+picks up where it was. Results are consumed in item order, so the output is deterministic:
+the first copy of a piece is kept and later identical ones are logged as duplicates. The
+split of a piece (train / valid / test) is a hash of its identity, stable across runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import time
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from . import __version__
+from .encoding import encode_notes
+from .errors import MuseNetError
+from .files import write_atomic
+from .instruments import FAMILIES
+from .notes import read_midi
+from .vocab import DEFAULT_STYLES, STEPS_PER_BEAT, Vocab
+
+BUILD_VERSION = 1  # bump when conversion changes, so cached results are not reused
+SHARD_TOKENS = 1 << 26  # 64M tokens (128 MB of uint16) per shard at most
+SPLITS = ("train", "valid", "test")
+SPLIT_PERCENT = (90, 5, 5)
+
+
+@dataclass(frozen=True)
+class Item:
+    """One unit of work: a MIDI file, or one work (by number) of a music21 corpus file."""
+
+    source: str
+    style: str
+    kind: str = "midi"  # or "music21"
+    number: int | None = None
+
+    @property
+    def label(self) -> str:
+        return self.source if self.number is None else f"{self.source}#{self.number}"
+
+
+@dataclass
+class Converted:
+    """What one item became: tokens and their facts, or the reason it was skipped."""
+
+    item: Item
+    piece_id: str = ""
+    tokens: np.ndarray | None = None
+    notes: int = 0
+    seconds: float = 0.0
+    error: str | None = None
+
+
+def split_of(identity: str) -> int:
+    """0 train, 1 valid, 2 test: a hash of the piece's identity, so splits never move."""
+    bucket = int.from_bytes(hashlib.blake2b(identity.encode(), digest_size=8).digest(), "big") % 100
+    return 0 if bucket < SPLIT_PERCENT[0] else 1 if bucket < SPLIT_PERCENT[0] + SPLIT_PERCENT[1] else 2
+
+
+def piece_seconds(tokens: np.ndarray, vocab: Vocab) -> float:
+    """Length of a token sequence in seconds (beat mode follows its tempo tokens)."""
+    tables = vocab.tables
+    waits = tables["wait"][tokens].astype(np.float64)
+    if vocab.time_mode == "seconds":
+        return float(waits.sum() * 0.01)
+    tempo = tables["tempo"][tokens].astype(np.float64)
+    tempo[tempo == 0] = np.nan
+    idx = np.where(~np.isnan(tempo), np.arange(len(tempo)), 0)
+    np.maximum.accumulate(idx, out=idx)
+    current = tempo[idx]
+    current[np.isnan(current)] = 120.0
+    return float((waits * 60.0 / (current * STEPS_PER_BEAT)).sum())
+
+
+# ---- conversion, in worker processes ------------------------------------------------------
+
+@lru_cache(maxsize=64)
+def _file_digest(path: str) -> str:
+    return hashlib.blake2b(Path(path).read_bytes(), digest_size=16).hexdigest()
+
+
+def _cache_key(item: Item, vocab: Vocab, content_digest: str) -> str:
+    recipe = f"{BUILD_VERSION}|{vocab.time_mode}|{item.style}|{item.kind}|{item.number}|{content_digest}"
+    return hashlib.blake2b(recipe.encode(), digest_size=16).hexdigest()
+
+
+def convert(item: Item, vocab: Vocab, cache_dir: Path | None) -> Converted:
+    """Convert one item (cached). Never raises for bad input: the reason goes in `.error`."""
+    try:
+        if item.kind == "midi":
+            data = Path(item.source).read_bytes()
+            digest = hashlib.blake2b(data, digest_size=16).hexdigest()
+        else:
+            from .corpus.music21_corpus import corpus_path
+
+            digest = _file_digest(str(corpus_path(item.source)))
+    except (OSError, MuseNetError) as err:
+        return Converted(item, error=f"cannot read ({err})")
+    key = _cache_key(item, vocab, digest)
+    cache_file = cache_dir / key[:2] / f"{key}.npz" if cache_dir else None
+    if cache_file is not None and cache_file.exists():
+        try:
+            return _load_cached(item, cache_file)
+        except (OSError, ValueError, KeyError):
+            pass  # a damaged cache entry is recomputed
+    result = _convert_uncached(item, vocab, data if item.kind == "midi" else None, digest)
+    if cache_file is not None:
+        _save_cached(result, cache_file)
+    return result
+
+
+def _convert_uncached(item: Item, vocab: Vocab, data: bytes | None, digest: str) -> Converted:
+    try:
+        if item.kind == "midi":
+            table = read_midi(data)
+            piece_id = f"midi:{digest}"
+        else:
+            from .corpus.music21_corpus import read_work
+
+            piece_id, table = read_work(item.source, item.number, item.style)
+            piece_id = f"music21:{piece_id}"
+        tokens = encode_notes(table, vocab, item.style)
+    except MuseNetError as err:
+        return Converted(item, error=str(err).replace("<bytes>: ", "").replace("<score>: ", ""))
+    except Exception as err:  # noqa: BLE001 - one bad piece must never stop a build
+        return Converted(item, error=f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
+    return Converted(item, piece_id, tokens.astype(np.uint16), len(table), piece_seconds(tokens, vocab))
+
+
+def _save_cached(result: Converted, path: Path) -> None:
+    buffer = io.BytesIO()
+    np.savez(
+        buffer,
+        tokens=result.tokens if result.tokens is not None else np.zeros(0, np.uint16),
+        meta=np.array(json.dumps({"piece_id": result.piece_id, "notes": result.notes,
+                                  "seconds": result.seconds, "error": result.error})),
+    )
+    write_atomic(path, buffer.getvalue())
+
+
+def _load_cached(item: Item, path: Path) -> Converted:
+    with np.load(path) as data:
+        meta = json.loads(str(data["meta"]))
+        tokens = data["tokens"] if meta["error"] is None else None
+    return Converted(item, meta["piece_id"], tokens, meta["notes"], meta["seconds"], meta["error"])
+
+
+def _convert_many(items: list[Item], vocab: Vocab, cache_dir: Path, workers: int) -> Iterator[Converted]:
+    """Results in item order, converted by `workers` processes (or inline for 1)."""
+    if workers <= 1:
+        for item in items:
+            yield convert(item, vocab, cache_dir)
+        return
+    with ProcessPoolExecutor(workers) as pool:
+        window = max(64, workers * 16)  # bounded look-ahead keeps memory flat
+        pending = []
+        for item in items:
+            pending.append(pool.submit(convert, item, vocab, cache_dir))
+            if len(pending) >= window:
+                yield pending.pop(0).result()
+        for future in pending:
+            yield future.result()
+
+
+# ---- sources --------------------------------------------------------------------------------
+
+def plan_items(source: str, styles: list[str] | None, limit: int | None, manifest: str | None) -> list[Item]:
+    """The items of a source (`music21` or a folder), filtered by style, at most `limit` per style."""
+    if source == "music21":
+        from .corpus.music21_corpus import corpus_works
+
+        items = [Item(path, style, "music21", number) for path, number, style in corpus_works(styles)]
+    else:
+        from .corpus.folder import midi_files
+
+        items = [Item(str(path), style) for path, style in midi_files(source, manifest)]
+        if styles:
+            items = [item for item in items if item.style in styles]
+    if limit is not None:
+        taken: dict[str, int] = {}
+        kept = []
+        for item in items:
+            if taken.get(item.style, 0) < limit:
+                taken[item.style] = taken.get(item.style, 0) + 1
+                kept.append(item)
+        items = kept
+    if not items:
+        raise MuseNetError(f"no music found in {source}" + (f" for styles {', '.join(styles)}" if styles else ""))
+    return items
+
+
+# ---- the build ------------------------------------------------------------------------------
+
+def build(
+    source: str,
+    out: str | Path,
+    styles: list[str] | None = None,
+    limit: int | None = None,
+    manifest: str | None = None,
+    time_mode: str = "beat",
+    workers: int | None = None,
+    progress: bool = True,
+) -> dict:
+    """Build a dataset in `out`; returns the build manifest (also written as manifest.json)."""
+    started = time.time()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    items = plan_items(source, styles, limit, manifest)
+    extra = sorted({item.style for item in items} - set(DEFAULT_STYLES))
+    vocab = Vocab(time_mode, styles=DEFAULT_STYLES + tuple(extra))
+    workers = workers or os.cpu_count() or 1
+
+    writer = _ShardWriter(out)
+    index: dict[str, list] = {key: [] for key in
+                              ("shard", "offset", "length", "style", "families", "seconds", "notes", "split")}
+    ids, sources, failures, duplicates = [], [], [], []
+    seen: dict[bytes, str] = {}
+    family_bits = 1 << np.arange(len(FAMILIES))
+    bar = tqdm(total=len(items), unit="piece", desc="building", disable=not progress, dynamic_ncols=True)
+    for result in _convert_many(items, vocab, out / "cache", workers):
+        bar.update()
+        if result.error is not None:
+            failures.append(f"{result.item.label}\t{result.error}")
+            bar.set_postfix(skipped=len(failures), refresh=False)
+            continue
+        tokens = result.tokens
+        fingerprint = hashlib.blake2b(tokens[1:].tobytes(), digest_size=16).digest()  # music, not label
+        if fingerprint in seen:
+            duplicates.append(f"{result.item.label}\tduplicate of {seen[fingerprint]}")
+            continue
+        seen[fingerprint] = result.item.label
+        shard, offset = writer.write(tokens)
+        head = tokens[: int(np.argmax(tokens == vocab.START))].astype(np.int64)
+        header_families = head[(head >= vocab.family_offset) & (head < vocab.tempo_offset)] - vocab.family_offset
+        index["shard"].append(shard)
+        index["offset"].append(offset)
+        index["length"].append(len(tokens))
+        index["style"].append(vocab.styles.index(result.item.style))
+        index["families"].append(int(family_bits[header_families].sum()))
+        index["seconds"].append(result.seconds)
+        index["notes"].append(result.notes)
+        index["split"].append(split_of(result.piece_id))
+        ids.append(result.piece_id)
+        sources.append(result.item.label)
+    bar.close()
+    if not ids:
+        raise MuseNetError(f"no piece could be converted ({len(failures)} failed; see the reasons above)")
+
+    shard_names = writer.close()
+    arrays = {
+        "shard": np.array(index["shard"], np.int16), "offset": np.array(index["offset"], np.int64),
+        "length": np.array(index["length"], np.int32), "style": np.array(index["style"], np.int16),
+        "families": np.array(index["families"], np.int32), "seconds": np.array(index["seconds"], np.float32),
+        "notes": np.array(index["notes"], np.int64), "split": np.array(index["split"], np.int8),
+        "piece_id": np.array(ids), "source": np.array(sources),
+    }
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    write_atomic(out / "index.npz", buffer.getvalue())
+    vocab.save(out / "vocab.json")
+    write_atomic(out / "failures.log", ("\n".join(failures + duplicates) + "\n").encode())
+    summary = {
+        "version": BUILD_VERSION,
+        "musenet": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "source": source,
+        "options": {"styles": styles, "limit": limit, "manifest": manifest, "time_mode": time_mode},
+        "shards": shard_names,
+        "counts": {
+            "items": len(items), "pieces": len(ids), "failed": len(failures), "duplicates": len(duplicates),
+            "tokens": int(arrays["length"].sum()), "notes": int(arrays["notes"].sum()),
+            "hours": round(float(arrays["seconds"].sum()) / 3600, 3),
+            "by_split": {name: int((arrays["split"] == i).sum()) for i, name in enumerate(SPLITS)},
+        },
+        "build_seconds": round(time.time() - started, 1),
+    }
+    write_atomic(out / "manifest.json", json.dumps(summary, indent=2).encode())
+    return summary
+
+
+class _ShardWriter:
+    """Appends token arrays to numbered uint16 shard files; a piece never straddles two.
+    Files are written under a temporary name and renamed when the build finishes."""
+
+    def __init__(self, out: Path):
+        self.out = out
+        self.names: list[str] = []
+        self.handle = None
+        self.filled = 0
+
+    def write(self, tokens: np.ndarray) -> tuple[int, int]:
+        if self.handle is None or self.filled + len(tokens) > SHARD_TOKENS:
+            self._next()
+        offset = self.filled
+        self.handle.write(tokens.astype(np.uint16).tobytes())
+        self.filled += len(tokens)
+        return len(self.names) - 1, offset
+
+    def _next(self) -> None:
+        if self.handle is not None:
+            self.handle.close()
+        self.names.append(f"tokens-{len(self.names):04d}.bin")
+        self.handle = open(self.out / f".{self.names[-1]}.tmp", "wb")  # noqa: SIM115 - closed in close()
+        self.filled = 0
+
+    def close(self) -> list[str]:
+        if self.handle is not None:
+            self.handle.close()
+        for name in self.names:
+            os.replace(self.out / f".{name}.tmp", self.out / name)
+        for stale in self.out.glob("tokens-*.bin"):
+            if stale.name not in self.names:
+                stale.unlink()
+        return self.names
