@@ -101,6 +101,17 @@ def _cmd_data_show(args: argparse.Namespace) -> None:
     print(to_text(window.tokens, data.vocab))
 
 
+def _cmd_train(args: argparse.Namespace) -> None:
+    from .train import train
+
+    records = train(args.data, args.config, args.out, max_steps=args.max_steps, resume=args.resume)
+    evals = [r for r in records if "bits_per_note" in r]
+    if evals:
+        last = evals[-1]
+        print(f"step {last['step']}: valid loss {last['valid_loss']:.4f} nats/token, "
+              f"{last['bits_per_note']:.3f} bits per note; checkpoints in {args.out}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="musenet",
@@ -160,6 +171,20 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--length", type=int, default=128, help="window length in tokens")
     show.add_argument("--seed", type=int, default=0)
     show.set_defaults(run=_cmd_data_show)
+
+    train = commands.add_parser(
+        "train", help="train a model on a built dataset (one CPU, one GPU, or many with torchrun)",
+        description="Train the MuseNet transformer on a dataset from `musenet data build`. Checkpoints go to "
+        "RUN_DIR/checkpoints (the newest named in RUN_DIR/latest), metrics to RUN_DIR/metrics.jsonl. For many "
+        "GPUs or machines: torchrun --nproc-per-node N -m musenet train ... (the same arguments).",
+    )
+    train.add_argument("--data", required=True, metavar="DIR", help="a built dataset")
+    train.add_argument("--config", default="small",
+                       help="tiny, small, base, musenet, or a TOML file with [model] and [train] tables")
+    train.add_argument("--out", required=True, metavar="RUN_DIR", help="where checkpoints and metrics go")
+    train.add_argument("--max-steps", type=int, metavar="N", help="stop after N optimizer steps")
+    train.add_argument("--resume", action="store_true", help="continue from RUN_DIR's latest checkpoint")
+    train.set_defaults(run=_cmd_train)
     return parser
 
 

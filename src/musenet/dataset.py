@@ -102,9 +102,9 @@ class Dataset:
         return self.vocab.styles[int(self.index["style"][row])]
 
     def window(self, row: int, start: int, length: int, augment: Augment | None = None,
-               rng: np.random.Generator | None = None) -> Window:
-        """`length` tokens of piece `row` from body position `start` (moved forward to the next
-        instant), with the piece's header in front; shorter at a piece's end."""
+               rng: np.random.Generator | None = None, align: bool = True) -> Window:
+        """`length` tokens of piece `row` from body position `start` (with `align`, moved forward
+        to the start of the next instant), with the piece's header in front; shorter at a piece's end."""
         tokens = self.piece(row)
         vocab = self.vocab
         head_end = int(np.argmax(tokens == vocab.START)) + 1
@@ -113,7 +113,7 @@ class Dataset:
             head_end += 1
         body = tokens[head_end:]
         waits = vocab.tables["wait"][body]
-        if start > 0:  # begin at an instant: just after a wait
+        if start > 0 and align:  # begin at an instant: just after a wait
             after_wait = np.flatnonzero(waits[:-1] > 0) + 1
             later = after_wait[after_wait >= start]
             start = int(later[0]) if len(later) else 0

@@ -1,0 +1,228 @@
+"""The MuseNet transformer: a GPT-2-style decoder with MuseNet's extra embeddings.
+
+Read top to bottom: `ModelConfig` (sizes), `Attention` and `Block` (pre-norm, causal
+attention through `scaled_dot_product_attention`, which uses flash kernels on GPU), and
+`MuseNet`, which adds to each token embedding
+- a position: learned absolute (GPT-2) or rotary (applied inside attention),
+- MuseNet's side features, when `side_features` is on: the time since the window start
+  (tokens sounding together share it), the note's place in its chord, which 1/128 of the
+  piece the token is in, and a countdown to the piece's end,
+and predicts the next token with an output head tied to the token embedding. A KV cache
+(`Cache`) makes incremental decoding cost one token's work per step.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import MuseNetError
+
+FEATURES = ("time", "chord", "position", "countdown")
+
+
+@dataclass
+class ModelConfig:
+    vocab_size: int
+    context: int = 512
+    layers: int = 6
+    heads: int = 8
+    width: int = 256
+    dropout: float = 0.1
+    positions: str = "learned"     # "learned" (GPT-2) or "rotary"
+    side_features: bool = True     # MuseNet's time / chord / position / countdown embeddings
+    time_buckets: int = 1024       # time since window start, in grid steps, saturating
+    chord_buckets: int = 16        # place in the chord (0 = not a note-on), saturating
+    position_buckets: int = 128    # which 1/128 of the piece
+    countdown_buckets: int = 256   # time left, saturating
+
+    def __post_init__(self) -> None:
+        if self.width % self.heads:
+            raise MuseNetError(f"width {self.width} is not divisible by heads {self.heads}")
+        if self.positions not in ("learned", "rotary"):
+            raise MuseNetError(f"positions must be learned or rotary, not {self.positions!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ModelConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+#: Named sizes. `small` trains on a 2-core CPU in about an hour; `musenet` is OpenAI's
+#: published shape (72 layers, 24 heads, 4,096 context; its width was not published, we
+#: take 24 heads x 64 = 1536).
+SIZES: dict[str, dict] = {
+    "tiny": dict(context=128, layers=2, heads=2, width=64, dropout=0.0),
+    "small": dict(context=512, layers=6, heads=8, width=256, dropout=0.1),
+    "base": dict(context=1024, layers=12, heads=12, width=768, dropout=0.1),
+    "musenet": dict(context=4096, layers=72, heads=24, width=1536, dropout=0.1),
+}
+
+
+def rotary_tables(length: int, dim: int, offset: int = 0, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin of rotary position angles, shape (length, dim)."""
+    inv_freq = 1.0 / (10000 ** (torch.arange(0, dim, 2, device=device, dtype=torch.float32) / dim))
+    angles = torch.outer(torch.arange(offset, offset + length, device=device, dtype=torch.float32), inv_freq)
+    angles = torch.cat([angles, angles], dim=-1)
+    return angles.cos(), angles.sin()
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+    return (x * cos + rotated * sin).to(x.dtype)
+
+
+class Cache:
+    """Keys and values of every layer for the tokens seen so far (batch, heads, length, head_dim)."""
+
+    def __init__(self, layers: int):
+        self.keys: list[torch.Tensor | None] = [None] * layers
+        self.values: list[torch.Tensor | None] = [None] * layers
+
+    @property
+    def length(self) -> int:
+        return 0 if self.keys[0] is None else self.keys[0].shape[2]
+
+    def extend(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.keys[layer] is not None:
+            k = torch.cat([self.keys[layer], k], dim=2)
+            v = torch.cat([self.values[layer], v], dim=2)
+        self.keys[layer], self.values[layer] = k, v
+        return k, v
+
+    def select(self, rows: torch.Tensor) -> None:
+        """Keep only the given batch rows (e.g. after dropping finished candidates)."""
+        self.keys = [k[rows] if k is not None else None for k in self.keys]
+        self.values = [v[rows] if v is not None else None for v in self.values]
+
+
+class Attention(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.heads = config.heads
+        self.qkv = nn.Linear(config.width, 3 * config.width)
+        self.out = nn.Linear(config.width, config.width)
+        self.dropout = config.dropout
+
+    def forward(self, x, rotary=None, cache: Cache | None = None, layer: int = 0):
+        batch, length, width = x.shape
+        q, k, v = self.qkv(x).view(batch, length, 3, self.heads, width // self.heads).permute(2, 0, 3, 1, 4)
+        if rotary is not None:
+            q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)
+        past = 0
+        if cache is not None:
+            k, v = cache.extend(layer, k, v)
+            past = k.shape[2] - length
+        if past == 0:
+            mask, causal = None, True
+        else:  # new queries see every cached key and the new keys up to themselves
+            mask = torch.ones(length, past + length, dtype=torch.bool, device=x.device).tril(past)
+            causal = False
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal,
+                                           dropout_p=self.dropout if self.training else 0.0)
+        return self.out(y.transpose(1, 2).reshape(batch, length, width))
+
+
+class Block(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(config.width)
+        self.attention = Attention(config)
+        self.norm2 = nn.LayerNorm(config.width)
+        self.mlp = nn.Sequential(
+            nn.Linear(config.width, 4 * config.width), nn.GELU(), nn.Linear(4 * config.width, config.width),
+        )
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x, rotary=None, cache=None, layer=0):
+        x = x + self.dropout(self.attention(self.norm1(x), rotary, cache, layer))
+        return x + self.dropout(self.mlp(self.norm2(x)))
+
+
+class MuseNet(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        c = config
+        self.token_embedding = nn.Embedding(c.vocab_size, c.width)
+        self.position_embedding = nn.Embedding(c.context, c.width) if c.positions == "learned" else None
+        if c.side_features:
+            self.feature_embeddings = nn.ModuleDict({
+                "time": nn.Embedding(c.time_buckets, c.width),
+                "chord": nn.Embedding(c.chord_buckets, c.width),
+                "position": nn.Embedding(c.position_buckets, c.width),
+                "countdown": nn.Embedding(c.countdown_buckets, c.width),
+            })
+        self.dropout = nn.Dropout(c.dropout)
+        self.blocks = nn.ModuleList(Block(c) for _ in range(c.layers))
+        self.norm = nn.LayerNorm(c.width)
+        self.head = nn.Linear(c.width, c.vocab_size, bias=False)
+        self.head.weight = self.token_embedding.weight  # tied
+        self.apply(self._init)
+        for name, p in self.named_parameters():  # GPT-2: scale the residual projections
+            if name.endswith(("attention.out.weight", "mlp.2.weight")):
+                nn.init.normal_(p, std=0.02 / math.sqrt(2 * c.layers))
+
+    @staticmethod
+    def _init(module):
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, std=0.02)
+
+    def parameter_count(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def forward(self, tokens: torch.Tensor, features: dict[str, torch.Tensor] | None = None,
+                cache: Cache | None = None) -> torch.Tensor:
+        """tokens (batch, length) -> logits (batch, length, vocab). With a cache, `tokens` are
+        the new tokens only, placed after the cached ones."""
+        c = self.config
+        past = cache.length if cache is not None else 0
+        length = tokens.shape[1]
+        if past + length > c.context:
+            raise MuseNetError(f"{past + length} tokens do not fit the context of {c.context}")
+        x = self.token_embedding(tokens)
+        rotary = None
+        if self.position_embedding is not None:
+            x = x + self.position_embedding(torch.arange(past, past + length, device=tokens.device))
+        else:
+            rotary = rotary_tables(length, c.width // c.heads, past, tokens.device)
+        if c.side_features and features is not None:
+            limits = {"time": c.time_buckets, "chord": c.chord_buckets, "position": c.position_buckets,
+                      "countdown": c.countdown_buckets}
+            for name, embedding in self.feature_embeddings.items():
+                x = x + embedding(features[name].clamp(0, limits[name] - 1))
+        x = self.dropout(x)
+        for layer, block in enumerate(self.blocks):
+            x = block(x, rotary, cache, layer)
+        return self.head(self.norm(x))
+
+    def new_cache(self) -> Cache:
+        return Cache(self.config.layers)
+
+
+def build_model(size_or_config: str | dict | ModelConfig, vocab_size: int | None = None, **overrides) -> MuseNet:
+    """A model from a named size (tiny, small, base, musenet), a dict, or a ModelConfig."""
+    if isinstance(size_or_config, ModelConfig):
+        return MuseNet(size_or_config)
+    if isinstance(size_or_config, str):
+        if size_or_config not in SIZES:
+            raise MuseNetError(f"unknown model size {size_or_config!r}; use one of {', '.join(SIZES)}")
+        settings = dict(SIZES[size_or_config])
+    else:
+        settings = dict(size_or_config)
+    settings.update(overrides)
+    if vocab_size is not None:
+        settings["vocab_size"] = vocab_size
+    return MuseNet(ModelConfig.from_dict(settings))

@@ -1,0 +1,101 @@
+import numpy as np
+import pytest
+import torch
+
+from musenet import MuseNetError
+from musenet.checkpoint import load_checkpoint, save_checkpoint
+from musenet.model import FEATURES, SIZES, build_model
+from musenet.vocab import default_vocab
+
+
+def random_inputs(batch=2, length=24, vocab=300, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    tokens = torch.randint(0, vocab, (batch, length), generator=g)
+    features = {name: torch.randint(0, 40, (batch, length), generator=g) for name in FEATURES}
+    return tokens, features
+
+
+@pytest.mark.parametrize("positions", ["learned", "rotary"])
+def test_shapes_and_causality(positions):
+    model = build_model("tiny", 300, positions=positions).eval()
+    tokens, features = random_inputs()
+    logits = model(tokens, features)
+    assert logits.shape == (2, 24, 300)
+    changed = tokens.clone()
+    changed[:, 15:] = (changed[:, 15:] + 1) % 300
+    changed_features = {k: v.clone() for k, v in features.items()}
+    changed_features["time"][:, 15:] += 3
+    other = model(changed, changed_features)
+    torch.testing.assert_close(logits[:, :15], other[:, :15])  # the past never sees the future
+    assert not torch.allclose(logits[:, 15:], other[:, 15:])
+
+
+@pytest.mark.parametrize("positions", ["learned", "rotary"])
+@pytest.mark.parametrize("side_features", [True, False])
+def test_kv_cache_decoding_equals_full_forward(positions, side_features):
+    torch.manual_seed(0)
+    model = build_model("tiny", 300, positions=positions, side_features=side_features).eval()
+    tokens, features = random_inputs(length=30)
+    full = model(tokens, features)
+    cache = model.new_cache()
+    pieces = [model(tokens[:, :9], {k: v[:, :9] for k, v in features.items()}, cache)]
+    for i in range(9, 30):
+        pieces.append(model(tokens[:, i:i + 1], {k: v[:, i:i + 1] for k, v in features.items()}, cache))
+    torch.testing.assert_close(torch.cat(pieces, 1), full, atol=1e-5, rtol=1e-5)
+    cache.select(torch.tensor([1]))
+    assert cache.length == 30 and cache.keys[0].shape[0] == 1
+
+
+def test_context_limit_and_bad_config():
+    model = build_model("tiny", 50)
+    with pytest.raises(MuseNetError, match="context"):
+        model(torch.zeros(1, model.config.context + 1, dtype=torch.long))
+    with pytest.raises(MuseNetError):
+        build_model("tiny", 50, width=65)
+    with pytest.raises(MuseNetError):
+        build_model("huge", 50)
+
+
+def test_save_load_gives_identical_outputs(tmp_path):
+    vocab = default_vocab()
+    model = build_model("tiny", vocab.size).eval()
+    tokens, features = random_inputs(vocab=vocab.size)
+    save_checkpoint(tmp_path / "ckpt", model, vocab, {"note": "test"})
+    loaded, loaded_vocab, config = load_checkpoint(tmp_path / "ckpt")
+    assert loaded_vocab == vocab and config["note"] == "test"
+    torch.testing.assert_close(model(tokens, features), loaded(tokens, features), atol=0, rtol=0)
+    save_checkpoint(tmp_path / "half", model, vocab, dtype=torch.bfloat16)
+    sizes = [(tmp_path / name / "model.safetensors").stat().st_size for name in ("half", "ckpt")]
+    assert sizes[0] < sizes[1] * 0.6
+    half, _, _ = load_checkpoint(tmp_path / "half")
+    assert (half(tokens, features) - model(tokens, features)).abs().max() < 0.05
+    with pytest.raises(MuseNetError, match="no checkpoint"):
+        load_checkpoint(tmp_path)
+
+
+def test_named_sizes():
+    counts = {}
+    for name in ("tiny", "small", "base"):
+        counts[name] = build_model(name, default_vocab().size).parameter_count()
+    assert counts["tiny"] < 1e6 and 5e6 <= counts["small"] <= 10e6 and counts["base"] > 50e6
+    with torch.device("meta"):  # OpenAI's shape builds (without allocating memory)
+        musenet = build_model("musenet", default_vocab().size)
+    assert musenet.config.layers == 72 and musenet.config.heads == 24 and musenet.config.context == 4096
+    assert 1.9e9 < musenet.parameter_count() < 2.2e9
+    assert set(SIZES) == {"tiny", "small", "base", "musenet"}
+
+
+def test_tiny_model_overfits_a_tiny_corpus():
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    pattern = torch.from_numpy(rng.integers(0, 40, 16))
+    tokens = pattern.repeat(4)[None, :].repeat(4, 1)
+    model = build_model("tiny", 40, side_features=False)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for _ in range(150):
+        logits = model(tokens[:, :-1])
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, 40), tokens[:, 1:].reshape(-1))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert loss.item() < 0.8  # the repeated part becomes predictable (the first 16 tokens cannot be)

@@ -1,0 +1,107 @@
+"""The trainer: it learns, it resumes exactly after SIGKILL, and 2 DDP processes match 1."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from test_dataset import write_song
+
+from musenet.build import build
+from musenet.checkpoint import load_checkpoint
+from musenet.dataset import Dataset
+from musenet.train import evaluate, learning_rate, load_config
+
+CONFIG = """
+[model]
+size = "tiny"
+context = 64
+dropout = {dropout}
+[train]
+batch_size = 4
+max_steps = {steps}
+warmup_steps = 3
+checkpoint_every = 2
+eval_every = 6
+log_every = 1
+eval_tokens = 3000
+"""
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("songs")
+    for i in range(12):
+        write_song(root / ("jazz" if i % 2 else "pop") / f"song{i}.mid", i, bars=4)
+    out = root / "data"
+    build(str(root), out, workers=1, progress=False)
+    return out
+
+
+def run_train(data, out, config_path, *extra, nproc=1, wait=True):
+    command = [sys.executable, "-m", "musenet", "train", "--data", str(data), "--config", str(config_path),
+               "--out", str(out), *extra]
+    if nproc > 1:
+        command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc),
+                   "--master-port", "29533", "-m", "musenet", *command[3:]]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    if not wait:
+        return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result
+
+
+def losses(run_dir):
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return {r["step"]: r["loss"] for r in records if "loss" in r}
+
+
+def test_config_schedule_and_learning(dataset, tmp_path):
+    config = tmp_path / "tiny.toml"
+    config.write_text(CONFIG.format(dropout=0.0, steps=12))
+    model_settings, train_config = load_config(str(config))
+    assert model_settings["layers"] == 2 and model_settings["context"] == 64 and train_config.batch_size == 4
+    assert learning_rate(0, train_config) < learning_rate(2, train_config) == pytest.approx(train_config.learning_rate)
+    assert learning_rate(12, train_config) == pytest.approx(train_config.min_learning_rate)
+    run_train(dataset, tmp_path / "run", config)
+    seen = losses(tmp_path / "run")
+    assert len(seen) == 12 and seen[12] < seen[1] - 1.0  # it learns
+    model, vocab, saved = load_checkpoint(tmp_path / "run")
+    assert saved["train"]["max_steps"] == 12 and (tmp_path / "run" / "latest").read_text() == "step-0000012"
+    report = evaluate(model, Dataset(dataset, "train"), 64, "cpu", max_tokens=2000)
+    assert report["bits_per_note"] > 0 and set(report["bits_per_note_by_style"]) <= {"jazz", "pop"}
+
+
+def test_sigkill_and_resume_reaches_the_same_losses(dataset, tmp_path):
+    config = tmp_path / "tiny.toml"
+    config.write_text(CONFIG.format(dropout=0.1, steps=14))
+    run_train(dataset, tmp_path / "straight", config)
+    process = run_train(dataset, tmp_path / "killed", config, wait=False)
+    latest = tmp_path / "killed" / "latest"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (latest.exists() and latest.read_text() >= "step-0000004"):
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert "step-0000004" <= latest.read_text() < "step-0000014"  # killed part-way
+    assert process.returncode == -signal.SIGKILL
+    run_train(dataset, tmp_path / "killed", config, "--resume")
+    straight, resumed = losses(tmp_path / "straight"), losses(tmp_path / "killed")
+    assert sorted(resumed) == list(range(1, 15))
+    for step in range(1, 15):
+        assert resumed[step] == pytest.approx(straight[step], abs=1e-6), step
+
+
+def test_two_ddp_processes_match_one(dataset, tmp_path):
+    config = tmp_path / "tiny.toml"
+    config.write_text(CONFIG.format(dropout=0.0, steps=4))
+    run_train(dataset, tmp_path / "one", config)
+    run_train(dataset, tmp_path / "two", config, nproc=2)
+    one, two = losses(tmp_path / "one"), losses(tmp_path / "two")
+    assert sorted(two) == [1, 2, 3, 4]
+    for step in one:
+        assert two[step] == pytest.approx(one[step], abs=1e-5), step
