@@ -1,16 +1,25 @@
 """MuseNet: a transformer that composes multi-instrument music, token by token.
 
-The stable Python API: `encode`, `decode`, `to_text`, `from_text`, `MidiError`.
+The stable Python API: `encode`, `decode`, `to_text`, `from_text`, `MidiError`, and for
+composing `Composer` and `compose` (imported on first use, as they bring in torch).
 """
-
-from .encoding import decode, encode
-from .errors import MidiError, MuseNetError
-from .instruments import FAMILIES
-from .vocab import Vocab, default_vocab, from_text, to_text
 
 __version__ = "0.1.0"
 
+from .encoding import decode, encode  # noqa: E402
+from .errors import MidiError, MuseNetError  # noqa: E402
+from .instruments import FAMILIES  # noqa: E402
+from .vocab import Vocab, default_vocab, from_text, to_text  # noqa: E402
+
 __all__ = [
-    "FAMILIES", "MidiError", "MuseNetError", "Vocab", "decode", "default_vocab", "encode",
+    "Composer", "FAMILIES", "MidiError", "MuseNetError", "Vocab", "compose", "decode", "default_vocab", "encode",
     "from_text", "to_text", "__version__",
 ]
+
+
+def __getattr__(name: str):
+    if name in ("Composer", "compose"):
+        from . import composer
+
+        return getattr(composer, name)
+    raise AttributeError(f"module 'musenet' has no attribute {name!r}")

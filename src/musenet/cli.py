@@ -8,6 +8,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import MuseNetError
+from .instruments import FAMILIES
 from .vocab import TIME_MODES
 
 
@@ -112,6 +113,58 @@ def _cmd_train(args: argparse.Namespace) -> None:
               f"{last['bits_per_note']:.3f} bits per note; checkpoints in {args.out}")
 
 
+def _cmd_generate(args: argparse.Namespace) -> None:
+    from .composer import Composer, write_pieces
+    from .sample import Settings
+
+    if args.prompt_notes is not None and args.prompt_seconds is not None:
+        raise MuseNetError("give --prompt-notes or --prompt-seconds, not both")
+    if (args.prompt_notes is not None or args.prompt_seconds is not None) and not args.prompt:
+        raise MuseNetError("--prompt-notes and --prompt-seconds need --prompt FILE.mid")
+    instruments = [name.strip() for name in args.instruments.split(",") if name.strip()] if args.instruments else None
+    settings = Settings(
+        style=args.style, instruments=instruments, seconds=args.seconds, temperature=args.temperature,
+        top_k=args.top_k, top_p=args.top_p, seed=args.seed, candidates=args.candidates,
+        instrument_mode=args.instrument_mode, prompt_notes=args.prompt_notes, prompt_seconds=args.prompt_seconds,
+    )
+    composer = Composer.load(args.model)
+    settings.check(composer.vocab)
+    if args.wav:  # fail before composing, not after
+        from .render import find_fluidsynth, find_soundfont
+
+        find_fluidsynth()
+        find_soundfont(args.soundfont)
+    pieces = composer.generate(prompt=args.prompt, settings=settings, progress=True)
+    paths = write_pieces(pieces, args.out, settings, composer.model_path, prompt=args.prompt, wav=args.wav,
+                         png=args.png, soundfont=args.soundfont)
+    for path, piece in zip(paths, pieces, strict=True):
+        extras = [p.name for p in (path.with_suffix(".wav"), path.with_suffix(".png")) if p.exists()]
+        print(f"{path}  {piece.seconds:5.1f} s, {len(piece.table)} notes, {', '.join(piece.families())}"
+              + (f"  (+ {', '.join(extras)})" if extras else ""))
+
+
+def _cmd_styles(args: argparse.Namespace) -> None:
+    from .composer import Composer
+
+    try:
+        from .corpus.music21_corpus import STYLE_GROUPS
+    except ImportError:  # pragma: no cover
+        STYLE_GROUPS = {}
+    styles = Composer.load(args.model).styles if args.model or _has_bundled() else None
+    if styles is None:
+        from .vocab import DEFAULT_STYLES as styles
+    for style in styles:
+        group = STYLE_GROUPS.get(style)
+        about = group.description if group else "no style given" if style == "unknown" else "from a MIDI collection"
+        print(f"{style:18s} {about}")
+
+
+def _has_bundled() -> bool:
+    from .composer import bundled_model_path
+
+    return bundled_model_path() is not None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="musenet",
@@ -185,6 +238,39 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--max-steps", type=int, metavar="N", help="stop after N optimizer steps")
     train.add_argument("--resume", action="store_true", help="continue from RUN_DIR's latest checkpoint")
     train.set_defaults(run=_cmd_train)
+
+    generate = commands.add_parser(
+        "generate", help="compose new pieces in a style, for chosen instruments, from an optional prompt",
+        description="Compose --candidates pieces of about --seconds each and write OUT/piece-N.mid with a JSON "
+        "sidecar of every setting (and .wav / .png on request). The same inputs and --seed give the same files.",
+    )
+    generate.add_argument("--style", help="a style the model knows (musenet styles lists them)")
+    generate.add_argument("--instruments", metavar="A,B,...",
+                          help=f"instrument families, from: {', '.join(FAMILIES)} (default: any)")
+    generate.add_argument("--instrument-mode", choices=("strict", "soft"), default="strict",
+                          help="strict: only the chosen families play (default); soft: they are only suggested, "
+                          "as in MuseNet")
+    generate.add_argument("--prompt", metavar="FILE.mid", help="continue this piece (its opening)")
+    generate.add_argument("--prompt-notes", type=int, metavar="N", help="use only the prompt's first N notes")
+    generate.add_argument("--prompt-seconds", type=float, metavar="S", help="use only the prompt's first S seconds")
+    generate.add_argument("--seconds", type=float, default=60.0, help="length of each piece, prompt included "
+                          "(default 60)")
+    generate.add_argument("--temperature", type=float, default=1.0, help="creativity: higher is wilder (default 1)")
+    generate.add_argument("--top-k", type=int, default=0, help="sample among the k likeliest tokens (0: off)")
+    generate.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling mass (default 0.95)")
+    generate.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    generate.add_argument("--candidates", type=int, default=1, help="pieces to compose at once (batched)")
+    generate.add_argument("--model", metavar="DIR", help="a checkpoint or run directory (default: the bundled "
+                          "model)")
+    generate.add_argument("--out", default="out", metavar="DIR", help="output folder (default: out)")
+    generate.add_argument("--wav", action="store_true", help="also render audio with FluidSynth")
+    generate.add_argument("--png", action="store_true", help="also draw a piano roll")
+    generate.add_argument("--soundfont", metavar="FILE.sf2", help="General MIDI SoundFont for --wav")
+    generate.set_defaults(run=_cmd_generate)
+
+    styles = commands.add_parser("styles", help="list the styles a model knows, a line each")
+    styles.add_argument("--model", metavar="DIR", help="a checkpoint or run directory (default: the bundled model)")
+    styles.set_defaults(run=_cmd_styles)
     return parser
 
 

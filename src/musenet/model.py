@@ -81,22 +81,29 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
 
 
 class Cache:
-    """Keys and values of every layer for the tokens seen so far (batch, heads, length, head_dim)."""
+    """Keys and values of every layer for the tokens seen so far, in buffers allocated once
+    for the whole context (batch, heads, context, head_dim), so a step copies one token's worth."""
 
-    def __init__(self, layers: int):
+    def __init__(self, layers: int, capacity: int):
+        self.capacity = capacity
         self.keys: list[torch.Tensor | None] = [None] * layers
         self.values: list[torch.Tensor | None] = [None] * layers
+        self.lengths = [0] * layers
 
     @property
     def length(self) -> int:
-        return 0 if self.keys[0] is None else self.keys[0].shape[2]
+        return self.lengths[0]
 
     def extend(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.keys[layer] is not None:
-            k = torch.cat([self.keys[layer], k], dim=2)
-            v = torch.cat([self.values[layer], v], dim=2)
-        self.keys[layer], self.values[layer] = k, v
-        return k, v
+        if self.keys[layer] is None:
+            shape = (k.shape[0], k.shape[1], self.capacity, k.shape[3])
+            self.keys[layer] = k.new_zeros(shape)
+            self.values[layer] = v.new_zeros(shape)
+        start, end = self.lengths[layer], self.lengths[layer] + k.shape[2]
+        self.keys[layer][:, :, start:end] = k
+        self.values[layer][:, :, start:end] = v
+        self.lengths[layer] = end
+        return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
 
     def select(self, rows: torch.Tensor) -> None:
         """Keep only the given batch rows (e.g. after dropping finished candidates)."""
@@ -209,7 +216,7 @@ class MuseNet(nn.Module):
         return self.head(self.norm(x))
 
     def new_cache(self) -> Cache:
-        return Cache(self.config.layers)
+        return Cache(self.config.layers, self.config.context)
 
 
 def build_model(size_or_config: str | dict | ModelConfig, vocab_size: int | None = None, **overrides) -> MuseNet:

@@ -1,0 +1,135 @@
+"""Composing from Python: load a model once, generate pieces, write MIDI (and WAV, PNG).
+
+    from musenet import Composer
+    composer = Composer.load()                    # the bundled model, or Composer.load("runs/x")
+    pieces = composer.generate(style="irish", instruments=["strings", "guitar"], seconds=60, candidates=2)
+    pieces[0].score.dump_midi("tune.mid")
+
+`musenet.compose(...)` does the same in one call.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import symusic
+import torch
+
+from .checkpoint import load_checkpoint
+from .encoding import decode_tokens
+from .errors import MuseNetError
+from .files import write_atomic
+from .instruments import FAMILIES
+from .notes import NoteTable, midi_bytes, read_midi, to_score
+from .sample import Generator, Settings
+from .vocab import Vocab, to_text
+
+
+def bundled_model_path() -> Path | None:
+    """The model shipped inside the package, if this install has one."""
+    path = Path(str(resources.files("musenet") / "default_model"))
+    return path if (path / "model.safetensors").exists() else None
+
+
+@dataclass
+class Piece:
+    """One generated piece: its tokens and notes."""
+
+    tokens: np.ndarray
+    table: NoteTable
+    vocab: Vocab
+
+    @property
+    def score(self) -> symusic.Score:
+        return to_score(self.table)
+
+    @property
+    def seconds(self) -> float:
+        if len(self.table) == 0:
+            return 0.0
+        return float(self.table.seconds(np.array([(self.table.onset + self.table.duration).max()]))[0])
+
+    @property
+    def text(self) -> str:
+        return to_text(self.tokens, self.vocab)
+
+    def families(self) -> list[str]:
+        return [FAMILIES[f] for f in np.unique(self.table.family)]
+
+
+class Composer:
+    """A loaded model, ready to compose."""
+
+    def __init__(self, generator: Generator, model_path: str, config: dict):
+        self.generator = generator
+        self.model_path = model_path
+        self.config = config
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, device: str | None = None, threads: int | None = None) -> Composer:
+        if path is None:
+            path = bundled_model_path()
+            if path is None:
+                raise MuseNetError("this install has no bundled model; pass --model DIR (a checkpoint or run "
+                                   "directory from `musenet train`)")
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if threads:
+            torch.set_num_threads(threads)
+        model, vocab, config = load_checkpoint(path, device)
+        return cls(Generator(model, vocab, device), str(path), config)
+
+    @property
+    def vocab(self) -> Vocab:
+        return self.generator.vocab
+
+    @property
+    def styles(self) -> tuple[str, ...]:
+        return self.vocab.styles
+
+    def generate(self, prompt=None, progress: bool = False, **settings) -> list[Piece]:
+        """Pieces for the given settings (see `Settings`: style, instruments, seconds, temperature,
+        top_k, top_p, seed, candidates, instrument_mode, prompt_notes, prompt_seconds). `prompt`
+        is a MIDI path, bytes, symusic Score or NoteTable."""
+        config = settings.pop("settings", None) or Settings(**settings)
+        table = None
+        if prompt is not None:
+            table = prompt if isinstance(prompt, NoteTable) else read_midi(prompt)
+        sequences = self.generator.generate(config, table, progress=progress)
+        return [Piece(tokens, decode_tokens(tokens, self.vocab), self.vocab) for tokens in sequences]
+
+
+def write_pieces(pieces: list[Piece], out_dir: str | Path, settings: Settings, model_path: str,
+                 prompt: str | None = None, wav: bool = False, png: bool = False,
+                 soundfont: str | None = None, stem: str = "piece") -> list[Path]:
+    """Write each piece as STEM-N.mid plus a JSON sidecar (every setting, the model, the seed),
+    and optionally STEM-N.wav and STEM-N.png. Returns the MIDI paths."""
+    out_dir = Path(out_dir)
+    written = []
+    for number, piece in enumerate(pieces, 1):
+        base = out_dir / f"{stem}-{number}"
+        write_atomic(base.with_suffix(".mid"), midi_bytes(piece.table))
+        sidecar = {
+            "settings": asdict(settings), "candidate": number, "prompt": prompt, "model": model_path,
+            "seconds": round(piece.seconds, 3), "notes": len(piece.table), "tokens": len(piece.tokens),
+            "families": piece.families(),
+        }
+        write_atomic(base.with_suffix(".json"), (json.dumps(sidecar, indent=2) + "\n").encode())
+        if wav or png:
+            from . import render
+
+            if wav:
+                render.render_wav(piece.table, base.with_suffix(".wav"), soundfont=soundfont)
+            if png:
+                render.pianoroll_png(piece.table, base.with_suffix(".png"), title=f"{settings.style or ''} "
+                                     f"candidate {number}".strip())
+        written.append(base.with_suffix(".mid"))
+    return written
+
+
+def compose(model: str | Path | None = None, prompt=None, **settings) -> list[symusic.Score]:
+    """One call: load a model (the bundled one by default) and return the pieces as Scores."""
+    return [piece.score for piece in Composer.load(model).generate(prompt=prompt, **settings)]

@@ -1,0 +1,158 @@
+"""Composing with a tiny random-weight model: masks, prompts, lengths, determinism, files."""
+
+import io
+import json
+
+import mido
+import numpy as np
+import pytest
+import symusic
+import torch
+from helpers import make_score
+
+from musenet import Composer, MuseNetError
+from musenet.checkpoint import save_checkpoint
+from musenet.cli import main
+from musenet.dataset import token_seconds
+from musenet.instruments import DRUMS, FAMILIES
+from musenet.model import build_model
+from musenet.notes import read_midi, write_midi
+from musenet.vocab import default_vocab
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    torch.manual_seed(0)
+    vocab = default_vocab()
+    model = build_model("tiny", vocab.size, context=96)
+    return save_checkpoint(tmp_path_factory.mktemp("model") / "tiny", model, vocab)
+
+
+@pytest.fixture(scope="module")
+def composer(model_dir):
+    return Composer.load(model_dir)
+
+
+def assert_grammar(tokens, vocab):
+    """Every note-off closes a sounding note, no key is struck twice while sounding, `end` last."""
+    t = vocab.tables
+    sounding = set()
+    assert tokens[-1] == vocab.END and vocab.END not in tokens[:-1].tolist()
+    for token in tokens.tolist():
+        family = t["family"][token]
+        if family < 0 or family == DRUMS:
+            continue
+        key = (family, t["pitch"][token])
+        if t["velocity"][token] == 0:
+            assert key in sounding, f"note-off of a silent note {vocab.names[token]}"
+            sounding.remove(key)
+        else:
+            assert key not in sounding, f"re-strike of a sounding note {vocab.names[token]}"
+            sounding.add(key)
+    assert not sounding, "notes left sounding"
+
+
+def test_strict_instruments_grammar_and_length(composer):
+    vocab = composer.vocab
+    pieces = composer.generate(style="irish", instruments=["strings", "guitar"], seconds=12, candidates=4, seed=3)
+    assert len(pieces) == 4
+    for piece in pieces:
+        assert set(piece.families()) <= {"strings", "guitar"}
+        assert piece.text.startswith("irish strings guitar start tempo:")
+        assert_grammar(piece.tokens, vocab)
+        total = token_seconds(piece.tokens, vocab)[-1]
+        assert 0.9 * 12 <= total <= 1.1 * 12, total
+        assert piece.seconds <= 1.1 * 12
+
+
+def test_soft_mode_only_suggests(composer):
+    pieces = composer.generate(style="pop", instruments=["piano"], seconds=10, candidates=4, seed=1,
+                               instrument_mode="soft")
+    played = set().union(*(p.families() for p in pieces))
+    assert "piano" in played and played - {"piano"}, "a random model in soft mode plays other families too"
+
+
+def test_same_seed_same_tokens_other_seed_other_tokens(composer):
+    a = composer.generate(style="bach", seconds=8, candidates=2, seed=7)
+    b = composer.generate(style="bach", seconds=8, candidates=2, seed=7)
+    c = composer.generate(style="bach", seconds=8, candidates=2, seed=8)
+    assert all(np.array_equal(x.tokens, y.tokens) for x, y in zip(a, b, strict=True))
+    assert not np.array_equal(a[0].tokens, c[0].tokens)
+
+
+@pytest.mark.parametrize("seconds", [5, 30])
+def test_length_lands_within_ten_percent_with_a_sliding_window(composer, seconds):
+    pieces = composer.generate(style="pop", seconds=seconds, candidates=2, seed=seconds)
+    for piece in pieces:
+        assert len(piece.tokens) > 0
+        total = token_seconds(piece.tokens, composer.vocab)[-1]
+        assert abs(total - seconds) <= 0.1 * seconds, total
+    assert max(len(p.tokens) for p in pieces) > 96 or seconds == 5  # longer than the context: the window slid
+
+
+def test_prompt_comes_back_verbatim_and_style_blends(composer, tmp_path):
+    prompt = make_score([{"program": 0, "notes": [(0, 1, 60, 80), (1, 1, 64, 80), (2, 2, 67, 90), (2, 2, 48, 70),
+                                                   (4, 1, 72, 80)]}], tempos=[(0, 90)])
+    path = tmp_path / "prompt.mid"
+    write_midi(read_midi(prompt), path)
+    for notes in (4, None):
+        pieces = composer.generate(prompt=str(path), style="pop", instruments=["bass", "drums"], seconds=10,
+                                   candidates=2, seed=2, prompt_notes=notes)
+        original = read_midi(path).sorted()
+        if notes:
+            original = original.select(np.arange(notes))
+        for piece in pieces:
+            got = piece.table
+            head = np.lexsort((got.pitch, got.family, got.onset))[: len(original)]
+            got = got.select(np.sort(head))
+            for field in ("onset", "duration"):
+                np.testing.assert_allclose(getattr(got, field), getattr(original, field))
+            np.testing.assert_array_equal(got.pitch, original.pitch)
+            np.testing.assert_array_equal(got.family, original.family)
+            assert set(piece.families()) <= {"piano", "bass", "drums"}  # the prompt's piano, then the band
+            assert piece.text.startswith("pop piano bass drums start tempo:90 ")
+
+
+def test_bad_settings_are_one_line_errors(composer, model_dir, capsys):
+    with pytest.raises(MuseNetError, match="unknown style"):
+        composer.generate(style="dubstep")
+    with pytest.raises(MuseNetError, match="unknown instrument"):
+        composer.generate(instruments=["kazoo"])
+    assert main(["generate", "--model", str(model_dir), "--temperature", "0"]) == 1
+    assert "temperature" in capsys.readouterr().err
+    assert main(["generate", "--model", str(model_dir), "--prompt-notes", "3"]) == 1
+    assert "need --prompt" in capsys.readouterr().err
+
+
+def test_cli_writes_midi_and_sidecar_byte_identical_per_seed(model_dir, tmp_path, capsys):
+    args = ["generate", "--model", str(model_dir), "--style", "scottish", "--instruments", "strings,winds",
+            "--seconds", "8", "--candidates", "2", "--seed", "5"]
+    assert main(args + ["--out", str(tmp_path / "a")]) == 0
+    assert main(args + ["--out", str(tmp_path / "b")]) == 0
+    out = capsys.readouterr().out
+    assert "piece-1.mid" in out and "piece-2.mid" in out
+    for name in ("piece-1.mid", "piece-2.mid", "piece-1.json"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    sidecar = json.loads((tmp_path / "a" / "piece-1.json").read_text())
+    assert sidecar["settings"]["seed"] == 5 and sidecar["settings"]["style"] == "scottish"
+    assert sidecar["model"] == str(model_dir)
+    for name in ("piece-1.mid", "piece-2.mid"):  # every output reads in symusic and mido
+        data = (tmp_path / "a" / name).read_bytes()
+        assert symusic.Score.from_midi(data).note_num() > 0
+        midi = mido.MidiFile(file=io.BytesIO(data))
+        assert 7 <= midi.length <= 9.5
+        names = {track.name for track in midi.tracks} - {""}
+        assert names <= {"strings", "winds"}
+
+
+def test_styles_command(model_dir, capsys):
+    assert main(["styles", "--model", str(model_dir)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.startswith("irish") for line in lines) and len(lines) == len(default_vocab().styles)
+
+
+@pytest.mark.slow
+def test_four_minute_piece(composer):
+    piece = composer.generate(style="pop", instruments=list(FAMILIES), seconds=240, seed=0)[0]
+    assert abs(token_seconds(piece.tokens, composer.vocab)[-1] - 240) <= 24
+    assert_grammar(piece.tokens, composer.vocab)
