@@ -29,13 +29,14 @@ if ! "$venv/bin/python" -c 'import torch' 2>/dev/null; then
 fi
 
 # System packages (FluidSynth and a General MIDI SoundFont for audio), with apt when we can.
-apt_packages=(${MUSENET_APT_PACKAGES:-})
+apt_packages=(${MUSENET_APT_PACKAGES-fluidsynth fluid-soundfont-gm})
 if [ ${#apt_packages[@]} -gt 0 ] && command -v apt-get >/dev/null 2>&1; then
   missing=()
   for p in "${apt_packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
   if [ ${#missing[@]} -gt 0 ]; then
     sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo -n"
-    { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"; } \
+    { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+      "${missing[@]}"; } \
       || echo "setup: could not apt-get install ${missing[*]}; install them by hand" >&2
   fi
 fi

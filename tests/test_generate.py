@@ -156,3 +156,17 @@ def test_four_minute_piece(composer):
     piece = composer.generate(style="pop", instruments=list(FAMILIES), seconds=240, seed=0)[0]
     assert abs(token_seconds(piece.tokens, composer.vocab)[-1] - 240) <= 24
     assert_grammar(piece.tokens, composer.vocab)
+
+
+def test_cli_wav_and_pianoroll(model_dir, tmp_path):
+    render = pytest.importorskip("musenet.render")
+    try:
+        render.fluidsynth_program()
+        render.find_soundfont()
+    except MuseNetError as err:
+        pytest.skip(str(err))
+    assert main(["generate", "--model", str(model_dir), "--style", "pop", "--instruments", "piano,drums",
+                 "--seconds", "6", "--out", str(tmp_path), "--wav", "--png"]) == 0
+    midi_seconds = render.midi_seconds(tmp_path / "piece-1.mid")
+    assert abs(render.wav_seconds(tmp_path / "piece-1.wav") - (midi_seconds + render.RELEASE_SECONDS)) < 0.05
+    assert (tmp_path / "piece-1.png").read_bytes()[:4] == b"\x89PNG"

@@ -130,9 +130,9 @@ def _cmd_generate(args: argparse.Namespace) -> None:
     composer = Composer.load(args.model)
     settings.check(composer.vocab)
     if args.wav:  # fail before composing, not after
-        from .render import find_fluidsynth, find_soundfont
+        from .render import find_soundfont, fluidsynth_program
 
-        find_fluidsynth()
+        fluidsynth_program()
         find_soundfont(args.soundfont)
     pieces = composer.generate(prompt=args.prompt, settings=settings, progress=True)
     paths = write_pieces(pieces, args.out, settings, composer.model_path, prompt=args.prompt, wav=args.wav,
