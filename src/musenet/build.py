@@ -41,16 +41,18 @@ SPLIT_PERCENT = (90, 5, 5)
 
 @dataclass(frozen=True)
 class Item:
-    """One unit of work: a MIDI file, or one work (by number) of a music21 corpus file."""
+    """One unit of work: a MIDI file, or a music21 corpus file (parsed once for all its
+    works) or some numbered works of one (a --limit build reads just those)."""
 
     source: str
     style: str
     kind: str = "midi"  # or "music21"
-    number: int | None = None
+    numbers: tuple[int, ...] | None = None  # music21: None = every work in the file
+    works: int = 1  # how many pieces it should give (for the progress bar)
 
     @property
     def label(self) -> str:
-        return self.source if self.number is None else f"{self.source}#{self.number}"
+        return self.source
 
 
 @dataclass
@@ -94,12 +96,13 @@ def _file_digest(path: str) -> str:
 
 
 def _cache_key(item: Item, vocab: Vocab, content_digest: str) -> str:
-    recipe = f"{BUILD_VERSION}|{vocab.time_mode}|{item.style}|{item.kind}|{item.number}|{content_digest}"
+    recipe = f"{BUILD_VERSION}|{vocab.time_mode}|{item.style}|{item.kind}|{item.numbers}|{content_digest}"
     return hashlib.blake2b(recipe.encode(), digest_size=16).hexdigest()
 
 
-def convert(item: Item, vocab: Vocab, cache_dir: Path | None) -> Converted:
-    """Convert one item (cached). Never raises for bad input: the reason goes in `.error`."""
+def convert(item: Item, vocab: Vocab, cache_dir: Path | None) -> list[Converted]:
+    """Convert one item (cached) into its pieces. Never raises for bad input: the reason
+    goes in `.error`."""
     try:
         if item.kind == "midi":
             data = Path(item.source).read_bytes()
@@ -107,9 +110,9 @@ def convert(item: Item, vocab: Vocab, cache_dir: Path | None) -> Converted:
         else:
             from .corpus.music21_corpus import corpus_path
 
-            digest = _file_digest(str(corpus_path(item.source)))
+            data, digest = None, _file_digest(str(corpus_path(item.source)))
     except (OSError, MuseNetError) as err:
-        return Converted(item, error=f"cannot read ({err})")
+        return [Converted(item, error=f"cannot read ({err})")]
     key = _cache_key(item, vocab, digest)
     cache_file = cache_dir / key[:2] / f"{key}.npz" if cache_dir else None
     if cache_file is not None and cache_file.exists():
@@ -117,49 +120,74 @@ def convert(item: Item, vocab: Vocab, cache_dir: Path | None) -> Converted:
             return _load_cached(item, cache_file)
         except (OSError, ValueError, KeyError):
             pass  # a damaged cache entry is recomputed
-    result = _convert_uncached(item, vocab, data if item.kind == "midi" else None, digest)
+    results = _convert_uncached(item, vocab, data, digest)
     if cache_file is not None:
-        _save_cached(result, cache_file)
-    return result
+        _save_cached(results, cache_file)
+    return results
 
 
-def _convert_uncached(item: Item, vocab: Vocab, data: bytes | None, digest: str) -> Converted:
+def _pieces_of(item: Item, data: bytes | None, digest: str) -> list[tuple[str, object]]:
+    """(piece id, NoteTable or the reason it failed) for each piece an item holds."""
+    if item.kind == "midi":
+        return [(f"midi:{digest}", read_midi(data))]
+    from .corpus.music21_corpus import read_corpus_file, read_work
+
+    if item.numbers is None:
+        return [(f"music21:{work}", table) for work, table in read_corpus_file(item.source, item.style)]
+    out = []
+    for number in item.numbers:
+        try:
+            work, table = read_work(item.source, number, item.style)
+            out.append((f"music21:{work}", table))
+        except MuseNetError as err:
+            out.append((f"music21:{item.source}#{number}", str(err)))
+    return out
+
+
+def _convert_uncached(item: Item, vocab: Vocab, data: bytes | None, digest: str) -> list[Converted]:
     try:
-        if item.kind == "midi":
-            table = read_midi(data)
-            piece_id = f"midi:{digest}"
-        else:
-            from .corpus.music21_corpus import read_work
-
-            piece_id, table = read_work(item.source, item.number, item.style)
-            piece_id = f"music21:{piece_id}"
-        tokens = encode_notes(table, vocab, item.style)
+        pieces = _pieces_of(item, data, digest)
     except MuseNetError as err:
-        return Converted(item, error=str(err).replace("<bytes>: ", "").replace("<score>: ", ""))
-    except Exception as err:  # noqa: BLE001 - one bad piece must never stop a build
-        return Converted(item, error=f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
-    return Converted(item, piece_id, tokens.astype(np.uint16), len(table), piece_seconds(tokens, vocab))
+        return [Converted(item, error=str(err).replace("<bytes>: ", ""))]
+    except Exception as err:  # noqa: BLE001 - one bad file must never stop a build
+        return [Converted(item, error=f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")]
+    results = []
+    for piece_id, table in pieces:
+        if isinstance(table, str):
+            results.append(Converted(item, piece_id, error=table))
+            continue
+        try:
+            tokens = encode_notes(table, vocab, item.style)
+        except MuseNetError as err:
+            results.append(Converted(item, piece_id, error=str(err)))
+            continue
+        results.append(Converted(item, piece_id, tokens.astype(np.uint16), len(table), piece_seconds(tokens, vocab)))
+    return results
 
 
-def _save_cached(result: Converted, path: Path) -> None:
+def _save_cached(results: list[Converted], path: Path) -> None:
+    tokens = [r.tokens for r in results if r.tokens is not None]
+    meta = [{"piece_id": r.piece_id, "notes": r.notes, "seconds": r.seconds, "error": r.error,
+             "length": 0 if r.tokens is None else len(r.tokens)} for r in results]
     buffer = io.BytesIO()
-    np.savez(
-        buffer,
-        tokens=result.tokens if result.tokens is not None else np.zeros(0, np.uint16),
-        meta=np.array(json.dumps({"piece_id": result.piece_id, "notes": result.notes,
-                                  "seconds": result.seconds, "error": result.error})),
-    )
+    np.savez(buffer, tokens=np.concatenate(tokens) if tokens else np.zeros(0, np.uint16),
+             meta=np.array(json.dumps(meta)))
     write_atomic(path, buffer.getvalue())
 
 
-def _load_cached(item: Item, path: Path) -> Converted:
+def _load_cached(item: Item, path: Path) -> list[Converted]:
     with np.load(path) as data:
         meta = json.loads(str(data["meta"]))
-        tokens = data["tokens"] if meta["error"] is None else None
-    return Converted(item, meta["piece_id"], tokens, meta["notes"], meta["seconds"], meta["error"])
+        tokens = data["tokens"]
+    results, offset = [], 0
+    for m in meta:
+        piece = tokens[offset: offset + m["length"]] if m["error"] is None else None
+        offset += m["length"]
+        results.append(Converted(item, m["piece_id"], piece, m["notes"], m["seconds"], m["error"]))
+    return results
 
 
-def _convert_many(items: list[Item], vocab: Vocab, cache_dir: Path, workers: int) -> Iterator[Converted]:
+def _convert_many(items: list[Item], vocab: Vocab, cache_dir: Path, workers: int) -> Iterator[list[Converted]]:
     """Results in item order, converted by `workers` processes (or inline for 1)."""
     if workers <= 1:
         for item in items:
@@ -180,24 +208,32 @@ def _convert_many(items: list[Item], vocab: Vocab, cache_dir: Path, workers: int
 
 def plan_items(source: str, styles: list[str] | None, limit: int | None, manifest: str | None) -> list[Item]:
     """The items of a source (`music21` or a folder), filtered by style, at most `limit` per style."""
+    taken: dict[str, int] = {}
+    items = []
     if source == "music21":
         from .corpus.music21_corpus import corpus_works
 
-        items = [Item(path, style, "music21", number) for path, number, style in corpus_works(styles)]
+        by_file: dict[tuple[str, str], list] = {}
+        for path, number, style in corpus_works(styles):
+            by_file.setdefault((path, style), []).append(number)
+        for (path, style), numbers in by_file.items():
+            room = len(numbers) if limit is None else limit - taken.get(style, 0)
+            if room <= 0:
+                continue
+            chosen = numbers[:room]
+            taken[style] = taken.get(style, 0) + len(chosen)
+            whole = len(chosen) == len(numbers)  # parse the file once for all its works
+            items.append(Item(path, style, "music21", None if whole else tuple(chosen), len(chosen)))
     else:
         from .corpus.folder import midi_files
 
-        items = [Item(str(path), style) for path, style in midi_files(source, manifest)]
-        if styles:
-            items = [item for item in items if item.style in styles]
-    if limit is not None:
-        taken: dict[str, int] = {}
-        kept = []
-        for item in items:
-            if taken.get(item.style, 0) < limit:
-                taken[item.style] = taken.get(item.style, 0) + 1
-                kept.append(item)
-        items = kept
+        for path, style in midi_files(source, manifest):
+            if styles and style not in styles:
+                continue
+            if limit is not None and taken.get(style, 0) >= limit:
+                continue
+            taken[style] = taken.get(style, 0) + 1
+            items.append(Item(str(path), style))
     if not items:
         raise MuseNetError(f"no music found in {source}" + (f" for styles {', '.join(styles)}" if styles else ""))
     return items
@@ -230,19 +266,21 @@ def build(
     ids, sources, failures, duplicates = [], [], [], []
     seen: dict[bytes, str] = {}
     family_bits = 1 << np.arange(len(FAMILIES))
-    bar = tqdm(total=len(items), unit="piece", desc="building", disable=not progress, dynamic_ncols=True)
-    for result in _convert_many(items, vocab, out / "cache", workers):
+    bar = tqdm(total=sum(item.works for item in items), unit="piece", desc="building", disable=not progress,
+               dynamic_ncols=True)
+    results = (result for batch in _convert_many(items, vocab, out / "cache", workers) for result in batch)
+    for result in results:
         bar.update()
         if result.error is not None:
-            failures.append(f"{result.item.label}\t{result.error}")
+            failures.append(f"{result.piece_id or result.item.label}\t{result.error}")
             bar.set_postfix(skipped=len(failures), refresh=False)
             continue
         tokens = result.tokens
         fingerprint = hashlib.blake2b(tokens[1:].tobytes(), digest_size=16).digest()  # music, not label
         if fingerprint in seen:
-            duplicates.append(f"{result.item.label}\tduplicate of {seen[fingerprint]}")
+            duplicates.append(f"{_where(result)}\tduplicate of {seen[fingerprint]}")
             continue
-        seen[fingerprint] = result.item.label
+        seen[fingerprint] = _where(result)
         shard, offset = writer.write(tokens)
         head = tokens[: int(np.argmax(tokens == vocab.START))].astype(np.int64)
         header_families = head[(head >= vocab.family_offset) & (head < vocab.tempo_offset)] - vocab.family_offset
@@ -255,7 +293,7 @@ def build(
         index["notes"].append(result.notes)
         index["split"].append(split_of(result.piece_id))
         ids.append(result.piece_id)
-        sources.append(result.item.label)
+        sources.append(_where(result))
     bar.close()
     if not ids:
         raise MuseNetError(f"no piece could be converted ({len(failures)} failed; see the reasons above)")
@@ -290,6 +328,11 @@ def build(
     }
     write_atomic(out / "manifest.json", json.dumps(summary, indent=2).encode())
     return summary
+
+
+def _where(result: Converted) -> str:
+    """Where a piece came from: a file's path, or a music21 work id."""
+    return result.piece_id.removeprefix("music21:") if result.item.kind == "music21" else result.item.source
 
 
 class _ShardWriter:
