@@ -16,7 +16,7 @@ near it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -48,7 +48,7 @@ class Settings:
     max_rest_seconds: float = 6.0
     prompt_notes: int | None = None
     prompt_seconds: float | None = None
-    extra: dict = field(default_factory=dict)
+    max_tokens: int | None = None          # stop after this many new tokens (a safety cap)
 
     def check(self, vocab: Vocab) -> None:
         if self.style is not None and self.style not in vocab.styles:
@@ -175,7 +175,9 @@ class Generator:
         target = float(settings.seconds)
         bar = tqdm(total=int(target), unit="s", desc="composing", disable=not progress, dynamic_ncols=True)
         shown = 0
-        while not bool(state.finished.all()):
+        steps = 0
+        while not bool(state.finished.all()) and steps != settings.max_tokens:
+            steps += 1
             if self.model.config.context - self._cache.length < 1:
                 logits = self._read_window(sequences, state, settings, head)
             mask = self._mask(state, settings, allowed_on, needs_tempo)
