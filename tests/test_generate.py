@@ -170,3 +170,18 @@ def test_cli_wav_and_pianoroll(model_dir, tmp_path):
     midi_seconds = render.midi_seconds(tmp_path / "piece-1.mid")
     assert abs(render.wav_seconds(tmp_path / "piece-1.wav") - (midi_seconds + render.RELEASE_SECONDS)) < 0.05
     assert (tmp_path / "piece-1.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_export_and_the_bundled_model(model_dir, tmp_path, monkeypatch, capsys):
+    from musenet import composer as composer_module
+
+    assert main(["export", str(model_dir), "--out", str(tmp_path / "small")]) == 0
+    assert "bf16" in capsys.readouterr().out
+    exported = Composer.load(tmp_path / "small")
+    piece = exported.generate(style="bach", seconds=4, seed=0)[0]
+    assert piece.seconds > 0
+    monkeypatch.setattr(composer_module, "bundled_model_path", lambda: None)
+    with pytest.raises(MuseNetError, match="no bundled model"):
+        Composer.load()
+    monkeypatch.setattr(composer_module, "bundled_model_path", lambda: tmp_path / "small")
+    assert Composer.load().model_path == str(tmp_path / "small")

@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import load_model, save_model
 
 from .errors import MuseNetError
-from .files import write_atomic
+from .files import _umask, write_atomic
 from .model import ModelConfig, MuseNet
 from .vocab import Vocab
 
@@ -37,6 +37,8 @@ def save_checkpoint(directory: str | Path, model: MuseNet, vocab: Vocab, extra_c
     save_model(model, str(tmp / "model.safetensors"))
     if trainer_state is not None:
         torch.save(trainer_state, tmp / "trainer.pt")
+    for written in tmp.iterdir():  # safetensors writes owner-only files
+        written.chmod(0o666 & ~_umask())
     shutil.rmtree(directory, ignore_errors=True)
     tmp.rename(directory)
     return directory
@@ -84,3 +86,12 @@ def save_run_checkpoint(run_dir: Path, step: int, model: MuseNet, vocab: Vocab, 
     for stale in old:
         shutil.rmtree(stale, ignore_errors=True)
     return path
+
+
+def export_model(source: str | Path, out: str | Path, dtype: torch.dtype = torch.bfloat16) -> Path:
+    """A checkpoint (or a run's latest) as a small shippable directory: config.json, vocab.json
+    and the weights in `dtype`, without the optimizer state."""
+    model, vocab, config = load_checkpoint(source)
+    config.pop("model", None)
+    config["exported_from"] = str(resolve(source))
+    return save_checkpoint(out, model, vocab, config, dtype=dtype)

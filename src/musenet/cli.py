@@ -165,6 +165,17 @@ def _has_bundled() -> bool:
     return bundled_model_path() is not None
 
 
+def _cmd_export(args: argparse.Namespace) -> None:
+    import torch
+
+    from .checkpoint import export_model
+
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[args.dtype]
+    path = export_model(args.model, args.out, dtype)
+    size = (path / "model.safetensors").stat().st_size
+    print(f"wrote {path}: {size / 1e6:.1f} MB of {args.dtype} weights")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="musenet",
@@ -267,6 +278,12 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--png", action="store_true", help="also draw a piano roll")
     generate.add_argument("--soundfont", metavar="FILE.sf2", help="General MIDI SoundFont for --wav")
     generate.set_defaults(run=_cmd_generate)
+
+    export = commands.add_parser("export", help="save a checkpoint's weights small (bf16) for shipping")
+    export.add_argument("model", metavar="RUN_OR_CHECKPOINT", help="a run directory or checkpoint")
+    export.add_argument("--out", required=True, metavar="DIR", help="where the exported model goes")
+    export.add_argument("--dtype", choices=("bf16", "fp16", "fp32"), default="bf16")
+    export.set_defaults(run=_cmd_export)
 
     styles = commands.add_parser("styles", help="list the styles a model knows, a line each")
     styles.add_argument("--model", metavar="DIR", help="a checkpoint or run directory (default: the bundled model)")
