@@ -159,6 +159,20 @@ def _cmd_styles(args: argparse.Namespace) -> None:
         print(f"{style:18s} {about}")
 
 
+def _cmd_eval(args: argparse.Namespace) -> None:
+    from .evaluate import run_eval
+
+    report = run_eval(args.model, args.data, args.out, pieces_per_style=args.pieces_per_style, seconds=args.seconds,
+                      long_pieces=args.long_pieces, long_seconds=args.long_seconds, split=args.split, seed=args.seed,
+                      max_tokens=args.max_tokens, threads=args.threads)
+    for row in report["headline"]:
+        met = "" if row["met"] is None else "  (met)" if row["met"] else "  (NOT met)"
+        value = row["value"]
+        shown = f"{value:.4g}" if isinstance(value, float) else str(value)
+        print(f"{row['metric']:58s} {shown:>10s}  {row['target']}{met}")
+    print(f"wrote {Path(args.out) / 'report.md'}, report.json and {len(report['images'])} plots")
+
+
 def _has_bundled() -> bool:
     from .composer import bundled_model_path
 
@@ -288,6 +302,31 @@ def build_parser() -> argparse.ArgumentParser:
     styles = commands.add_parser("styles", help="list the styles a model knows, a line each")
     styles.add_argument("--model", metavar="DIR", help="a checkpoint or run directory (default: the bundled model)")
     styles.set_defaults(run=_cmd_styles)
+
+    evaluation = commands.add_parser(
+        "eval", help="evaluate a model: bits per note vs a 5-gram, music statistics, style and instrument "
+        "adherence, four-minute health",
+        description="Write REPORT_DIR/report.md, report.json and PNG plots: held-out bits per note against an "
+        "interpolated Kneser-Ney 5-gram, music statistics of generated vs real pieces per style, a style "
+        "classifier's verdict on generated pieces, strict and soft instrument adherence, and the health of "
+        "four-minute pieces (longest silence, stuck notes, repeated bars).",
+    )
+    evaluation.add_argument("--model", required=True, metavar="DIR", help="a checkpoint or run directory")
+    evaluation.add_argument("--data", required=True, metavar="DIR", help="the built dataset it was trained on")
+    evaluation.add_argument("--out", required=True, metavar="REPORT_DIR", help="where the report goes")
+    evaluation.add_argument("--pieces-per-style", type=int, default=4, metavar="N",
+                            help="generated pieces per style (default 4; soft mode composes half as many)")
+    evaluation.add_argument("--seconds", type=float, default=30.0, help="length of those pieces (default 30)")
+    evaluation.add_argument("--long-pieces", type=int, default=2, metavar="N",
+                            help="four-minute pieces for the health checks (default 2; 0 skips them)")
+    evaluation.add_argument("--long-seconds", type=float, default=240.0, help="length of those (default 240)")
+    evaluation.add_argument("--split", choices=("valid", "test"), default="test",
+                            help="held-out split (default test)")
+    evaluation.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    evaluation.add_argument("--max-tokens", type=int, default=200_000, metavar="N",
+                            help="score held-out pieces until N tokens (default 200000; 0: the whole split)")
+    evaluation.add_argument("--threads", type=int, metavar="N", help="CPU threads for torch (default: torch's)")
+    evaluation.set_defaults(run=_cmd_eval)
     return parser
 
 
