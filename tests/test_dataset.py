@@ -174,3 +174,23 @@ def test_stretch_time_in_seconds_mode():
         np.testing.assert_array_equal(notes, tokens[vocab.tables["family"][tokens] >= 0])
     augmented = Augment(transpose=0, volume=0, stretch=0.05)(tokens, vocab, np.random.default_rng(0))
     assert abs(waits[augmented].sum() - 154) <= 8
+
+
+def test_short_pieces_are_packed_into_full_rows(midi_folder, tmp_path):
+    build(str(midi_folder), tmp_path / "data", workers=1, progress=False)
+    data = Dataset(tmp_path / "data", split=None)
+    vocab = data.vocab
+    batch = data.sample(np.random.default_rng(3), batch=4, context=1023)
+    for row in range(4):
+        tokens = batch["tokens"][row]
+        assert (tokens == vocab.PAD).sum() < 32  # full but for a sliver too small for another piece
+        starts = np.flatnonzero(tokens == vocab.START)
+        assert len(starts) >= 2  # several pieces, each with its header
+        for s in starts[1:]:  # a packed piece comes whole: style, families, start, at time 0
+            style_at = np.flatnonzero(tokens[:s] >= vocab.style_offset).max()
+            families = tokens[style_at + 1: s]
+            assert len(families) and ((families >= vocab.family_offset) & (families < vocab.tempo_offset)).all()
+            assert tokens[style_at - 1] == vocab.END
+            assert batch["time"][row, s] == 0 and batch["position"][row, s] == 0
+    unpacked = data.sample(np.random.default_rng(3), batch=4, context=1023, pack=False)
+    assert (unpacked["tokens"] == vocab.PAD).sum() > 1000

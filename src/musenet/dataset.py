@@ -21,6 +21,7 @@ from .vocab import STEP_SECONDS, STEPS_PER_BEAT, Vocab
 POSITION_PARTS = 128      # the piece is cut into 128 parts; each token knows which it is in
 COUNTDOWN_SECONDS = 2.0   # the countdown to the end counts in steps of 2 s ...
 COUNTDOWN_BUCKETS = 256   # ... up to 512 s, where it saturates
+MIN_PACKED_TOKENS = 32    # room worth filling with another piece after one ends
 
 
 def token_seconds(tokens: np.ndarray, vocab: Vocab, tempo: float = 120.0) -> np.ndarray:
@@ -132,21 +133,30 @@ class Dataset:
         return Window(window, side_features(window, vocab, total, start_seconds, tempo), row)
 
     def sample(self, rng: np.random.Generator, batch: int, context: int,
-               augment: Augment | None = None) -> dict[str, np.ndarray]:
-        """A batch of random windows of context+1 tokens (inputs and shifted targets), padded
-        with `pad` (features 0). Pieces are drawn in proportion to their length."""
+               augment: Augment | None = None, pack: bool = True) -> dict[str, np.ndarray]:
+        """A batch of random windows of context+1 tokens (inputs and shifted targets). Pieces
+        are drawn in proportion to their length. A window that reaches its piece's `end` is
+        followed (with `pack`) by whole further pieces, each with its own header and
+        features, until the row is full, so short pieces do not leave it half padding; what
+        is left over is `pad` (features 0)."""
         lengths = self.index["length"][self.rows].astype(np.float64)
-        rows = rng.choice(self.rows, size=batch, p=lengths / lengths.sum())
+        weights = lengths / lengths.sum()
         out = {key: np.zeros((batch, context + 1), np.int64) for key in ("tokens", "time", "chord", "position",
                                                                           "countdown")}
         out["tokens"][:] = self.vocab.PAD
-        for i, row in enumerate(rows):
-            start = int(rng.integers(0, max(int(self.index["length"][row]) - context // 2, 1)))
-            window = self.window(int(row), start, context + 1, augment, rng)
-            n = len(window.tokens)
-            out["tokens"][i, :n] = window.tokens
-            for key, values in window.features.items():
-                out[key][i, :n] = values
+        for i in range(batch):
+            filled = 0
+            while context + 1 - filled >= MIN_PACKED_TOKENS or filled == 0:
+                row = int(rng.choice(self.rows, p=weights))
+                start = int(rng.integers(0, max(int(self.index["length"][row]) - context // 2, 1))) if not filled else 0
+                window = self.window(row, start, context + 1 - filled, augment, rng)
+                n = len(window.tokens)
+                out["tokens"][i, filled: filled + n] = window.tokens
+                for key, values in window.features.items():
+                    out[key][i, filled: filled + n] = values
+                filled += n
+                if not pack or window.tokens[-1] != self.vocab.END:
+                    break
         return out
 
     def style_table(self) -> str:
