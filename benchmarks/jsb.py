@@ -1,0 +1,324 @@
+"""JSB chorales benchmark (Music Transformer, Huang et al. 2019, Table 1) with our model.
+
+Data: the Coconet 16th-note JSB chorales (229 / 76 / 77 train / valid / test chorales), read
+from ../shared/benchmarks/jsb/Jsb16thSeparated.npz (see the README.md beside it). Each chorale is
+a (T, 4) array, one row per sixteenth note, columns soprano, alto, tenor, bass, each a MIDI pitch
+or NaN.
+
+Protocol, as in the paper:
+- raster order: each sixteenth step, then its four voices S, A, T, B; one token per cell, a
+  pitch token or a single "rest" token for NaN;
+- a whole chorale is one sequence, preceded by a start token so that its first cell is predicted
+  too; the start token is input only (never a target) and there is no end token, so a chorale of
+  T steps contributes exactly 4T scored tokens;
+- metric: mean negative log-likelihood, nats per token, over every token of the valid split and,
+  separately, of the test split; valid and test are never transposed nor trained on.
+With --context 2560 every chorale fits whole (the longest, in test, has 640 steps). With a
+smaller context, such as the default 256, chorales longer than it are scored with sliding
+windows (stride --eval-stride, default context / 4) that score every token exactly once, each
+with as much left context as the window allows (at least context - stride tokens once past the
+first window); training then uses random crops of the context's length that start on a step
+boundary. On a 2-core CPU short crops train much faster per minute than whole chorales (more
+chorales per step, cheaper attention): after 4 minutes, 256-token crops (16 per step) reached a
+valid NLL of 0.65 against 0.74 for 512 (8 per step) and 0.86 for whole chorales (4 per step).
+
+Model: ours, `musenet.model.build_model(..., side_features=False)` with learned or rotary
+positions, trained with AdamW (the project's weight-decay groups) and the project's warm-up +
+cosine `learning_rate` helper driven by the fraction of the time budget spent, on chorales
+transposed by a random k in [-transpose, +transpose] semitones (limited per chorale so every
+pitch stays inside the vocabulary). --dropout applies to the embeddings and the residual
+branches; attention-probability dropout is switched off on the built model (see
+--attention-dropout) because on CPU `scaled_dot_product_attention` with dropout leaves the fused
+kernel for the quadratic-memory math path and trains several times slower. The time budget
+counts training steps only; the valid split is scored every --eval-minutes of training and the
+best-valid weights are kept in memory, and the final valid and test numbers are theirs (scored
+in float32; the periodic valid scores use bfloat16 matmuls under --bf16, the default).
+
+Run (2-core CPU, about 30 minutes of training plus a few of evaluation):
+    python benchmarks/jsb.py --minutes 30 --out /tmp/jsb.json
+The defaults are the settings picked by short trials on that CPU. --threads 2 is fastest on an
+idle machine, but when other processes keep the cores busy, 2 threads synchronising on 2 shared
+cores ran 2-7x slower than --threads 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from musenet.model import build_model
+from musenet.train import TrainConfig, _param_groups, learning_rate
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "jsb" / "Jsb16thSeparated.npz"
+PUBLISHED = [  # Huang et al. 2019, Table 1: valid NLL only
+    ("Transformer, absolute positions (Huang et al. 2019)", 0.417),
+    ("Music Transformer, relative attention (Huang et al. 2019)", 0.335),
+]
+REST, START, FIRST_PITCH = 0, 1, 2
+IGNORE = -100  # target padding, skipped by cross_entropy
+VIRTUAL_STEPS = 10_000  # the lr schedule runs over the time budget mapped onto this many steps
+
+
+@dataclass
+class Vocab:
+    """rest, start, then one token per MIDI pitch from low to high."""
+
+    low: int
+    high: int
+
+    @property
+    def size(self) -> int:
+        return FIRST_PITCH + self.high - self.low + 1
+
+    def encode(self, chorale: np.ndarray, shift: int = 0) -> np.ndarray:
+        """[start] + the cells of a (T, 4) chorale in raster order, transposed by `shift`."""
+        cells = chorale.reshape(-1).astype(np.float64)
+        tokens = np.full(cells.shape, REST, np.int64)
+        notes = ~np.isnan(cells)
+        pitches = cells[notes].astype(np.int64) + shift
+        if pitches.size and (pitches.min() < self.low or pitches.max() > self.high):
+            raise ValueError(f"pitches {pitches.min()}..{pitches.max()} outside {self.low}..{self.high}")
+        tokens[notes] = pitches - self.low + FIRST_PITCH
+        return np.concatenate([[START], tokens])
+
+    def shifts(self, chorale: np.ndarray, transpose: int) -> range:
+        """Transpositions in [-transpose, transpose] that keep the chorale inside the vocabulary."""
+        low, high = int(np.nanmin(chorale)), int(np.nanmax(chorale))
+        return range(max(-transpose, self.low - low), min(transpose, self.high - high) + 1)
+
+
+def load_splits(path: Path) -> dict[str, list[np.ndarray]]:
+    data = np.load(path, allow_pickle=True, encoding="latin1")
+    return {split: [np.asarray(c, np.float64) for c in data[split]] for split in ("train", "valid", "test")}
+
+
+def make_vocab(train: list[np.ndarray], transpose: int) -> Vocab:
+    low = min(int(np.nanmin(c)) for c in train)
+    high = max(int(np.nanmax(c)) for c in train)
+    return Vocab(low - transpose, high + transpose)
+
+
+def collate(sequences: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(inputs, targets) padded to the longest: sequence[:-1] predicts sequence[1:]."""
+    length = max(len(s) for s in sequences) - 1
+    inputs = np.full((len(sequences), length), REST, np.int64)
+    targets = np.full((len(sequences), length), IGNORE, np.int64)
+    for row, s in enumerate(sequences):
+        inputs[row, : len(s) - 1] = s[:-1]
+        targets[row, : len(s) - 1] = s[1:]
+    return torch.from_numpy(inputs), torch.from_numpy(targets)
+
+
+def random_crop(sequence: np.ndarray, context: int, rng: np.random.Generator) -> np.ndarray:
+    """A context+1 slice starting on a step boundary (so voice = position mod 4 stays true)."""
+    targets = len(sequence) - 1
+    if targets <= context:
+        return sequence
+    start = 4 * int(rng.integers(0, (targets - context) // 4 + 1))
+    return sequence[start: start + context + 1]
+
+
+def training_batches(chorales: list[np.ndarray], vocab: Vocab, batch_size: int, context: int, transpose: int,
+                     rng: np.random.Generator):
+    """Endless (inputs, targets) batches: each epoch shuffles, groups chorales of similar length
+    (sorted within chunks of 16 batches, to waste little on padding) and transposes each one."""
+    while True:
+        order = rng.permutation(len(chorales))
+        groups = []
+        chunk = 16 * batch_size
+        for i in range(0, len(order), chunk):
+            part = sorted(order[i: i + chunk], key=lambda j: len(chorales[j]))
+            groups += [part[k: k + batch_size] for k in range(0, len(part), batch_size)]
+        for g in rng.permutation(len(groups)):
+            sequences = []
+            for j in groups[g]:
+                shift = int(rng.choice(vocab.shifts(chorales[j], transpose)))
+                sequences.append(random_crop(vocab.encode(chorales[j], shift), context, rng))
+            yield collate(sequences)
+
+
+def eval_windows(targets: int, context: int, stride: int) -> list[tuple[int, int]]:
+    """(start, first scored target) per window: inputs [start, start+context) predict targets of
+    the same indices; every target is scored once, with as much left context as the window has."""
+    if targets <= context:
+        return [(0, 0)]
+    windows, scored, start = [], 0, 0
+    while scored < targets:
+        start = min(start, targets - context)
+        windows.append((start, scored))
+        scored = start + context
+        start += stride
+    return windows
+
+
+@torch.no_grad()
+def evaluate(model, sequences: list[np.ndarray], context: int, stride: int, bf16: bool = False,
+             batch_tokens: int = 4096) -> float:
+    """Mean NLL (nats per token) over every target token of `sequences` (start token excluded);
+    `bf16` autocasts the matmuls (faster, for checkpoint selection; final numbers use float32)."""
+    model.eval()
+    pieces = []  # (window inputs+target slice, number of leading targets that are context only)
+    for s in sequences:
+        for start, first in eval_windows(len(s) - 1, context, stride):
+            pieces.append((s[start: start + context + 1], first - start))
+    pieces.sort(key=lambda p: -len(p[0]))  # longest first: each batch's first window sets its size
+    total, count, i = 0.0, 0, 0
+    while i < len(pieces):
+        size = max(1, batch_tokens // len(pieces[i][0]))
+        chunk = pieces[i: i + size]
+        i += len(chunk)
+        inputs, targets = collate([window for window, _ in chunk])
+        for row, (_, skip) in enumerate(chunk):
+            targets[row, :skip] = IGNORE
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            logits = model(inputs).float()
+        total += F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
+                                 ignore_index=IGNORE, reduction="sum").item()
+        count += int((targets != IGNORE).sum())
+    model.train()
+    return total / count
+
+
+def train(model, args, splits: dict, vocab: Vocab) -> dict:
+    """Train for args.minutes of step time; returns the best-valid state and the history."""
+    rng = np.random.default_rng(args.seed)
+    valid = [vocab.encode(c) for c in splits["valid"]]
+    schedule = TrainConfig(learning_rate=args.lr, min_learning_rate=args.lr * args.min_lr_ratio,
+                           warmup_steps=int(args.warmup * VIRTUAL_STEPS), max_steps=VIRTUAL_STEPS)
+    optimizer = torch.optim.AdamW(_param_groups(model, args.weight_decay), lr=args.lr, betas=(0.9, 0.98))
+    batches = training_batches(splits["train"], vocab, args.batch_size, args.context, args.transpose, rng)
+    budget = args.minutes * 60
+    train_seconds, next_eval, step, tokens = 0.0, args.eval_minutes * 60, 0, 0
+    recent, history, best = [], [], {"valid": math.inf}
+    while True:
+        done = train_seconds >= budget
+        if train_seconds >= next_eval or done:
+            next_eval += args.eval_minutes * 60
+            score = evaluate(model, valid, args.context, args.eval_stride, args.bf16)
+            record = {"minutes": round(train_seconds / 60, 2), "step": step, "tokens": tokens,
+                      "train": round(sum(recent) / max(len(recent), 1), 4), "valid": round(score, 4),
+                      "lr": optimizer.param_groups[0]["lr"]}
+            history.append(record)
+            recent = []
+            if score < best["valid"]:
+                best = {"valid": score, "step": step, "minutes": record["minutes"],
+                        "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
+            print(f"  {record['minutes']:6.2f} min  step {step:5d}  train {record['train']:.4f}  "
+                  f"valid {score:.4f}{'  *' if best['step'] == step else ''}", flush=True)
+        if done:
+            break
+        started = time.perf_counter()
+        lr = learning_rate(int(train_seconds / budget * VIRTUAL_STEPS), schedule)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        inputs, targets = next(batches)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
+            logits = model(inputs)
+        loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1),
+                               ignore_index=IGNORE)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
+        optimizer.step()
+        recent.append(loss.item())
+        step += 1
+        tokens += int((targets != IGNORE).sum())
+        train_seconds += time.perf_counter() - started
+    return {"best": best, "history": history, "steps": step, "tokens": tokens, "train_seconds": train_seconds}
+
+
+def describe(args) -> str:
+    return (f"ours ({args.positions}, {args.layers} layers x {args.width}, {args.heads} heads, "
+            f"dropout {args.dropout}, {args.minutes:g} min CPU)")
+
+
+def markdown_table(args, valid: float, test: float) -> str:
+    rows = ["| model | valid NLL | test NLL |", "| --- | --- | --- |"]
+    rows += [f"| {name} | {nll:.3f} | — |" for name, nll in PUBLISHED]
+    rows.append(f"| {describe(args)} | {valid:.3f} | {test:.3f} |")
+    return "\n".join(rows)
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--data", type=Path, default=DATA)
+    p.add_argument("--minutes", type=float, default=30.0, help="training time budget (steps only)")
+    p.add_argument("--positions", choices=("learned", "rotary"), default="rotary")
+    p.add_argument("--layers", type=int, default=4)
+    p.add_argument("--width", type=int, default=192)
+    p.add_argument("--heads", type=int, default=3)
+    p.add_argument("--dropout", type=float, default=0.1)
+    p.add_argument("--attention-dropout", action=argparse.BooleanOptionalAction, default=False,
+                   help="keep dropout on attention probabilities too (slow on CPU)")
+    p.add_argument("--context", type=int, default=256, help="tokens per window; a multiple of 4")
+    p.add_argument("--eval-stride", type=int, default=0, help="sliding-window stride (0: context / 4)")
+    p.add_argument("--batch-size", type=int, default=16, help="chorales per step")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--min-lr-ratio", type=float, default=0.1)
+    p.add_argument("--warmup", type=float, default=0.03, help="fraction of the budget")
+    p.add_argument("--weight-decay", type=float, default=0.1)
+    p.add_argument("--grad-clip", type=float, default=1.0)
+    p.add_argument("--transpose", type=int, default=6, help="max semitones up or down")
+    p.add_argument("--eval-minutes", type=float, default=3.0)
+    p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True,
+                   help="bfloat16 autocast for training steps (evaluation is always float32)")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, help="write settings, history and results as JSON")
+    args = p.parse_args(argv)
+    if args.context % 4:
+        p.error("--context must be a multiple of 4 (one step = 4 tokens)")
+    args.eval_stride = args.eval_stride or max(4, args.context // 16 * 4)
+    if args.eval_stride % 4:
+        p.error("--eval-stride must be a multiple of 4")
+    return args
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    print("settings:", " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()), flush=True)
+    splits = load_splits(args.data)
+    vocab = make_vocab(splits["train"], args.transpose)
+    model = build_model(dict(context=args.context, layers=args.layers, heads=args.heads, width=args.width,
+                             dropout=args.dropout, positions=args.positions, side_features=False), vocab.size)
+    if not args.attention_dropout:
+        for block in model.blocks:
+            block.attention.dropout = 0.0
+    print(f"vocabulary {vocab.size} (MIDI {vocab.low}..{vocab.high}, rest, start); "
+          f"parameters {model.parameter_count():,}; chorales "
+          + ", ".join(f"{k} {len(v)}" for k, v in splits.items()), flush=True)
+    started = time.perf_counter()
+    result = train(model, args, splits, vocab)
+    best = result["best"]
+    model.load_state_dict(best["state"])
+    valid = evaluate(model, [vocab.encode(c) for c in splits["valid"]], args.context, args.eval_stride)
+    test = evaluate(model, [vocab.encode(c) for c in splits["test"]], args.context, args.eval_stride)
+    wall = time.perf_counter() - started
+    print(f"\ntraining {result['train_seconds'] / 60:.1f} min ({result['steps']} steps, "
+          f"{result['tokens'] / result['train_seconds']:.0f} tokens/s, "
+          f"{result['tokens'] / sum(4 * len(c) for c in splits['train']):.1f} epochs); "
+          f"wall {wall / 60:.1f} min with evaluation; best valid at {best['minutes']} min, step {best['step']}\n")
+    print(markdown_table(args, valid, test))
+    if args.out:
+        args.out.write_text(json.dumps({
+            "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+            "parameters": model.parameter_count(), "valid_nll": valid, "test_nll": test,
+            "best_step": best["step"], "best_minutes": best["minutes"], "train_seconds": result["train_seconds"],
+            "steps": result["steps"], "tokens": result["tokens"], "wall_seconds": wall,
+            "history": result["history"],
+        }, indent=2))
+
+
+if __name__ == "__main__":
+    main()
