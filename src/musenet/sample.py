@@ -23,7 +23,7 @@ import torch
 from tqdm import tqdm
 
 from .dataset import COUNTDOWN_BUCKETS, COUNTDOWN_SECONDS, POSITION_PARTS, side_features, token_seconds
-from .encoding import decode_tokens, encode_notes
+from .encoding import encode_notes
 from .errors import MuseNetError
 from .instruments import DRUMS, FAMILIES
 from .model import FEATURES, MuseNet
@@ -297,15 +297,10 @@ class Generator:
             features.append(side_features(window, vocab, float(settings.seconds), start_seconds, tempo))
             steps = vocab.tables["wait"][window]
             state.window_steps[row] = int(steps.sum())
-        width = max(map(len, windows))
-        batch = torch.full((len(windows), width), vocab.PAD, dtype=torch.long)
-        feats = {name: torch.zeros((len(windows), width), dtype=torch.long) for name in FEATURES}
-        for row, window in enumerate(windows):  # left-aligned; rows are the same length in practice
-            batch[row, : len(window)] = torch.from_numpy(window)
-            for name in FEATURES:
-                feats[name][row, : len(window)] = torch.from_numpy(features[row][name])
-        if len({len(w) for w in windows}) > 1:
+        if len({len(w) for w in windows}) > 1:  # all rows take one token per step, pad when finished
             raise MuseNetError("internal error: candidates fell out of step")
+        batch = torch.from_numpy(np.stack(windows))
+        feats = {name: torch.from_numpy(np.stack([f[name] for f in features])) for name in FEATURES}
         self._cache = self.model.new_cache()
         logits = self.model(batch.to(self.device), {k: v.to(self.device) for k, v in feats.items()}, self._cache)
         return logits[:, -1]
@@ -316,7 +311,3 @@ class Generator:
         keys = np.flatnonzero(sounding.cpu().numpy())
         offs = self.vocab.note_tokens(keys // 128, keys % 128, np.zeros(len(keys), np.int64))
         return np.concatenate([np.array(tokens, np.int64), offs, [self.vocab.END]])
-
-
-def decode_pieces(sequences: list[np.ndarray], vocab: Vocab) -> list[NoteTable]:
-    return [decode_tokens(tokens, vocab) for tokens in sequences]
