@@ -27,7 +27,7 @@ positions, trained with AdamW (the project's weight-decay groups) and the projec
 cosine `learning_rate` helper driven by the fraction of the time budget spent, on chorales
 transposed by a random k in [-transpose, +transpose] semitones (limited per chorale so every
 pitch stays inside the vocabulary). --dropout applies to the embeddings and the residual
-branches; attention-probability dropout is switched off on the built model (see
+branches; attention-probability dropout is off (the model's `attention_dropout` default; see
 --attention-dropout) because on CPU `scaled_dot_product_attention` with dropout leaves the fused
 kernel for the quadratic-memory math path and trains several times slower. The time budget
 counts training steps only; the valid split is scored every --eval-minutes of training and the
@@ -257,8 +257,8 @@ def parse_args(argv=None):
     p.add_argument("--width", type=int, default=192)
     p.add_argument("--heads", type=int, default=3)
     p.add_argument("--dropout", type=float, default=0.1)
-    p.add_argument("--attention-dropout", action=argparse.BooleanOptionalAction, default=False,
-                   help="keep dropout on attention probabilities too (slow on CPU)")
+    p.add_argument("--attention-dropout", type=float, default=0.0,
+                   help="dropout on attention probabilities (slow on CPU when > 0)")
     p.add_argument("--context", type=int, default=256, help="tokens per window; a multiple of 4")
     p.add_argument("--eval-stride", type=int, default=0, help="sliding-window stride (0: context / 4)")
     p.add_argument("--batch-size", type=int, default=16, help="chorales per step")
@@ -291,10 +291,8 @@ def main(argv=None) -> None:
     splits = load_splits(args.data)
     vocab = make_vocab(splits["train"], args.transpose)
     model = build_model(dict(context=args.context, layers=args.layers, heads=args.heads, width=args.width,
-                             dropout=args.dropout, positions=args.positions, side_features=False), vocab.size)
-    if not args.attention_dropout:
-        for block in model.blocks:
-            block.attention.dropout = 0.0
+                             dropout=args.dropout, attention_dropout=args.attention_dropout,
+                             positions=args.positions, side_features=False), vocab.size)
     print(f"vocabulary {vocab.size} (MIDI {vocab.low}..{vocab.high}, rest, start); "
           f"parameters {model.parameter_count():,}; chorales "
           + ", ".join(f"{k} {len(v)}" for k, v in splits.items()), flush=True)

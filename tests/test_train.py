@@ -8,12 +8,14 @@ import sys
 import time
 
 import pytest
+import torch
 from test_dataset import write_song
 
 from musenet.build import build
 from musenet.checkpoint import load_checkpoint
 from musenet.dataset import Dataset
-from musenet.train import evaluate, learning_rate, load_config
+from musenet.errors import MuseNetError
+from musenet.train import evaluate, learning_rate, load_config, use_bf16
 
 CONFIG = """
 [model]
@@ -28,6 +30,7 @@ checkpoint_every = 2
 eval_every = 6
 log_every = 1
 eval_tokens = 3000
+precision = "{precision}"
 """
 
 
@@ -62,7 +65,7 @@ def losses(run_dir):
 
 def test_config_schedule_and_learning(dataset, tmp_path):
     config = tmp_path / "tiny.toml"
-    config.write_text(CONFIG.format(dropout=0.0, steps=12))
+    config.write_text(CONFIG.format(dropout=0.0, steps=12, precision="auto"))
     model_settings, train_config = load_config(str(config))
     assert model_settings["layers"] == 2 and model_settings["context"] == 64 and train_config.batch_size == 4
     assert learning_rate(0, train_config) < learning_rate(2, train_config) == pytest.approx(train_config.learning_rate)
@@ -78,7 +81,7 @@ def test_config_schedule_and_learning(dataset, tmp_path):
 
 def test_sigkill_and_resume_reaches_the_same_losses(dataset, tmp_path):
     config = tmp_path / "tiny.toml"
-    config.write_text(CONFIG.format(dropout=0.1, steps=14))
+    config.write_text(CONFIG.format(dropout=0.1, steps=14, precision="bf16"))  # bf16 autocast on CPU
     run_train(dataset, tmp_path / "straight", config)
     process = run_train(dataset, tmp_path / "killed", config, wait=False)
     latest = tmp_path / "killed" / "latest"
@@ -98,10 +101,17 @@ def test_sigkill_and_resume_reaches_the_same_losses(dataset, tmp_path):
 
 def test_two_ddp_processes_match_one(dataset, tmp_path):
     config = tmp_path / "tiny.toml"
-    config.write_text(CONFIG.format(dropout=0.0, steps=4))
+    config.write_text(CONFIG.format(dropout=0.0, steps=4, precision="fp32"))  # exact sums
     run_train(dataset, tmp_path / "one", config)
     run_train(dataset, tmp_path / "two", config, nproc=2)
     one, two = losses(tmp_path / "one"), losses(tmp_path / "two")
     assert sorted(two) == [1, 2, 3, 4]
     for step in one:
         assert two[step] == pytest.approx(one[step], abs=1e-5), step
+
+
+def test_precision_setting():
+    cpu = torch.device("cpu")
+    assert use_bf16("bf16", cpu) and not use_bf16("fp32", cpu) and use_bf16("auto", torch.device("cuda"))
+    with pytest.raises(MuseNetError, match="precision must be"):
+        use_bf16("fp16", cpu)
