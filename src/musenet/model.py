@@ -129,8 +129,8 @@ class Attention(nn.Module):
         if cache is not None:
             k, v = cache.extend(layer, k, v)
             past = k.shape[2] - length
-        if past == 0:
-            mask, causal = None, True
+        if past == 0 or length == 1:  # a single new query may see every key
+            mask, causal = None, past == 0 and length > 1
         else:  # new queries see every cached key and the new keys up to themselves
             mask = torch.ones(length, past + length, dtype=torch.bool, device=x.device).tril(past)
             causal = False
