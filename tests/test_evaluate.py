@@ -249,7 +249,8 @@ def test_eval_writes_the_report(tiny_setup, capsys):
     markdown = (out / "report.md").read_text()
     assert markdown.startswith("# MuseNet evaluation") and "| metric | value | target | met? |" in markdown
     assert "| strict instrument adherence | 1.000 | = 1.0 | yes |" in markdown
-    for name in ("bits-per-note.png", "stats-ballad.png", "stats-rock.png", "long-1.png"):
+    for name in ("bits-per-note.png", "stats-ballad.png", "stats-rock.png", "roll-ballad.png", "roll-rock.png",
+                 "long-1.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"]({name})" in markdown
     assert not list(out.glob(".*.tmp"))
 

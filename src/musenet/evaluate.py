@@ -704,6 +704,7 @@ def run_eval(model: str | Path, data: str | Path, out: str | Path | None = None,
             "by_style": instruments,
         },
         "long_pieces": long_report,
+        "tables": {style: tables[0] for style, tables in generated.items() if tables},  # one example per style
     }
     report["music_stats_mean_overlap"] = {
         name: _nanmean([v["overlap"][name] for v in stats_report.values()]) for name in HISTOGRAMS}
@@ -867,8 +868,9 @@ def _style_file(style: str) -> str:
 
 
 def write_report(report: dict, out: str | Path) -> list[Path]:
-    """report.md, report.json and the PNGs (bits per note by style, one histogram figure per
-    style, piano rolls of the long pieces) in `out`, each file written whole or not at all."""
+    """report.md, report.json and the PNGs (bits per note by style, one histogram figure and one
+    generated piece's piano roll per style, piano rolls of the long pieces) in `out`, each file
+    written whole or not at all."""
     from .render import pianoroll_png
 
     out = Path(out)
@@ -880,6 +882,10 @@ def write_report(report: dict, out: str | Path) -> list[Path]:
     for style, stats in report["music_stats"].items():
         _plot_style(style, stats, out / _style_file(style))
         images.append((f"{style}: real vs generated histograms", _style_file(style)))
+    for style, table in report.get("tables", {}).items():
+        name = f"roll-{style}.png"
+        pianoroll_png(table, out / name, title=f"{style} (generated, strict mode)")
+        images.append((f"{style}: a generated piece", name))
     for number, table in enumerate(report["long_pieces"].get("tables", []), 1):
         name = f"long-{number}.png"
         pianoroll_png(table, out / name, title=f"long piece {number} ({report['long_pieces']['style']})")
