@@ -90,15 +90,16 @@ class Composer:
     def styles(self) -> tuple[str, ...]:
         return self.vocab.styles
 
-    def generate(self, prompt=None, progress: bool = False, **settings) -> list[Piece]:
+    def generate(self, prompt=None, progress: bool = False, on_step=None, **settings) -> list[Piece]:
         """Pieces for the given settings (see `Settings`: style, instruments, seconds, temperature,
         top_k, top_p, seed, candidates, instrument_mode, prompt_notes, prompt_seconds). `prompt`
-        is a MIDI path, bytes, symusic Score or NoteTable."""
+        is a MIDI path, bytes, symusic Score or NoteTable. `on_step(share_done)`, off by default,
+        reports progress and can cancel by raising (see `Generator.generate`)."""
         config = settings.pop("settings", None) or Settings(**settings)
         table = None
         if prompt is not None:
             table = prompt if isinstance(prompt, NoteTable) else read_midi(prompt)
-        sequences = self.generator.generate(config, table, progress=progress)
+        sequences = self.generator.generate(config, table, progress=progress, on_step=on_step)
         return [Piece(tokens, decode_tokens(tokens, self.vocab), self.vocab) for tokens in sequences]
 
 

@@ -16,6 +16,7 @@ near it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -143,8 +144,13 @@ class Generator:
         return [vocab.style_token(settings.style), *(vocab.family_offset + f for f in sorted(families)), vocab.START]
 
     @torch.no_grad()
-    def generate(self, settings: Settings, prompt: NoteTable | None = None, progress: bool = False) -> list[np.ndarray]:
-        """Token sequences (header to `end`) of `settings.candidates` pieces."""
+    def generate(self, settings: Settings, prompt: NoteTable | None = None, progress: bool = False,
+                 on_step: Callable[[float], None] | None = None) -> list[np.ndarray]:
+        """Token sequences (header to `end`) of `settings.candidates` pieces.
+
+        `on_step` (off by default), if given, is called after every sampled token with the share
+        of the new music composed so far (0 to 1, from the slowest candidate) and once with 1.0
+        at the end; an exception it raises stops the generation and propagates (a way to cancel)."""
         settings.check(self.vocab)
         vocab, tables, device = self.vocab, self.tables, self.device
         batch = settings.candidates
@@ -176,6 +182,7 @@ class Generator:
         bar = tqdm(total=int(target), unit="s", desc="composing", disable=not progress, dynamic_ncols=True)
         shown = 0
         steps = 0
+        begun = float(state.seconds.min().item())  # where the prompt ends
         while not bool(state.finished.all()) and steps != settings.max_tokens:
             steps += 1
             if self.model.config.context - self._cache.length < 1:
@@ -189,11 +196,15 @@ class Generator:
             for row, value in enumerate(token.tolist()):  # finished rows take pad, to stay in step
                 sequences[row].append(value)
             logits = self.model(token[:, None], features, self._cache)[:, -1]
-            now = int(min(state.seconds.min().item(), target))
-            if now > shown:
-                bar.update(now - shown)
-                shown = now
+            now = min(state.seconds.min().item(), target)
+            if int(now) > shown:
+                bar.update(int(now) - shown)
+                shown = int(now)
+            if on_step is not None:
+                on_step(min(max(now - begun, 0.0) / max(target - begun, 1e-9), 1.0))
         bar.close()
+        if on_step is not None:
+            on_step(1.0)
         return [self._close(seq, state.sounding[row]) for row, seq in enumerate(sequences)]
 
     def _mask(self, state: _State, settings: Settings, allowed_on: torch.Tensor, needs_tempo: bool) -> torch.Tensor:
