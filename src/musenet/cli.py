@@ -173,6 +173,18 @@ def _cmd_eval(args: argparse.Namespace) -> None:
     print(f"wrote {Path(args.out) / 'report.md'}, report.json and {len(report['images'])} plots")
 
 
+def _cmd_serve(args: argparse.Namespace) -> None:
+    try:
+        import uvicorn
+
+        from .server import create_app
+    except ImportError as err:
+        raise MuseNetError(f"musenet serve needs {err.name}; pip install fastapi uvicorn fastapi-offline") from None
+    app = create_app(args.model, workers=args.workers, queue_size=args.queue)
+    print(f"musenet: composing at http://{args.host}:{args.port}/ (API docs at /docs); Ctrl-C stops")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+
+
 def _has_bundled() -> bool:
     from .composer import bundled_model_path
 
@@ -302,6 +314,19 @@ def build_parser() -> argparse.ArgumentParser:
     styles = commands.add_parser("styles", help="list the styles a model knows, a line each")
     styles.add_argument("--model", metavar="DIR", help="a checkpoint or run directory (default: the bundled model)")
     styles.set_defaults(run=_cmd_styles)
+
+    serve = commands.add_parser(
+        "serve", help="the co-composer: a web page to compose with the model, and its JSON API",
+        description="Serve the co-composer page and JSON API (OpenAPI docs at /docs): pick a style, instruments "
+        "and an intro, choose among candidate continuations, go on from there, download MIDI and WAV.",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine "
+                       "only; 0.0.0.0 for every interface)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    serve.add_argument("--model", metavar="DIR", help="a checkpoint or run directory (default: the bundled model)")
+    serve.add_argument("--workers", type=int, default=1, help="pieces composed at once (default 1)")
+    serve.add_argument("--queue", type=int, default=8, help="requests that may wait; more get 503 (default 8)")
+    serve.set_defaults(run=_cmd_serve)
 
     evaluation = commands.add_parser(
         "eval", help="evaluate a model: bits per note vs a 5-gram, music statistics, style and instrument "

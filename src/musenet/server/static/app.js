@@ -1,0 +1,291 @@
+// The co-composer page: settings -> a compose job (polled, cancellable) -> candidates -> pick -> more.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const state = { piece: null, job: null, upload: null, audio: true, busy: false };
+
+// ---- talking to the server ----------------------------------------------------------------
+
+function describe(detail) {
+  if (Array.isArray(detail)) {  // a 422 from request validation: field and reason
+    return detail.map((d) => `${(d.loc || []).filter((p) => p !== "body").join(".")}: ${d.msg}`).join("; ");
+  }
+  return String(detail);
+}
+
+async function api(method, url, body) {
+  const options = { method, headers: {} };
+  if (body !== undefined) {
+    options.headers["Content-Type"] = "application/json";
+    options.body = JSON.stringify(body);
+  }
+  const response = await fetch(url, options);
+  const data = await response.json().catch(() => ({}));
+  if (!response.ok) {
+    let message = data.detail !== undefined ? describe(data.detail) : `${response.status} ${response.statusText}`;
+    const retry = response.headers.get("Retry-After");
+    if (response.status === 503 && retry) message += ` (the server suggests ${retry} s)`;
+    throw new Error(message);
+  }
+  return data;
+}
+
+function showError(message) {
+  $("error").textContent = message;
+  $("error").hidden = !message;
+}
+
+function setBusy(busy) {
+  state.busy = busy;
+  for (const id of ["generate", "new-piece"]) $(id).disabled = busy;
+  $("undo").disabled = busy || !state.piece || state.piece.versions < 2;
+  for (const button of document.querySelectorAll(".pick")) button.disabled = busy;
+  $("status").hidden = !busy;
+}
+
+// ---- settings ------------------------------------------------------------------------------
+
+async function loadSettings() {
+  const [info, styles, instruments, intros] = await Promise.all([
+    api("GET", "/api/info"), api("GET", "/api/styles"), api("GET", "/api/instruments"), api("GET", "/api/intros"),
+  ]);
+  state.audio = info.audio;
+  if (!info.audio) {
+    $("audio-note").textContent = `No audio on this server (${info.audio_error}); MIDI and piano rolls still work.`;
+    $("audio-note").hidden = false;
+  }
+  for (const style of styles) {
+    const option = new Option(`${style.name}: ${style.description}`, style.name);
+    $("style").add(option);
+  }
+  const box = document.createElement("div");
+  box.className = "toggles";
+  for (const family of instruments) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "instrument";
+    button.textContent = family.name;
+    button.dataset.family = family.name;
+    button.style.setProperty("--family", family.color);
+    button.setAttribute("aria-pressed", family.name === "piano" ? "true" : "false");
+    button.addEventListener("click", () => {
+      const on = button.getAttribute("aria-pressed") === "true";
+      button.setAttribute("aria-pressed", on ? "false" : "true");
+    });
+    box.append(button);
+  }
+  $("instruments").append(box);
+  for (const intro of intros) {
+    const option = new Option(`${intro.title} (${intro.composer})`, intro.id);
+    option.dataset.style = intro.style;
+    $("intro-list").append(option);
+  }
+}
+
+function chosenInstruments() {
+  return [...document.querySelectorAll(".instrument[aria-pressed=true]")].map((b) => b.dataset.family);
+}
+
+function onIntroChange() {
+  const selected = $("intro").selectedOptions[0];
+  $("upload-field").hidden = $("intro").value !== "upload";
+  if (selected && selected.dataset.style) $("style").value = selected.dataset.style;  // a good default
+}
+
+function onUpload() {
+  state.upload = null;
+  const file = $("upload").files[0];
+  if (!file) return;
+  if (file.size > 1024 * 1024) {
+    showError(`${file.name} is ${Math.round(file.size / 1024)} KB; the limit is 1 MB`);
+    return;
+  }
+  const reader = new FileReader();
+  reader.onload = () => { state.upload = String(reader.result).split(",", 2)[1]; showError(""); };
+  reader.readAsDataURL(file);
+}
+
+function request() {
+  const body = {
+    style: $("style").value || null,
+    seconds: Number($("seconds").value),
+    temperature: Number($("temperature").value),
+    candidates: 4,
+  };
+  const instruments = chosenInstruments();
+  if (instruments.length) body.instruments = instruments;
+  if (state.piece) {
+    body.piece_id = state.piece.id;
+  } else if ($("intro").value === "upload") {
+    if (!state.upload) throw new Error("choose a MIDI file to start from, or another intro");
+    body.prompt_midi = state.upload;
+  } else if ($("intro").value) {
+    body.intro = $("intro").value;
+  }
+  return body;
+}
+
+// ---- composing -----------------------------------------------------------------------------
+
+async function compose() {
+  if (state.busy) return;
+  showError("");
+  let body;
+  try {
+    body = request();
+  } catch (err) {
+    showError(err.message);
+    return;
+  }
+  setBusy(true);
+  $("progress").value = 0;
+  $("stage").textContent = "sending";
+  try {
+    state.job = await api("POST", "/api/jobs", body);
+    const job = await follow(state.job);
+    if (job.status === "done") showCandidates(job.result.candidates);
+    else if (job.status === "cancelled") $("stage").textContent = "cancelled";
+    else showError(job.error || "composing failed");
+  } catch (err) {
+    showError(err.message);
+  } finally {
+    state.job = null;
+    setBusy(false);
+  }
+}
+
+async function follow(job) {
+  while (job.status === "queued" || job.status === "running") {
+    $("progress").value = job.progress;
+    $("stage").textContent = job.status === "queued"
+      ? `waiting for the composer (${job.queue_position} ahead)`
+      : `${job.stage}: ${Math.round(job.progress * 100)}%`;
+    await new Promise((resolve) => setTimeout(resolve, 250));
+    job = await api("GET", job.url);
+  }
+  $("progress").value = 1;
+  return job;
+}
+
+async function cancel() {
+  if (!state.job) return;
+  $("stage").textContent = "cancelling";
+  try {
+    await api("DELETE", state.job.url);
+  } catch (err) {
+    showError(err.message);
+  }
+}
+
+function showCandidates(candidates) {
+  const grid = $("candidates");
+  grid.replaceChildren();
+  candidates.forEach((candidate, index) => {
+    const card = document.createElement("article");
+    card.className = "candidate panel";
+    const title = document.createElement("h3");
+    title.textContent = `Idea ${index + 1}`;
+    const roll = new Image();
+    roll.src = candidate.pianoroll_url;
+    roll.alt = `piano roll of idea ${index + 1}`;
+    const about = document.createElement("p");
+    const added = candidate.seconds - candidate.prompt_seconds;
+    about.textContent = `${added.toFixed(1)} s new, ${candidate.notes} notes: ${candidate.families.join(", ") || "silence"}`;
+    card.append(title, roll);
+    if (candidate.audio_url) {
+      const audio = document.createElement("audio");
+      audio.controls = true;
+      audio.preload = "none";
+      audio.src = candidate.audio_url;
+      // Start a little before the new music, so it is heard in context.
+      audio.addEventListener("play", () => {
+        if (audio.currentTime === 0 && candidate.prompt_seconds > 3) audio.currentTime = candidate.prompt_seconds - 3;
+      }, { once: true });
+      card.append(audio);
+    }
+    const pick = document.createElement("button");
+    pick.type = "button";
+    pick.className = "pick primary";
+    pick.textContent = state.piece ? "Add this to the piece" : "Start the piece with this";
+    pick.addEventListener("click", () => choose(candidate));
+    card.append(about, pick);
+    grid.append(card);
+  });
+  $("candidates-title").textContent = state.piece ? "Ideas for what comes next" : "Ideas for the opening";
+  $("candidates-section").hidden = false;
+}
+
+async function choose(candidate) {
+  if (state.busy) return;
+  showError("");
+  try {
+    showPiece(await api("POST", `/api/candidates/${candidate.id}/pick`));
+  } catch (err) {
+    showError(err.message);
+    return;
+  }
+  await compose();  // offer what could come next
+}
+
+// ---- the piece -----------------------------------------------------------------------------
+
+function showPiece(piece) {
+  state.piece = piece;
+  $("piece").hidden = !piece;
+  $("generate").textContent = piece ? "Generate more ideas" : "Generate";
+  if (!piece) return;
+  $("piece-info").textContent =
+    `${piece.seconds.toFixed(1)} s, ${piece.notes} notes, ${piece.versions} pick${piece.versions === 1 ? "" : "s"}`;
+  $("piece-roll").src = piece.pianoroll_url;
+  $("download-midi").href = piece.midi_url;
+  $("download-wav").hidden = !piece.audio_url;
+  $("piece-audio").hidden = !piece.audio_url;
+  if (piece.audio_url) {
+    $("download-wav").href = piece.audio_url;
+    $("piece-audio").src = piece.audio_url;
+  }
+  $("undo").disabled = state.busy || piece.versions < 2;
+}
+
+async function undo() {
+  if (!state.piece || state.busy) return;
+  showError("");
+  try {
+    showPiece(await api("POST", `/api/pieces/${state.piece.id}/undo`));
+    $("candidates").replaceChildren();
+    $("candidates-section").hidden = true;
+  } catch (err) {
+    showError(err.message);
+  }
+}
+
+function newPiece() {
+  showPiece(null);
+  $("candidates").replaceChildren();
+  $("candidates-section").hidden = true;
+}
+
+// ---- wiring --------------------------------------------------------------------------------
+
+function bindRange(id, format) {
+  const update = () => { $(`${id}-out`).textContent = format(Number($(id).value)); };
+  $(id).addEventListener("input", update);
+  update();
+}
+
+document.addEventListener("DOMContentLoaded", async () => {
+  bindRange("seconds", (v) => `${v} s`);
+  bindRange("temperature", (v) => v.toFixed(2));
+  $("intro").addEventListener("change", onIntroChange);
+  $("upload").addEventListener("change", onUpload);
+  $("generate").addEventListener("click", compose);
+  $("cancel").addEventListener("click", cancel);
+  $("undo").addEventListener("click", undo);
+  $("new-piece").addEventListener("click", newPiece);
+  try {
+    await loadSettings();
+    document.body.dataset.ready = "true";
+  } catch (err) {
+    showError(`cannot reach the server: ${err.message}`);
+  }
+});

@@ -1,0 +1,204 @@
+"""The co-composer's store: candidates and pieces in memory, their files in one folder.
+
+Everything is named by an id the store makes (16 random hex digits); a file's path is the
+store's folder plus that id plus a fixed suffix, so nothing a client sends ever reaches the
+filesystem. A piece is the list of its versions (each pick appends the whole piece so far,
+which is what the picked candidate holds); undo drops the last. Items not used for `ttl`
+seconds are dropped with their files by `cleanup`, which the app runs on a schedule.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import MuseNetError
+from ..files import write_atomic
+from ..instruments import FAMILIES
+from ..notes import NoteTable, midi_bytes
+from ..render import midi_seconds
+
+ID_PATTERN = r"^[0-9a-f]{16}$"
+_ID = re.compile(ID_PATTERN)
+KINDS = {"midi": ".mid", "audio": ".wav", "pianoroll": ".png"}
+
+
+class NotFound(MuseNetError):
+    """No such id in the store (never made, or cleaned up)."""
+
+
+class Conflict(MuseNetError):
+    """The request does not fit the piece's current state."""
+
+
+def new_id() -> str:
+    return secrets.token_hex(8)
+
+
+def families_of(table: NoteTable) -> list[str]:
+    return [FAMILIES[f] for f in np.unique(table.family)]
+
+
+@dataclass
+class Candidate:
+    """One composed option: the whole piece so far plus its continuation."""
+
+    id: str
+    table: NoteTable
+    prompt_seconds: float            # where the continuation starts
+    piece_id: str | None             # the piece it continues (None: a new piece)
+    piece_version: int               # that piece's number of versions when it was composed
+    settings: dict
+    touched: float = field(default_factory=time.monotonic)
+
+    @property
+    def seconds(self) -> float:
+        return midi_seconds(self.table)
+
+
+@dataclass
+class Piece:
+    """A piece being composed: every version (named by the candidate it was picked from), the newest last."""
+
+    id: str
+    versions: list[tuple[str, NoteTable]]
+    settings: dict
+    touched: float = field(default_factory=time.monotonic)
+
+    @property
+    def table(self) -> NoteTable:
+        return self.versions[-1][1]
+
+    @property
+    def seconds(self) -> float:
+        return midi_seconds(self.table)
+
+
+class Store:
+    """Candidates and pieces by id, with their files under `root`."""
+
+    def __init__(self, root: str | Path, ttl: float, soundfont: str | None = None, render_slots: int = 2):
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.ttl = ttl
+        self.soundfont = soundfont
+        self._render_slots = threading.BoundedSemaphore(render_slots)  # FluidSynth and matplotlib at once
+        self.candidates: dict[str, Candidate] = {}
+        self.pieces: dict[str, Piece] = {}
+        self._lock = threading.RLock()
+        self._render_locks: dict[str, threading.Lock] = {}
+
+    def path(self, item_id: str, kind: str, version: str | None = None) -> Path:
+        """Where an item's file of `kind` (midi, audio, pianoroll) lives: made of ids only."""
+        if not _ID.match(item_id) or (version is not None and not _ID.match(version)) or kind not in KINDS:
+            raise NotFound(f"no such file {item_id!r} {kind!r}")
+        stem = item_id if version is None else f"{item_id}.{version}"
+        return self.root / f"{stem}{KINDS[kind]}"
+
+    def add_candidate(self, candidate: Candidate) -> None:
+        with self._lock:
+            self.candidates[candidate.id] = candidate
+
+    def candidate(self, candidate_id: str) -> Candidate:
+        with self._lock:
+            found = self.candidates.get(candidate_id)
+            if found is None:
+                raise NotFound(f"no candidate {candidate_id} (it may have expired)")
+            found.touched = time.monotonic()
+            return found
+
+    def piece(self, piece_id: str) -> Piece:
+        with self._lock:
+            found = self.pieces.get(piece_id)
+            if found is None:
+                raise NotFound(f"no piece {piece_id} (it may have expired)")
+            found.touched = time.monotonic()
+            return found
+
+    def pick(self, candidate_id: str) -> Piece:
+        """Make the candidate the piece's newest version (a new piece if it continued none)."""
+        with self._lock:
+            candidate = self.candidate(candidate_id)
+            if candidate.piece_id is None:
+                piece = Piece(new_id(), [(candidate.id, candidate.table)], dict(candidate.settings))
+                self.pieces[piece.id] = piece
+                return piece
+            piece = self.piece(candidate.piece_id)
+            if len(piece.versions) != candidate.piece_version:
+                raise Conflict("this candidate continues an earlier state of the piece; compose again")
+            piece.versions.append((candidate.id, candidate.table))
+            piece.settings = dict(candidate.settings)
+            return piece
+
+    def undo(self, piece_id: str) -> Piece:
+        """Drop the piece's newest version; Conflict when only the first is left."""
+        with self._lock:
+            piece = self.piece(piece_id)
+            if len(piece.versions) < 2:
+                raise Conflict("nothing to undo: the piece is at its first pick")
+            piece.versions.pop()
+            return piece
+
+    def file(self, item_id: str, kind: str) -> Path:
+        """A candidate's or a piece's (newest version's) MIDI, WAV or PNG, rendered on first
+        request and kept; NotFound for an unknown id."""
+        with self._lock:
+            if item_id in self.candidates:
+                candidate = self.candidate(item_id)
+                path, table, marker = self.path(item_id, kind), candidate.table, candidate.prompt_seconds
+                title = None
+            else:
+                piece = self.piece(item_id)
+                path, table, marker = self.path(item_id, kind, piece.versions[-1][0]), piece.table, None
+                title = f"{piece.settings.get('style') or 'piece'}, {midi_seconds(table):.0f} s"
+            lock = self._render_locks.setdefault(path.name, threading.Lock())
+        with lock:
+            if not path.exists():
+                with self._render_slots:
+                    write_file(table, path, kind, soundfont=self.soundfont, title=title, marker=marker)
+        return path
+
+    def cleanup(self, now: float | None = None) -> int:
+        """Drop every candidate and piece unused for `ttl` seconds, files included; returns how many."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            old = [c for c in self.candidates.values() if now - c.touched > self.ttl]
+            old_pieces = [p for p in self.pieces.values() if now - p.touched > self.ttl]
+            for item in old:
+                del self.candidates[item.id]
+            for item in old_pieces:
+                del self.pieces[item.id]
+            gone = {item.id for item in old + old_pieces}
+            self._render_locks = {k: v for k, v in self._render_locks.items() if k[:16] not in gone}
+        for item in old + old_pieces:
+            for path in self.root.glob(f"{item.id}*"):
+                path.unlink(missing_ok=True)
+        return len(old) + len(old_pieces)
+
+
+def write_file(table: NoteTable, path: Path, kind: str, *, soundfont: str | None = None,
+               title: str | None = None, marker: float | None = None) -> None:
+    """Write `table` as MIDI, WAV (FluidSynth) or a piano-roll PNG, whole or not at all. A
+    `marker` (seconds) draws a line where a continuation starts and shows the last 20 s before it."""
+    from .. import render
+
+    if kind == "midi":
+        write_atomic(path, midi_bytes(table))
+    elif kind == "audio":
+        render.render_wav(table, path, soundfont=soundfont)
+    else:
+        fig, _ = render.pianoroll_figure(table, title)
+        if marker:
+            ax = fig.axes[0]
+            ax.axvline(marker, color="black", linewidth=1, linestyle="--")
+            ax.set_xlim(left=max(marker - 20.0, ax.get_xlim()[0]))
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=80)
+        write_atomic(path, buffer.getvalue())
