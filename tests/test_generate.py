@@ -185,3 +185,15 @@ def test_export_and_the_bundled_model(model_dir, tmp_path, monkeypatch, capsys):
         Composer.load()
     monkeypatch.setattr(composer_module, "bundled_model_path", lambda: tmp_path / "small")
     assert Composer.load().model_path == str(tmp_path / "small")
+
+
+@pytest.mark.parametrize(("top_p", "expected"), [(1.0, [0.5, 0.3, 0.15, 0.05, 0.0]), (0.8, [0.625, 0.375, 0, 0, 0])])
+def test_sampler_draws_the_nucleus_distribution(composer, top_p, expected):
+    from musenet.sample import Settings
+
+    rows = 20000
+    logits = torch.tensor([0.5, 0.3, 0.15, 0.05, 0.4]).log().repeat(rows, 1)
+    mask = torch.tensor([True, True, True, True, False]).repeat(rows, 1)  # the last one is masked
+    tokens = composer.generator._sample(logits, mask, Settings(top_p=top_p), torch.Generator().manual_seed(0))
+    shares = np.bincount(tokens.numpy(), minlength=5) / rows
+    assert shares == pytest.approx(expected, abs=0.015) and shares[4] == 0

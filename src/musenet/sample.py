@@ -236,17 +236,20 @@ class Generator:
 
     def _sample(self, logits: torch.Tensor, mask: torch.Tensor, settings: Settings,
                 generator: torch.Generator) -> torch.Tensor:
+        """One token per row: temperature, the mask, top-k, then top-p (nucleus) sampling by
+        inverse transform on the sorted probabilities (one sort, one uniform draw per row)."""
         logits = (logits.float() / settings.temperature).masked_fill(~mask, float("-inf"))
         if settings.top_k:
             kth = torch.topk(logits, min(settings.top_k, logits.shape[-1]), dim=-1).values[:, -1:]
             logits = logits.masked_fill(logits < kth, float("-inf"))
-        if settings.top_p < 1.0:
-            ordered, order = torch.sort(logits, descending=True, dim=-1)
-            cumulative = torch.softmax(ordered, dim=-1).cumsum(dim=-1)
-            drop = cumulative - torch.softmax(ordered, dim=-1) > settings.top_p  # keep the token that crosses p
-            logits = logits.scatter(1, order, ordered.masked_fill(drop, float("-inf")))
-        probs = torch.softmax(logits, dim=-1).cpu()
-        return torch.multinomial(probs, 1, generator=generator)[:, 0].to(self.device)
+        ordered, order = torch.sort(torch.softmax(logits, dim=-1), descending=True, dim=-1)
+        cumulative = ordered.cumsum(dim=-1)
+        # keep the token that crosses p, never one of probability 0 (masked)
+        kept = (((cumulative - ordered) < settings.top_p) & (ordered > 0)).sum(dim=-1, keepdim=True)
+        total = cumulative.gather(1, kept - 1)
+        draw = torch.rand(len(logits), 1, generator=generator).to(logits.device) * total
+        index = torch.searchsorted(cumulative, draw, right=True).clamp_max(kept - 1)
+        return order.gather(1, index)[:, 0]
 
     def _features(self, token: torch.Tensor, state: _State, total: float) -> dict[str, torch.Tensor]:
         """The side features of the token about to be fed (they describe the time before it)."""
