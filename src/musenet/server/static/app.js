@@ -35,6 +35,11 @@ function showError(message) {
   $("error").hidden = !message;
 }
 
+function showNotice(message) {
+  $("notice").textContent = message;
+  $("notice").hidden = !message;
+}
+
 function setBusy(busy) {
   state.busy = busy;
   for (const id of ["generate", "new-piece"]) $(id).disabled = busy;
@@ -130,6 +135,7 @@ function request() {
 async function compose() {
   if (state.busy) return;
   showError("");
+  showNotice("");
   let body;
   try {
     body = request();
@@ -144,7 +150,7 @@ async function compose() {
     state.job = await api("POST", "/api/jobs", body);
     const job = await follow(state.job);
     if (job.status === "done") showCandidates(job.result.candidates);
-    else if (job.status === "cancelled") $("stage").textContent = "cancelled";
+    else if (job.status === "cancelled") showNotice("Cancelled: nothing was added.");
     else showError(job.error || "composing failed");
   } catch (err) {
     showError(err.message);
@@ -233,6 +239,8 @@ function showPiece(piece) {
   state.piece = piece;
   $("piece").hidden = !piece;
   $("generate").textContent = piece ? "Generate more ideas" : "Generate";
+  $("intro").disabled = Boolean(piece);  // the piece so far is the opening now
+  $("upload").disabled = Boolean(piece);
   if (!piece) return;
   $("piece-info").textContent =
     `${piece.seconds.toFixed(1)} s, ${piece.notes} notes, ${piece.versions} pick${piece.versions === 1 ? "" : "s"}`;
