@@ -410,10 +410,11 @@ def test_old_results_are_cleaned_up(composer, tmp_path):
 def test_twenty_concurrent_requests_are_all_answered(composer):
     app = create_app(composer=composer, workers=1, queue_size=4)
     body = {"style": "irish", "instruments": ["strings"], "seconds": 4, "candidates": 2}
-    with live_server(app) as url:
+    with live_server(app) as url, httpx.Client(base_url=url, timeout=120,
+                                               limits=httpx.Limits(max_connections=20)) as http:
         def one(seed: int) -> tuple[int, float, str | None]:
             start = time.monotonic()
-            answer = httpx.post(f"{url}/api/compose", json={**body, "seed": seed}, timeout=120)
+            answer = http.post("/api/compose", json={**body, "seed": seed})
             return answer.status_code, time.monotonic() - start, answer.headers.get("retry-after")
 
         started = time.monotonic()
@@ -424,12 +425,13 @@ def test_twenty_concurrent_requests_are_all_answered(composer):
         assert len(answers) == 20 and set(codes) <= {200, 503}, codes
         assert codes.count(200) >= 1
         assert all(retry and int(retry) >= 1 for code, _, retry in answers if code == 503)
-        assert httpx.get(f"{url}/api/info", timeout=10).json()["busy"] == 0
-        assert httpx.post(f"{url}/api/compose", json=body, timeout=60).status_code == 200
+        assert http.get("/api/info").json()["busy"] == 0
+        assert http.post("/api/compose", json=body).status_code == 200
     ok = [seconds for code, seconds, _ in answers if code == 200]
     busy = [seconds for code, seconds, _ in answers if code == 503]
     figures = {"requests": 20, "ok": len(ok), "busy_503": len(busy), "wall_s": round(wall, 2),
-               "slowest_ok_s": round(max(ok), 2), "slowest_503_s": round(max(busy), 3) if busy else None}
+               "slowest_ok_s": round(max(ok), 2), "median_503_s": round(float(np.median(busy)), 3) if busy else None,
+               "slowest_503_s": round(max(busy), 3) if busy else None}
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     (ARTIFACTS / "load.json").write_text(json.dumps(figures, indent=2) + "\n")
     print("load check:", figures)

@@ -210,6 +210,7 @@ class CoComposer:
         return settings, prompt, piece_id, version
 
     def submit(self, request: ComposeRequest) -> Job:
+        self.jobs.check_room()
         settings, prompt, piece_id, version = self.prepare(request)
         start = midi_seconds(prompt) if prompt is not None else 0.0
 
@@ -403,6 +404,7 @@ def create_app(model_dir: str | Path | None = None, *, composer: Composer | None
     @app.post("/api/compose", response_model=ComposeOut, summary="compose candidates and wait for them",
               responses={503: {"description": "busy: try again after Retry-After seconds"}})
     async def compose(body: ComposeRequest, request: Request) -> dict:
+        service.jobs.check_room()  # a busy answer needs no thread
         job = await run_in_threadpool(service.submit, body)
         while job.status in ACTIVE:
             if await request.is_disconnected():
@@ -418,6 +420,7 @@ def create_app(model_dir: str | Path | None = None, *, composer: Composer | None
     @app.post("/api/jobs", response_model=JobOut, status_code=202, summary="start composing; poll the job",
               responses={503: {"description": "busy: try again after Retry-After seconds"}})
     async def start_job(body: ComposeRequest) -> dict:
+        service.jobs.check_room()
         return service.job_out(await run_in_threadpool(service.submit, body))
 
     @app.get("/api/jobs/{job_id}", response_model=JobOut, summary="a job's progress, and its result when done")

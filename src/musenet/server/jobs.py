@@ -84,6 +84,11 @@ class JobQueue:
         waiting = max(self.active() - self.workers + 1, 1)
         return int(min(max(math.ceil(mean * waiting / self.workers), 1), 600))
 
+    def check_room(self) -> None:
+        """QueueFull now if a job submitted now would be refused (to answer before preparing it)."""
+        if self.active() >= self.workers + self.queue_size:
+            raise QueueFull(self.retry_after())
+
     def submit(self, work: Callable[[Job], Any]) -> Job:
         """Queue `work(job)`; QueueFull when `workers + queue_size` jobs are already active."""
         with self._lock:

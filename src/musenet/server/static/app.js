@@ -63,6 +63,8 @@ async function loadSettings() {
     const option = new Option(`${style.name}: ${style.description}`, style.name);
     $("style").add(option);
   }
+  const named = styles.find((style) => style.name !== "unknown");
+  if (named) $("style").value = named.name;  // a real style by default; "unknown" stays a choice
   const box = document.createElement("div");
   box.className = "toggles";
   for (const family of instruments) {
