@@ -166,7 +166,7 @@ class InfoOut(BaseModel):
     workers: int
     queue_size: int
     busy: int
-    limits: dict[str, float]
+    limits: dict[str, int | float]
 
 
 # ---- the service behind the routes ----------------------------------------------------------
