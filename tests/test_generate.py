@@ -113,6 +113,25 @@ def test_prompt_comes_back_verbatim_and_style_blends(composer, tmp_path):
             assert piece.text.startswith("pop piano bass drums start tempo:90 ")
 
 
+def test_a_continuation_of_a_long_prompt_composes_most_of_what_was_asked(composer):
+    prompt = make_score([{"program": 0, "notes": [(b, 1, 60 + b % 12, 80) for b in range(30)]}], tempos=[(0, 90)])
+    begun = 20.0  # 30 beats at 90 bpm: `end` may not come before 90% of the 4 new seconds
+    for piece in composer.generate(prompt=prompt, style="pop", seconds=24, candidates=4, seed=5):
+        assert begun + 0.9 * 4 - 0.05 <= token_seconds(piece.tokens, composer.vocab)[-1] <= 24 * 1.1
+
+
+def test_end_is_masked_until_ninety_percent_of_the_new_music(composer):
+    from musenet.sample import Settings, _State
+
+    generator, vocab = composer.generator, composer.vocab
+    state = _State(1, "cpu")
+    state.earliest_end = 20.0 + 0.9 * 4  # a 20 s prompt, 24 s asked for
+    allowed = torch.ones(vocab.size, dtype=torch.bool)
+    for seconds, may_end in ((21.7, False), (23.5, False), (23.7, True)):  # 21.7 s is past 90% of 24 s
+        state.seconds[:] = seconds
+        assert bool(generator._mask(state, Settings(seconds=24), allowed, False)[0, vocab.END]) == may_end
+
+
 def test_bad_settings_are_one_line_errors(composer, model_dir, capsys):
     with pytest.raises(MuseNetError, match="unknown style"):
         composer.generate(style="dubstep")

@@ -6,8 +6,8 @@ costing one cached forward pass of the batch. Masks keep every candidate valid:
 - strict instruments: no note-on of a family that was not asked for;
 - grammar: a note-off only for a sounding note, no second note-on for a sounding key,
   at most `max_polyphony` notes at once, no run of waits longer than `max_rest`;
-- length: no `end` before 90% of the requested length, no wait that jumps past 110%, and
-  `end` forced at 100%.
+- length: no `end` before 90% of the new music asked for (from the prompt's end to the
+  requested length), no wait that jumps past 110% of the length, and `end` forced at 100%.
 When the context is full the window slides: the header (with the tempo in force) is kept
 and the most recent half of the context is re-read, so pieces can be any length; the
 position and countdown embeddings follow the requested length, so the music can close
@@ -119,6 +119,7 @@ class _State:
         self.instant_ons = torch.zeros(batch, dtype=torch.long, device=device)
         self.tempo = torch.full((batch,), 120.0, device=device, dtype=torch.float64)
         self.finished = torch.zeros(batch, dtype=torch.bool, device=device)
+        self.earliest_end = 0.0  # `end` is masked before this many seconds
 
 
 class Generator:
@@ -183,6 +184,7 @@ class Generator:
         shown = 0
         steps = 0
         begun = float(state.seconds.min().item())  # where the prompt ends
+        state.earliest_end = begun + 0.9 * max(target - begun, 0.0)  # 90% of the new music, at least
         while not bool(state.finished.all()) and steps != settings.max_tokens:
             steps += 1
             if self.model.config.context - self._cache.length < 1:
@@ -223,7 +225,7 @@ class Generator:
         too_long = (state.rest_seconds[:, None] + wait_seconds > settings.max_rest_seconds) | (
             state.seconds[:, None] + wait_seconds > 1.1 * target)
         mask &= ~((t.wait[None, :] > 0) & too_long)
-        early = state.seconds < 0.9 * target
+        early = state.seconds < state.earliest_end
         mask[:, vocab.END] = ~early
         due = state.seconds >= target
         mask[due] = False
