@@ -144,7 +144,7 @@ class Generator:
         families |= {FAMILIES.index(f) for f in settings.instruments} if settings.instruments else set()
         return [vocab.style_token(settings.style), *(vocab.family_offset + f for f in sorted(families)), vocab.START]
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def generate(self, settings: Settings, prompt: NoteTable | None = None, progress: bool = False,
                  on_step: Callable[[float], None] | None = None) -> list[np.ndarray]:
         """Token sequences (header to `end`) of `settings.candidates` pieces.
