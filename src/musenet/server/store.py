@@ -106,21 +106,20 @@ class Store:
         with self._lock:
             self.candidates[candidate.id] = candidate
 
-    def candidate(self, candidate_id: str) -> Candidate:
+    def _use(self, items: dict, item_id: str, what: str):
+        """The item by id, marked as just used (so clean-up keeps it)."""
         with self._lock:
-            found = self.candidates.get(candidate_id)
+            found = items.get(item_id)
             if found is None:
-                raise NotFound(f"no candidate {candidate_id} (it may have expired)")
+                raise NotFound(f"no {what} {item_id} (it may have expired)")
             found.touched = time.monotonic()
             return found
 
+    def candidate(self, candidate_id: str) -> Candidate:
+        return self._use(self.candidates, candidate_id, "candidate")
+
     def piece(self, piece_id: str) -> Piece:
-        with self._lock:
-            found = self.pieces.get(piece_id)
-            if found is None:
-                raise NotFound(f"no piece {piece_id} (it may have expired)")
-            found.touched = time.monotonic()
-            return found
+        return self._use(self.pieces, piece_id, "piece")
 
     def pick(self, candidate_id: str) -> Piece:
         """Make the candidate the piece's newest version (a new piece if it continued none)."""
