@@ -15,7 +15,7 @@ from musenet.build import build
 from musenet.checkpoint import load_checkpoint
 from musenet.dataset import Dataset
 from musenet.errors import MuseNetError
-from musenet.train import evaluate, learning_rate, load_config, use_bf16
+from musenet.train import evaluate, learning_rate, load_config, train, use_bf16
 
 CONFIG = """
 [model]
@@ -115,3 +115,21 @@ def test_precision_setting():
     assert use_bf16("bf16", cpu) and not use_bf16("fp32", cpu) and use_bf16("auto", torch.device("cuda"))
     with pytest.raises(MuseNetError, match="precision must be"):
         use_bf16("fp16", cpu)
+
+
+def test_init_starts_from_a_models_weights(dataset, tmp_path):
+    config = tmp_path / "tiny.toml"
+    config.write_text(CONFIG.format(dropout=0.0, steps=12, precision="fp32"))
+    run_train(dataset, tmp_path / "first", config)
+    run_train(dataset, tmp_path / "fresh", config, "--max-steps", "1")
+    run_train(dataset, tmp_path / "again", config, "--max-steps", "2", "--init", str(tmp_path / "first"))
+    first, fresh, again = losses(tmp_path / "first"), losses(tmp_path / "fresh"), losses(tmp_path / "again")
+    assert again[1] < fresh[1] - 1.0 and abs(again[1] - first[12]) < 0.5  # it goes on from the trained weights
+    _, _, saved = load_checkpoint(tmp_path / "again")
+    assert saved["init"] == str(tmp_path / "first") and saved["train"]["max_steps"] == 2
+
+    other = tmp_path / "other"
+    write_song(other / "rock" / "song.mid", 0, bars=4)  # a style the first build lacks: another vocabulary
+    build(str(other), other / "data", workers=1, progress=False)
+    with pytest.raises(MuseNetError, match="vocabulary"):
+        train(other / "data", str(config), tmp_path / "mismatch", init=tmp_path / "first", progress=False)

@@ -105,7 +105,8 @@ def _cmd_data_show(args: argparse.Namespace) -> None:
 def _cmd_train(args: argparse.Namespace) -> None:
     from .train import train
 
-    records = train(args.data, args.config, args.out, max_steps=args.max_steps, resume=args.resume)
+    records = train(args.data, args.config, args.out, max_steps=args.max_steps, resume=args.resume,
+                    init=args.init)
     evals = [r for r in records if "bits_per_note" in r]
     if evals:
         last = evals[-1]
@@ -274,6 +275,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", required=True, metavar="RUN_DIR", help="where checkpoints and metrics go")
     train.add_argument("--max-steps", type=int, metavar="N", help="stop after N optimizer steps")
     train.add_argument("--resume", action="store_true", help="continue from RUN_DIR's latest checkpoint")
+    train.add_argument("--init", metavar="MODEL_DIR",
+                       help="start from this model's weights instead of random ones (fine-tuning); its shape "
+                       "replaces the config's [model] and its vocabulary must be the data's")
     train.set_defaults(run=_cmd_train)
 
     generate = commands.add_parser(

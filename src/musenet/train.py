@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .augment import Augment
-from .checkpoint import resolve, save_run_checkpoint
+from .checkpoint import load_checkpoint, resolve, save_run_checkpoint
 from .dataset import Dataset
 from .errors import MuseNetError
 from .model import FEATURES, SIZES, MuseNet, build_model
@@ -216,8 +216,13 @@ class _Distributed:
 
 
 def train(data_dir: str | Path, config: str, out: str | Path, max_steps: int | None = None,
-          resume: bool = False, progress: bool = True, overrides: dict | None = None) -> list[dict]:
-    """Train (or resume) a model; returns the metric records written to RUN_DIR/metrics.jsonl."""
+          resume: bool = False, progress: bool = True, overrides: dict | None = None,
+          init: str | Path | None = None) -> list[dict]:
+    """Train (or resume) a model; returns the metric records written to RUN_DIR/metrics.jsonl.
+
+    `init` (a checkpoint or run directory) starts a new run from that model's weights instead
+    of random ones (fine-tuning, or going on with a finished model under a new schedule); the
+    model shape comes from it, and its vocabulary must be the data's."""
     dist = _Distributed()
     out = Path(out)
     model_settings, train_config = load_config(config)
@@ -246,8 +251,13 @@ def train(data_dir: str | Path, config: str, out: str | Path, max_steps: int | N
             saved = json.loads((checkpoint / "config.json").read_text())
             model_settings = saved["model"]
             train_config = TrainConfig(**{**saved["train"], "max_steps": train_config.max_steps})
+    start_weights = None
+    if init is not None and state is None:
+        start_weights, model_settings = _initial_weights(init, vocab)
     torch.manual_seed(train_config.seed)
     model = build_model(model_settings, vocab.size).to(dist.device)
+    if start_weights is not None:
+        model.load_state_dict(start_weights)
     optimizer = torch.optim.AdamW(_param_groups(model, train_config.weight_decay), lr=train_config.learning_rate,
                                   betas=(0.9, 0.95), fused=dist.device.type == "cuda")
     if state is not None:
@@ -265,6 +275,10 @@ def train(data_dir: str | Path, config: str, out: str | Path, max_steps: int | N
     autocast = (torch.autocast(dist.device.type, dtype=torch.bfloat16)
                 if use_bf16(train_config.precision, dist.device) else nullcontext())
     extra_config = {"train": asdict(train_config), "data": str(data_dir)}
+    if init is not None:
+        extra_config["init"] = str(init)
+    elif state is not None and "init" in saved:
+        extra_config["init"] = saved["init"]
     metrics_path = out / "metrics.jsonl"
     if dist.main:
         out.mkdir(parents=True, exist_ok=True)
@@ -331,6 +345,16 @@ def train(data_dir: str | Path, config: str, out: str | Path, max_steps: int | N
     if writer is not None:
         writer.close()
     return records
+
+
+def _initial_weights(init: str | Path, vocab) -> tuple[dict, dict]:
+    """(float32 state dict, model settings) of the model a run starts from; one-line errors
+    when it cannot be read or was trained on another vocabulary."""
+    model, init_vocab, config = load_checkpoint(init)
+    if init_vocab.to_json() != vocab.to_json():
+        raise MuseNetError(f"{init}: its vocabulary ({init_vocab.size} tokens) is not the data's ({vocab.size}); "
+                           "start from a model trained on the same kind of build")
+    return {k: v.float() for k, v in model.state_dict().items()}, config["model"]
 
 
 def _param_groups(model: MuseNet, weight_decay: float) -> list[dict]:
