@@ -77,6 +77,9 @@ def test_config_schedule_and_learning(dataset, tmp_path):
     assert saved["train"]["max_steps"] == 12 and (tmp_path / "run" / "latest").read_text() == "step-0000012"
     report = evaluate(model, Dataset(dataset, "train"), 64, "cpu", max_tokens=2000)
     assert report["bits_per_note"] > 0 and set(report["bits_per_note_by_style"]) <= {"jazz", "pop"}
+    train_set = Dataset(dataset, "train")
+    scored = [train_set.style_of(row) for row in report["rows"]]  # styles in turn, and said which pieces
+    assert len(scored) == report["pieces"] and scored[0] != scored[1]
 
 
 def test_sigkill_and_resume_reaches_the_same_losses(dataset, tmp_path):

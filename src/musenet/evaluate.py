@@ -561,7 +561,7 @@ def run_eval(model: str | Path, data: str | Path, out: str | Path | None = None,
     net.eval()  # evaluate leaves the model in training mode
     bar.update()
     advance("5-gram baseline")
-    rows = held.rows[: result["pieces"]]
+    rows = result["rows"]  # the very pieces the model was scored on
     eval_pieces = [held.piece(int(r)) for r in rows]
     notes = [int(held.index["notes"][r]) for r in rows]
     ngram = ngram_bits_per_note((train_data.piece(int(r)) for r in train_data.rows), eval_pieces, vocab,

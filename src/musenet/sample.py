@@ -5,7 +5,9 @@ tokens unchanged, then samples all candidates together, one token per step, each
 costing one cached forward pass of the batch. Masks keep every candidate valid:
 - strict instruments: no note-on of a family that was not asked for;
 - grammar: a note-off only for a sounding note, no second note-on for a sounding key,
-  at most `max_polyphony` notes at once, no run of waits longer than `max_rest`;
+  at most `max_polyphony` notes at once, no run of waits longer than `max_rest_seconds`,
+  no note held longer than `max_note_seconds` (no wait may carry one past it, and a note
+  that cannot last another step must be released next);
 - length: no `end` before 90% of the new music asked for (from the prompt's end to the
   requested length), no wait that jumps past 110% of the length, and `end` forced at 100%.
 When the context is full the window slides: the header (with the tempo in force) is kept
@@ -47,6 +49,7 @@ class Settings:
     instrument_mode: str = "strict"        # or "soft": instruments only in the header, as MuseNet
     max_polyphony: int = 24
     max_rest_seconds: float = 6.0
+    max_note_seconds: float = 8.0          # no note sounds longer (no stuck notes)
     prompt_notes: int | None = None
     prompt_seconds: float | None = None
     max_tokens: int | None = None          # stop after this many new tokens (a safety cap)
@@ -67,6 +70,8 @@ class Settings:
             raise MuseNetError(f"--temperature must be in (0, 5], not {self.temperature}")
         if not 0 < self.top_p <= 1 or self.top_k < 0:
             raise MuseNetError("--top-p must be in (0, 1] and --top-k at least 0")
+        if not 0 < self.max_note_seconds or not 0 < self.max_rest_seconds or self.max_polyphony < 1:
+            raise MuseNetError("max_note_seconds and max_rest_seconds must be positive, max_polyphony at least 1")
         if not 1 <= self.candidates <= 64:
             raise MuseNetError(f"--candidates must be between 1 and 64, not {self.candidates}")
 
@@ -112,6 +117,7 @@ class _State:
 
     def __init__(self, batch: int, device):
         self.sounding = torch.zeros(batch, len(FAMILIES) * 128, dtype=torch.bool, device=device)
+        self.onset = torch.zeros(batch, len(FAMILIES) * 128, dtype=torch.float64, device=device)  # when struck
         self.polyphony = torch.zeros(batch, dtype=torch.long, device=device)
         self.rest_seconds = torch.zeros(batch, device=device, dtype=torch.float64)
         self.seconds = torch.zeros(batch, device=device, dtype=torch.float64)
@@ -220,11 +226,19 @@ class Generator:
         mask &= ~(t.is_on[None, :] & ~t.is_drum[None, :] & sounding)     # no re-strike of a sounding key
         full = state.polyphony >= settings.max_polyphony
         mask &= ~(t.is_on[None, :] & full[:, None])
-        wait_seconds = t.wait[None, :] * self._seconds_per_step(state.tempo)[:, None]
+        step_seconds = self._seconds_per_step(state.tempo)
+        wait_seconds = t.wait[None, :] * step_seconds[:, None]
         target = float(settings.seconds)
+        held = torch.where(state.sounding, state.seconds[:, None] - state.onset, float("-inf"))  # (batch, keys)
+        longest = held.max(dim=1).values                                 # -inf when nothing sounds
         too_long = (state.rest_seconds[:, None] + wait_seconds > settings.max_rest_seconds) | (
-            state.seconds[:, None] + wait_seconds > 1.1 * target)
+            state.seconds[:, None] + wait_seconds > 1.1 * target) | (
+            longest[:, None] + wait_seconds > settings.max_note_seconds)
         mask &= ~((t.wait[None, :] > 0) & too_long)
+        overdue = held + step_seconds[:, None] > settings.max_note_seconds  # cannot last another step
+        releasing = overdue.any(dim=1)
+        if bool(releasing.any()):
+            mask[releasing] = (t.is_off[None, :] & overdue[:, t.key])[releasing]
         early = state.seconds < state.earliest_end
         mask[:, vocab.END] = ~early
         due = state.seconds >= target
@@ -270,6 +284,7 @@ class Generator:
         melodic_on = t.is_on[token] & ~t.is_drum[token]
         off = t.is_off[token]
         state.sounding[rows[melodic_on], key[melodic_on]] = True
+        state.onset[rows[melodic_on], key[melodic_on]] = state.seconds[melodic_on]
         state.sounding[rows[off], key[off]] = False
         state.polyphony += melodic_on.long() - off.long()
         state.instant_ons += t.is_on[token].long()

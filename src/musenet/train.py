@@ -187,6 +187,7 @@ def evaluate(model: MuseNet, data: Dataset, context: int, device, max_tokens: in
         "bits_per_note": bits_per_note / max(notes_total, 1),
         "bits_per_note_by_style": {s: style_bits[s] / max(style_notes[s], 1) for s in sorted(style_bits)},
         "pieces": len(nll),
+        "rows": list(nll),  # the index rows scored, in order
         "tokens": tokens_scored,
     }
 
@@ -333,7 +334,8 @@ def train(data_dir: str | Path, config: str, out: str | Path, max_steps: int | N
                 eval_started = time.time()
                 result = evaluate(model, valid, context, dist.device, train_config.eval_tokens)
                 started += time.time() - eval_started  # speed counts training time only
-                records.append(_log(metrics_path, {"step": step, **result}, writer))
+                records.append(_log(metrics_path, {"step": step, **{k: v for k, v in result.items() if k != "rows"}},
+                                    writer))
                 bar.write(f"step {step}: valid loss {result['valid_loss']:.4f}, "
                           f"{result['bits_per_note']:.3f} bits per note")
         if step % train_config.checkpoint_every == 0 or step == train_config.max_steps:
