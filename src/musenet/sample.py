@@ -253,18 +253,24 @@ class Generator:
     def _sample(self, logits: torch.Tensor, mask: torch.Tensor, settings: Settings,
                 generator: torch.Generator) -> torch.Tensor:
         """One token per row: temperature, the mask, top-k, then top-p (nucleus) sampling by
-        inverse transform on the sorted probabilities (one sort, one uniform draw per row)."""
+        inverse transform on the sorted probabilities (one sort, one uniform draw per row; no
+        sort when top_p is 1)."""
         logits = (logits.float() / settings.temperature).masked_fill(~mask, float("-inf"))
         if settings.top_k:
             kth = torch.topk(logits, min(settings.top_k, logits.shape[-1]), dim=-1).values[:, -1:]
             logits = logits.masked_fill(logits < kth, float("-inf"))
-        ordered, order = torch.sort(torch.softmax(logits, dim=-1), descending=True, dim=-1)
+        probabilities = torch.softmax(logits, dim=-1)
+        draw = torch.rand(len(logits), 1, generator=generator).to(logits.device)
+        if settings.top_p >= 1.0:  # no nucleus to find: inverse transform on the unsorted cumulative sum
+            cumulative = probabilities.cumsum(dim=-1)
+            index = torch.searchsorted(cumulative, draw * cumulative[:, -1:], right=True)
+            return index.clamp_max(logits.shape[-1] - 1)[:, 0]
+        ordered, order = torch.sort(probabilities, descending=True, dim=-1)
         cumulative = ordered.cumsum(dim=-1)
         # keep the token that crosses p, never one of probability 0 (masked)
         kept = (((cumulative - ordered) < settings.top_p) & (ordered > 0)).sum(dim=-1, keepdim=True)
         total = cumulative.gather(1, kept - 1)
-        draw = torch.rand(len(logits), 1, generator=generator).to(logits.device) * total
-        index = torch.searchsorted(cumulative, draw, right=True).clamp_max(kept - 1)
+        index = torch.searchsorted(cumulative, draw * total, right=True).clamp_max(kept - 1)
         return order.gather(1, index)[:, 0]
 
     def _features(self, token: torch.Tensor, state: _State, total: float) -> dict[str, torch.Tensor]:
