@@ -224,9 +224,31 @@ def test_export_and_the_bundled_model(model_dir, tmp_path, monkeypatch, capsys):
 def test_sampler_draws_the_nucleus_distribution(composer, top_p, expected):
     from musenet.sample import Settings
 
-    rows = 20000
-    logits = torch.tensor([0.5, 0.3, 0.15, 0.05, 0.4]).log().repeat(rows, 1)
-    mask = torch.tensor([True, True, True, True, False]).repeat(rows, 1)  # the last one is masked
+    vocab, rows = composer.vocab, 6000
+    ids = torch.from_numpy(np.flatnonzero(vocab.tables["wait"] > 0)[:5])  # five tokens that are not notes
+    logits = torch.full((rows, vocab.size), -30.0)
+    logits[:, ids] = torch.tensor([0.5, 0.3, 0.15, 0.05, 0.4]).log()
+    mask = torch.zeros(rows, vocab.size, dtype=torch.bool)
+    mask[:, ids[:4]] = True  # the fifth is masked
     tokens = composer.generator._sample(logits, mask, Settings(top_p=top_p), torch.Generator().manual_seed(0))
-    shares = np.bincount(tokens.numpy(), minlength=5) / rows
-    assert shares == pytest.approx(expected, abs=0.015) and shares[4] == 0
+    shares = np.bincount(torch.searchsorted(ids, tokens).numpy(), minlength=5) / rows
+    assert shares == pytest.approx(expected, abs=0.025) and shares[4] == 0 and bool(torch.isin(tokens, ids).all())
+
+
+def test_note_off_probability_goes_to_a_lone_sounding_note(composer):
+    from musenet.sample import Settings
+
+    vocab, rows = composer.vocab, 4000
+    strings = FAMILIES.index("strings")
+    sounding_off, silent_off = vocab.note_tokens(np.array([strings, strings]), np.array([60, 64]), np.zeros(2, int))
+    wait = int(np.flatnonzero(vocab.tables["wait"] > 0)[0])
+    logits = torch.full((rows, vocab.size), -30.0)
+    logits[:, [sounding_off, silent_off, wait]] = torch.tensor([0.1, 0.6, 0.3]).log()
+    mask = torch.zeros(rows, vocab.size, dtype=torch.bool)
+    mask[:, [sounding_off, wait]] = True  # only C4 sounds: E4 cannot be released
+    tokens = composer.generator._sample(logits, mask, Settings(top_p=1.0), torch.Generator().manual_seed(0))
+    share = (tokens == int(sounding_off)).float().mean().item()
+    assert share == pytest.approx(0.7, abs=0.03)  # the model's whole "release now", not 0.1 / 0.4
+    mask[:, silent_off] = True  # both sound: which to release is the model's call, as it gave it
+    tokens = composer.generator._sample(logits, mask, Settings(top_p=1.0), torch.Generator().manual_seed(0))
+    assert (tokens == int(sounding_off)).float().mean().item() == pytest.approx(0.1, abs=0.03)

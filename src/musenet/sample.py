@@ -8,6 +8,9 @@ costing one cached forward pass of the batch. Masks keep every candidate valid:
   at most `max_polyphony` notes at once, no run of waits longer than `max_rest_seconds`,
   no note held longer than `max_note_seconds` (no wait may carry one past it, and a note
   that cannot last another step must be released next);
+- releases: where a family has one note sounding, the probability the model gives to that
+  family's note-offs of silent notes goes to the sounding note's, so "release it now"
+  keeps its weight;
 - length: no `end` before 90% of the new music asked for (from the prompt's end to the
   requested length), no wait that jumps past 110% of the length, and `end` forced at 100%.
 When the context is full the window slides: the header (with the tempo in force) is kept
@@ -255,7 +258,7 @@ class Generator:
         """One token per row: temperature, the mask, top-k, then top-p (nucleus) sampling by
         inverse transform on the sorted probabilities (one sort, one uniform draw per row; no
         sort when top_p is 1)."""
-        logits = (logits.float() / settings.temperature).masked_fill(~mask, float("-inf"))
+        logits = self._release(logits.float() / settings.temperature, mask).masked_fill(~mask, float("-inf"))
         if settings.top_k:
             kth = torch.topk(logits, min(settings.top_k, logits.shape[-1]), dim=-1).values[:, -1:]
             logits = logits.masked_fill(logits < kth, float("-inf"))
@@ -272,6 +275,25 @@ class Generator:
         total = cumulative.gather(1, kept - 1)
         index = torch.searchsorted(cumulative, draw * total, right=True).clamp_max(kept - 1)
         return order.gather(1, index)[:, 0]
+
+    def _release(self, logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Where a family has one note sounding, give it the family's whole note-off
+        probability. The model spreads "release the note now" over the note-offs of many
+        pitches; the grammar allows only the sounding note's, so the masked note-offs'
+        probability goes to it rather than to every other token. (With several notes sounding
+        the masked mass is ambiguous, and moving it thins part music out: left as it is.)"""
+        t = self.tables
+        allowed = mask & t.is_off[None, :]
+        if not bool(allowed.any()):
+            return logits
+        probabilities = torch.softmax(logits, dim=-1)
+        families = len(FAMILIES)
+        lost = logits.new_zeros(len(logits), families).index_add_(
+            1, t.family, probabilities * (t.is_off[None, :] & ~mask))
+        kept = logits.new_zeros(len(logits), families).index_add_(1, t.family, probabilities * allowed)
+        single = logits.new_zeros(len(logits), families).index_add_(1, t.family, allowed.to(logits.dtype)) == 1
+        boost = torch.where(single & (kept > 0), (1 + lost / kept.clamp_min(1e-30)).log(), 0.0)
+        return logits + torch.where(allowed, boost[:, t.family], 0.0)
 
     def _features(self, token: torch.Tensor, state: _State, total: float) -> dict[str, torch.Tensor]:
         """The side features of the token about to be fed (they describe the time before it)."""
