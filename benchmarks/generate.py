@@ -22,7 +22,7 @@ import time
 
 import torch
 
-from musenet.composer import Composer
+from musenet.composer import Composer, quantize_int8
 from musenet.model import SIZES, build_model
 from musenet.sample import Generator, Settings
 from musenet.vocab import default_vocab
@@ -82,13 +82,16 @@ def main(argv: list[str] | None = None) -> None:
         activation_function="gelu", tie_word_embeddings=True,
     )).eval()
     generator = Generator(ours, vocab)
+    generator_int8 = Generator(quantize_int8(ours), vocab)
     rows = []
     for batch in (1, 4):
         prompt = torch.randint(0, vocab.size, (batch, 16))
         t_loop = best_of(args.repeat, lambda b=batch, p=prompt: our_model_loop(plain, p, args.tokens))
         t_full = best_of(args.repeat, lambda b=batch: our_composing(generator, b, args.tokens))
+        t_int8 = best_of(args.repeat, lambda b=batch: our_composing(generator_int8, b, args.tokens))
         t_hf = best_of(args.repeat, lambda p=prompt: hf_generate(hf, p, args.tokens))
-        for name, seconds in (("ours, model loop", t_loop), ("ours, composing", t_full), ("HF generate", t_hf)):
+        for name, seconds in (("ours, model loop", t_loop), ("ours, composing", t_full),
+                              ("ours, composing, --int8", t_int8), ("HF generate", t_hf)):
             rate = batch * args.tokens / seconds
             rows.append((batch, name, rate, t_hf / seconds))
     print(f"{args.size} model ({ours.parameter_count() / 1e6:.1f}M parameters), {args.tokens} new tokens, "
@@ -98,13 +101,14 @@ def main(argv: list[str] | None = None) -> None:
     for batch, name, rate, ratio in rows:
         print(f"| {batch} | {name} | {rate:,.0f} | {ratio:.2f}x |")
 
-    if args.model:
-        composer = Composer.load(args.model)
+    for int8 in (False, True) if args.model else ():
+        composer = Composer.load(args.model, int8=int8)
         start = time.perf_counter()
         piece = composer.generate(style=composer.styles[1], seconds=240, seed=0)[0]
         elapsed = time.perf_counter() - start
-        print(f"\n4-minute piece with {args.model}: {len(piece.tokens)} tokens, {piece.seconds:.0f} s of music in "
-              f"{elapsed:.1f} s = {piece.seconds / elapsed:.1f} s of music per second of computing")
+        print(f"\n4-minute piece with {args.model}{' --int8' if int8 else ''}: {len(piece.tokens)} tokens, "
+              f"{piece.seconds:.0f} s of music in {elapsed:.1f} s = {piece.seconds / elapsed:.1f} s of music "
+              "per second of computing")
 
 
 if __name__ == "__main__":

@@ -252,3 +252,16 @@ def test_note_off_probability_goes_to_a_lone_sounding_note(composer):
     mask[:, silent_off] = True  # both sound: which to release is the model's call, as it gave it
     tokens = composer.generator._sample(logits, mask, Settings(top_p=1.0), torch.Generator().manual_seed(0))
     assert (tokens == int(sounding_off)).float().mean().item() == pytest.approx(0.1, abs=0.03)
+
+
+def test_int8_decoding_composes_nearly_the_same_distribution(model_dir):
+    plain, int8 = Composer.load(model_dir), Composer.load(model_dir, int8=True)
+    tokens = torch.randint(0, plain.vocab.size, (1, 64))
+    with torch.inference_mode():
+        p = torch.log_softmax(plain.generator.model(tokens), -1)
+        q = torch.log_softmax(int8.generator.model(tokens), -1)
+    assert float((p.exp() * (p - q)).sum(-1).mean()) < 0.01  # KL in nats per token
+    first, again = (int8.generate(style="bach", seconds=6, candidates=2, seed=4) for _ in range(2))
+    for a, b in zip(first, again, strict=True):
+        assert np.array_equal(a.tokens, b.tokens)
+        assert_grammar(a.tokens, int8.vocab)

@@ -128,7 +128,7 @@ def _cmd_generate(args: argparse.Namespace) -> None:
         top_k=args.top_k, top_p=args.top_p, seed=args.seed, candidates=args.candidates,
         instrument_mode=args.instrument_mode, prompt_notes=args.prompt_notes, prompt_seconds=args.prompt_seconds,
     )
-    composer = Composer.load(args.model)
+    composer = Composer.load(args.model, int8=args.int8)
     settings.check(composer.vocab)
     if args.wav:  # fail before composing, not after
         from .render import find_soundfont, fluidsynth_program
@@ -136,7 +136,8 @@ def _cmd_generate(args: argparse.Namespace) -> None:
         fluidsynth_program()
         find_soundfont(args.soundfont)
     pieces = composer.generate(prompt=args.prompt, settings=settings, progress=True)
-    paths = write_pieces(pieces, args.out, settings, composer.model_path, prompt=args.prompt, wav=args.wav,
+    model = composer.model_path + (" (int8)" if args.int8 else "")
+    paths = write_pieces(pieces, args.out, settings, model, prompt=args.prompt, wav=args.wav,
                          png=args.png, soundfont=args.soundfont)
     for path, piece in zip(paths, pieces, strict=True):
         extras = [p.name for p in (path.with_suffix(".wav"), path.with_suffix(".png")) if p.exists()]
@@ -301,6 +302,8 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling mass (default 0.95)")
     generate.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     generate.add_argument("--candidates", type=int, default=1, help="pieces to compose at once (batched)")
+    generate.add_argument("--int8", action="store_true",
+                          help="decode with 8-bit weights on the CPU: about 1.7x faster, nearly the same music")
     generate.add_argument("--model", metavar="DIR", help="a checkpoint or run directory (default: the bundled "
                           "model)")
     generate.add_argument("--out", default="out", metavar="DIR", help="output folder (default: out)")
