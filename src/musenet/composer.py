@@ -39,8 +39,9 @@ def bundled_model_path() -> Path | None:
 def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
     """A copy of `model` whose linear layers (the output head too) keep 8-bit weights and
     quantise activations on the fly: PyTorch dynamic quantisation, for CPU decoding."""
-    with warnings.catch_warnings():  # torch.ao.quantization warns that it is moving to torchao
-        warnings.simplefilter("ignore", DeprecationWarning)
+    with warnings.catch_warnings():  # PyTorch warns that quantised tensors are moving to torchao
+        warnings.filterwarnings("ignore", message=".*(deprecated|torchao).*", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", message=".*quantiz.*deprecated.*", category=UserWarning)
         return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
 
 
