@@ -119,6 +119,9 @@ def test_ngram_bits_lower_on_repetitive_music_than_random():
     high = ngram_bits_per_note(random[:4], random[4:], vocab)
     assert low["notes"] == [96, 96] and low["tokens"] == 2 * (len(repetitive[0]) - 1)
     assert low["bits_per_note"] < 0.5 < 5 < high["bits_per_note"]
+    kinds = high["bits_per_note_by_kind"]  # random pitches: the note-ons carry the bits, the rest is predictable
+    assert sum(kinds.values()) == pytest.approx(high["bits_per_note"])
+    assert kinds["note-on"] > 5 and kinds["wait"] < 0.5
 
 
 # ---- statistics ----------------------------------------------------------------------------------
@@ -236,6 +239,9 @@ def test_eval_writes_the_report(tiny_setup, capsys):
     like = report["likelihood"]
     assert like["pieces"] == 2 and like["model_bits_per_note"] > 0 and like["ngram_bits_per_note"] > 0
     assert set(like["by_style"]) == {"ballad", "rock"}
+    for source in ("model", "ngram"):  # the kinds of token split each total
+        parts = sum(v[source] for v in like["by_kind"].values())
+        assert parts == pytest.approx(like[f"{source}_bits_per_note"], rel=1e-6)
     assert report["instruments"]["strict"] == 1.0
     assert report["instruments"]["by_style"]["ballad"]["requested"] == ["piano"]
     assert report["instruments"]["by_style"]["rock"]["requested"] == ["guitar", "bass", "drums"]

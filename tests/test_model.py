@@ -73,6 +73,29 @@ def test_save_load_gives_identical_outputs(tmp_path):
         load_checkpoint(tmp_path)
 
 
+def test_note_factors_are_shared_by_on_and_off_and_fold_away(tmp_path):
+    vocab = default_vocab()
+    model = build_model("tiny", vocab.size, note_factors=True)
+    model.set_note_factors(vocab)
+    on, off, drum = (vocab.token_id(w) for w in ("piano:v64:C4", "piano:v0:C4", "drums:v64:C2"))
+    assert model.pitch_of_token[on] == model.pitch_of_token[off] == 60
+    assert model.family_of_token[on] == model.family_of_token[off] != model.family_of_token[drum]
+    assert model.loudness_of_token[off] == 0 and model.loudness_of_token[on] == 4
+    tokens, features = random_inputs(vocab=vocab.size)
+    plain = build_model("tiny", vocab.size).eval()
+    torch.manual_seed(1)
+    model.load_state_dict(plain.state_dict(), strict=False)
+    torch.testing.assert_close(model.eval()(tokens, features), plain(tokens, features), atol=0, rtol=0)  # zeros
+    for embedding in model.factor_embeddings.values():
+        torch.nn.init.normal_(embedding.weight, std=0.1)
+    factored = model(tokens, features)
+    assert not torch.allclose(factored, plain(tokens, features))
+    save_checkpoint(tmp_path / "ckpt", model, vocab)
+    loaded, _, _ = load_checkpoint(tmp_path / "ckpt")  # folded into the token table: a plain model
+    assert not loaded.config.note_factors and not hasattr(loaded, "factor_embeddings")
+    torch.testing.assert_close(loaded(tokens, features), factored, atol=1e-5, rtol=1e-5)
+
+
 def test_named_sizes():
     counts = {}
     for name in ("tiny", "small", "base"):

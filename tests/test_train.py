@@ -124,12 +124,16 @@ def test_init_starts_from_a_models_weights(dataset, tmp_path):
     config = tmp_path / "tiny.toml"
     config.write_text(CONFIG.format(dropout=0.0, steps=12, precision="fp32"))
     run_train(dataset, tmp_path / "first", config)
-    run_train(dataset, tmp_path / "again", config, "--max-steps", "2", "--init", str(tmp_path / "first"))
+    factored = tmp_path / "factored.toml"  # may add note factors (they start at 0) but not change shapes
+    factored.write_text(CONFIG.format(dropout=0.0, steps=12, precision="fp32").replace(
+        "context = 64", "context = 32\nnote_factors = true"))
+    run_train(dataset, tmp_path / "again", factored, "--max-steps", "2", "--init", str(tmp_path / "first"))
     first, again = losses(tmp_path / "first"), losses(tmp_path / "again")
     # first[1] is a fresh model's loss on the same first batch: the new run goes on from the trained weights
     assert again[1] < first[1] - 1.0 and abs(again[1] - first[12]) < 0.5
     _, _, saved = load_checkpoint(tmp_path / "again")
     assert saved["init"] == str(tmp_path / "first") and saved["train"]["max_steps"] == 2
+    assert saved["model"]["note_factors"] and saved["model"]["context"] == 64
 
     other = tmp_path / "other"
     write_song(other / "rock" / "song.mid", 0, bars=4)  # a style the first build lacks: another vocabulary

@@ -64,7 +64,8 @@ def resolve(path: str | Path) -> Path:
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[MuseNet, Vocab, dict]:
-    """(model in eval mode, vocabulary, the whole config.json) from a checkpoint or run directory."""
+    """(model in eval mode, vocabulary, the whole config.json) from a checkpoint or run directory.
+    Note factor embeddings are folded into the token table (see MuseNet.fold_note_factors)."""
     directory = resolve(path)
     try:
         config = json.loads((directory / "config.json").read_text())
@@ -73,7 +74,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
         load_model(model, str(directory / "model.safetensors"), strict=True, device=str(device))
     except (OSError, ValueError, KeyError, RuntimeError) as err:
         raise MuseNetError(f"{directory}: cannot load checkpoint ({str(err).splitlines()[0]})") from None
-    return model.float().to(device).eval(), vocab, config
+    return model.fold_note_factors().float().to(device).eval(), vocab, config
 
 
 def save_run_checkpoint(run_dir: Path, step: int, model: MuseNet, vocab: Vocab, extra_config: dict,

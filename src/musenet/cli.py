@@ -278,7 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true", help="continue from RUN_DIR's latest checkpoint")
     train.add_argument("--init", metavar="MODEL_DIR",
                        help="start from this model's weights instead of random ones (fine-tuning); its shape "
-                       "replaces the config's [model] and its vocabulary must be the data's")
+                       "replaces the config's [model] (whose dropout, attention_dropout and note_factors still "
+                       "apply) and its vocabulary must be the data's")
     train.set_defaults(run=_cmd_train)
 
     generate = commands.add_parser(

@@ -34,7 +34,7 @@ from .errors import MuseNetError
 from .files import write_atomic
 from .instruments import FAMILIES
 from .notes import NoteTable
-from .vocab import NOTE_NAMES, Vocab
+from .vocab import NOTE_NAMES, TOKEN_KINDS, Vocab
 
 NGRAM_ORDER = 5
 STUCK_SECONDS = 10.0          # a note longer than this is "stuck"
@@ -226,7 +226,14 @@ def ngram_bits_per_note(train_pieces: Iterable[np.ndarray], eval_pieces: Sequenc
     logs = model.log2_probabilities(eval_pieces)
     bits = np.array([-float(x.sum()) for x in logs])
     notes = np.array([note_count(p, vocab) for p in eval_pieces] if notes is None else notes, np.int64)
-    return {"bits_per_note": float(bits.sum() / max(int(notes.sum()), 1)), "bits": bits.tolist(),
+    kind_bits = np.zeros(len(TOKEN_KINDS))
+    for piece, x in zip(eval_pieces, logs, strict=True):
+        if len(x):
+            kind_bits -= np.bincount(vocab.kinds[np.asarray(piece[1:], np.int64)], weights=x,
+                                     minlength=len(TOKEN_KINDS))
+    per_note = max(int(notes.sum()), 1)
+    return {"bits_per_note": float(bits.sum() / per_note), "bits": bits.tolist(),
+            "bits_per_note_by_kind": dict(zip(TOKEN_KINDS, (kind_bits / per_note).tolist(), strict=True)),
             "notes": notes.tolist(), "tokens": int(sum(len(x) for x in logs)), "order": order}
 
 
@@ -576,6 +583,8 @@ def run_eval(model: str | Path, data: str | Path, out: str | Path | None = None,
         "model_bits_per_note": result["bits_per_note"], "ngram_bits_per_note": ngram["bits_per_note"],
         "reduction": 1 - result["bits_per_note"] / ngram["bits_per_note"] if ngram["bits_per_note"] else float("nan"),
         "ngram_order": NGRAM_ORDER, "ngram_train_pieces": len(train_data), "model_valid_loss": result["valid_loss"],
+        "by_kind": {kind: {"model": result["bits_per_note_by_kind"][kind],
+                           "ngram": ngram["bits_per_note_by_kind"][kind]} for kind in TOKEN_KINDS},
         "by_style": {s: {"pieces": piece_styles.count(s),
                          "notes": int(sum(n for n, p in zip(notes, piece_styles, strict=True) if p == s)),
                          "model": result["bits_per_note_by_style"].get(s, float("nan")), "ngram": ngram_by_style[s],
@@ -923,6 +932,11 @@ def markdown(report: dict, images: list[tuple[str, str]] = ()) -> str:
         reduction = f"{v['reduction']:.1%}" if math.isfinite(v["reduction"]) else "n/a"
         lines.append(f"| {name} | {v['pieces']} | {_fmt(v['notes'])} | {_fmt(v['model'])} | {_fmt(v['ngram'])} "
                      f"| {reduction} |")
+
+    lines += ["", "Where the bits go: each kind of token's share of the bits per note.", "",
+              "| token kind | model | n-gram |", "|---|---:|---:|"]
+    for kind, v in like.get("by_kind", {}).items():
+        lines.append(f"| {kind} | {_fmt(v['model'])} | {_fmt(v['ngram'])} |")
 
     lines += ["", "## 2. Music statistics, generated vs real", "",
               f"Real pieces: the opening {settings['seconds']:g} s of held-out pieces of the style (at most "

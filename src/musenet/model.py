@@ -7,8 +7,12 @@ attention through `scaled_dot_product_attention`, which uses flash kernels on GP
 - MuseNet's side features, when `side_features` is on: the time since the window start
   (tokens sounding together share it), the note's place in its chord, which 1/128 of the
   piece the token is in, and a countdown to the piece's end,
-and predicts the next token with an output head tied to the token embedding. A KV cache
-(`Cache`) makes incremental decoding cost one token's work per step.
+and predicts the next token with an output head tied to the token embedding. With
+`note_factors`, a note token's embedding is its own vector plus vectors for its pitch, its
+family and its loudness (0 = note-off), so a note-on and its note-off share most of theirs;
+the tied head scores with the same sums. `fold_note_factors` adds them into the token table
+for inference, leaving a plain model. A KV cache (`Cache`) makes incremental decoding cost one
+token's work per step.
 """
 
 from __future__ import annotations
@@ -16,13 +20,18 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, fields
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .errors import MuseNetError
+from .instruments import FAMILIES
+from .vocab import VELOCITIES
 
 FEATURES = ("time", "chord", "position", "countdown")
+#: Factor embeddings of note tokens and their sizes; the last id of each is "not a note".
+NOTE_FACTORS = {"pitch": 129, "family": len(FAMILIES) + 1, "loudness": len(VELOCITIES) + 2}
 
 
 @dataclass
@@ -40,6 +49,7 @@ class ModelConfig:
     chord_buckets: int = 16        # place in the chord (0 = not a note-on), saturating
     position_buckets: int = 128    # which 1/128 of the piece
     countdown_buckets: int = 256   # time left, saturating
+    note_factors: bool = False     # pitch / family / loudness embeddings shared by note tokens (starting at 0)
 
     def __post_init__(self) -> None:
         if self.width % self.heads:
@@ -174,10 +184,18 @@ class MuseNet(nn.Module):
         self.norm = nn.LayerNorm(c.width)
         self.head = nn.Linear(c.width, c.vocab_size, bias=False)
         self.head.weight = self.token_embedding.weight  # tied
+        if c.note_factors:  # per-token factor ids; set from a vocabulary by set_note_factors
+            for name, size in NOTE_FACTORS.items():
+                self.register_buffer(f"{name}_of_token", torch.full((c.vocab_size,), size - 1, dtype=torch.long))
+            self.factor_embeddings = nn.ModuleDict({name: nn.Embedding(size, c.width)
+                                                    for name, size in NOTE_FACTORS.items()})
         self.apply(self._init)
         for name, p in self.named_parameters():  # GPT-2: scale the residual projections
             if name.endswith(("attention.out.weight", "mlp.2.weight")):
                 nn.init.normal_(p, std=0.02 / math.sqrt(2 * c.layers))
+        if c.note_factors:  # start at 0: a model with factors added computes what it did before
+            for embedding in self.factor_embeddings.values():
+                nn.init.zeros_(embedding.weight)
 
     @staticmethod
     def _init(module):
@@ -187,6 +205,36 @@ class MuseNet(nn.Module):
                 nn.init.zeros_(module.bias)
         elif isinstance(module, nn.Embedding):
             nn.init.normal_(module.weight, std=0.02)
+
+    def set_note_factors(self, vocab) -> None:
+        """Which pitch, family and loudness each token has (the last id of each: none)."""
+        t = vocab.tables
+        note = t["family"] >= 0
+        level = np.searchsorted(np.array((0, *VELOCITIES)), t["velocity"])
+        ids = {"pitch": np.where(note, t["pitch"], NOTE_FACTORS["pitch"] - 1),
+               "family": np.where(note, t["family"], NOTE_FACTORS["family"] - 1),
+               "loudness": np.where(note, level, NOTE_FACTORS["loudness"] - 1)}
+        for name, values in ids.items():
+            getattr(self, f"{name}_of_token").copy_(torch.from_numpy(values))
+
+    def token_table(self) -> torch.Tensor:
+        """The (vocab, width) embedding of every token, shared by input and output."""
+        table = self.token_embedding.weight
+        if self.config.note_factors:
+            for name, embedding in self.factor_embeddings.items():
+                table = table + embedding.weight[getattr(self, f"{name}_of_token")]
+        return table
+
+    def fold_note_factors(self) -> MuseNet:
+        """Add the factor embeddings into the token table and drop them: same outputs, plain model."""
+        if self.config.note_factors:
+            with torch.no_grad():
+                self.token_embedding.weight.copy_(self.token_table())
+            del self.factor_embeddings
+            for name in NOTE_FACTORS:
+                delattr(self, f"{name}_of_token")
+            self.config.note_factors = False
+        return self
 
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -200,7 +248,8 @@ class MuseNet(nn.Module):
         length = tokens.shape[1]
         if past + length > c.context:
             raise MuseNetError(f"{past + length} tokens do not fit the context of {c.context}")
-        x = self.token_embedding(tokens)
+        table = self.token_table()
+        x = F.embedding(tokens, table)
         rotary = None
         if self.position_embedding is not None:
             x = x + self.position_embedding(torch.arange(past, past + length, device=tokens.device))
@@ -214,6 +263,8 @@ class MuseNet(nn.Module):
         x = self.dropout(x)
         for layer, block in enumerate(self.blocks):
             x = block(x, rotary, cache, layer)
+        if c.note_factors:
+            return F.linear(self.norm(x), table)
         return self.head(self.norm(x))
 
     def new_cache(self) -> Cache:

@@ -27,6 +27,7 @@ from .checkpoint import load_checkpoint, resolve, save_run_checkpoint
 from .dataset import Dataset
 from .errors import MuseNetError
 from .model import FEATURES, SIZES, MuseNet, build_model
+from .vocab import TOKEN_KINDS
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -154,6 +155,8 @@ def evaluate(model: MuseNet, data: Dataset, context: int, device, max_tokens: in
         if max_tokens and counted >= max_tokens:
             break
     nll = {}
+    kinds = vocab.kinds
+    kind_nats = np.zeros(len(TOKEN_KINDS))
     tokens_scored = 0
     total_nats = 0.0
     for i in range(0, len(windows), batch_size):
@@ -168,7 +171,9 @@ def evaluate(model: MuseNet, data: Dataset, context: int, device, max_tokens: in
         inputs, features, targets = to_tensors(batch, device)
         losses = token_losses(model, inputs, features, targets, vocab.PAD).cpu().numpy()
         for j, (row, first, head) in enumerate(owners[i: i + batch_size]):
-            scored = losses[j] if first else losses[j, head - 1:]  # a repeated header is context only
+            skip = 0 if first else head - 1  # a repeated header is context only
+            scored = losses[j, skip:]
+            kind_nats += np.bincount(kinds[batch["tokens"][j, 1 + skip:]], weights=scored, minlength=len(TOKEN_KINDS))
             nll[row] = nll.get(row, 0.0) + float(scored.sum())
             total_nats += float(scored.sum())
             tokens_scored += int((batch["tokens"][j, 1:] != vocab.PAD).sum()) - (0 if first else head - 1)
@@ -188,6 +193,8 @@ def evaluate(model: MuseNet, data: Dataset, context: int, device, max_tokens: in
         "bits_per_note_by_style": {s: style_bits[s] / max(style_notes[s], 1) for s in sorted(style_bits)},
         "pieces": len(nll),
         "rows": list(nll),  # the index rows scored, in order
+        "bits_per_note_by_kind": dict(zip(TOKEN_KINDS, (kind_nats / math.log(2) / max(notes_total, 1)).tolist(),
+                                          strict=True)),
         "tokens": tokens_scored,
     }
 
@@ -254,11 +261,17 @@ def train(data_dir: str | Path, config: str, out: str | Path, max_steps: int | N
             train_config = TrainConfig(**{**saved["train"], "max_steps": train_config.max_steps})
     start_weights = None
     if init is not None and state is None:
-        start_weights, model_settings = _initial_weights(init, vocab)
+        start_weights, model_settings = _initial_weights(init, vocab, model_settings)
     torch.manual_seed(train_config.seed)
-    model = build_model(model_settings, vocab.size).to(dist.device)
-    if start_weights is not None:
-        model.load_state_dict(start_weights)
+    model = build_model(model_settings, vocab.size)
+    if model.config.note_factors:
+        model.set_note_factors(vocab)
+    if start_weights is not None:  # factor embeddings, if new, keep their zeros
+        missing, unexpected = model.load_state_dict(start_weights, strict=False)
+        if unexpected or any(not key.startswith("factor_embeddings.") and not key.endswith("_of_token")
+                             for key in missing):
+            raise MuseNetError(f"{init}: its weights do not fit this model ({(unexpected or missing)[0]})")
+    model = model.to(dist.device)
     optimizer = torch.optim.AdamW(_param_groups(model, train_config.weight_decay), lr=train_config.learning_rate,
                                   betas=(0.9, 0.95), fused=dist.device.type == "cuda")
     if state is not None:
@@ -349,14 +362,21 @@ def train(data_dir: str | Path, config: str, out: str | Path, max_steps: int | N
     return records
 
 
-def _initial_weights(init: str | Path, vocab) -> tuple[dict, dict]:
-    """(float32 state dict, model settings) of the model a run starts from; one-line errors
-    when it cannot be read or was trained on another vocabulary."""
-    model, init_vocab, config = load_checkpoint(init)
+#: Model settings a run started with --init may change: they do not change the weights' shapes.
+INIT_OVERRIDES = ("dropout", "attention_dropout", "note_factors")
+
+
+def _initial_weights(init: str | Path, vocab, settings: dict) -> tuple[dict, dict]:
+    """(float32 state dict, model settings) of the model a run starts from: its shape, with
+    the config's INIT_OVERRIDES; one-line errors when it cannot be read or was trained on
+    another vocabulary."""
+    model, init_vocab, _ = load_checkpoint(init)
     if init_vocab.to_json() != vocab.to_json():
         raise MuseNetError(f"{init}: its vocabulary ({init_vocab.size} tokens) is not the data's ({vocab.size}); "
                            "start from a model trained on the same kind of build")
-    return {k: v.float() for k, v in model.state_dict().items()}, config["model"]
+    shape = model.config.to_dict()
+    shape.update({key: settings[key] for key in INIT_OVERRIDES if key in settings})
+    return {k: v.float() for k, v in model.state_dict().items()}, shape
 
 
 def _param_groups(model: MuseNet, weight_decay: float) -> list[dict]:

@@ -38,6 +38,8 @@ MAX_WAIT = {"beat": 4 * STEPS_PER_BEAT, "seconds": 100}
 
 #: Velocity bins: a velocity is written as the nearest of these values.
 VELOCITIES = (16, 32, 48, 64, 80, 96, 112, 127)
+#: What a token does, for breaking losses down (Vocab.kinds): headers and tempos are "other".
+TOKEN_KINDS = ("note-on", "note-off", "wait", "other")
 
 #: Tempo buckets (BPM), 6% apart from 30 to 305 and anchored at 120: one token each, beat mode only.
 TEMPOS = tuple(sorted({int(round(120 * 1.06**k)) for k in range(-24, 17)}))
@@ -169,6 +171,16 @@ class Vocab:
         tempo = np.zeros(n, np.int64)
         tempo[self.tempo_offset:self.wait_offset] = TEMPOS[: self.n_tempos]
         return {"family": family, "pitch": pitch, "velocity": velocity, "wait": wait, "tempo": tempo}
+
+    @cached_property
+    def kinds(self) -> np.ndarray:
+        """Per-id index into TOKEN_KINDS (note-on, note-off, wait, other)."""
+        t = self.tables
+        kind = np.full(self.size, 3, np.int64)
+        kind[t["wait"] > 0] = 2
+        kind[(t["family"] >= 0) & (t["velocity"] == 0)] = 1
+        kind[(t["family"] >= 0) & (t["velocity"] > 0)] = 0
+        return kind
 
     def note_tokens(self, family: np.ndarray, pitch: np.ndarray, velocity_bin: np.ndarray) -> np.ndarray:
         """Note-token ids; velocity_bin is 0 for a note-off and 1..len(VELOCITIES) otherwise.
