@@ -80,6 +80,11 @@ def test_config_schedule_and_learning(dataset, tmp_path):
     train_set = Dataset(dataset, "train")
     scored = [train_set.style_of(row) for row in report["rows"]]  # styles in turn, and said which pieces
     assert len(scored) == report["pieces"] and scored[0] != scored[1]
+    # a sliding window scores every token once too, each with more of its piece before it
+    sliding = evaluate(model, train_set, 64, "cpu", max_tokens=2000, overlap=0.5)
+    assert sliding["rows"] == report["rows"] and sliding["tokens"] == report["tokens"]
+    assert sliding["bits_per_note"] == pytest.approx(report["bits_per_note"], rel=0.2)
+    assert sliding["bits_per_note"] != report["bits_per_note"]
 
 
 def test_sigkill_and_resume_reaches_the_same_losses(dataset, tmp_path):

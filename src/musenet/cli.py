@@ -347,8 +347,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--model", required=True, metavar="DIR", help="a checkpoint or run directory")
     evaluation.add_argument("--data", required=True, metavar="DIR", help="the built dataset it was trained on")
     evaluation.add_argument("--out", required=True, metavar="REPORT_DIR", help="where the report goes")
-    evaluation.add_argument("--pieces-per-style", type=int, default=4, metavar="N",
-                            help="generated pieces per style (default 4; soft mode composes half as many)")
+    evaluation.add_argument("--pieces-per-style", type=int, default=8, metavar="N",
+                            help="generated pieces per style (default 8; soft mode composes half as many)")
     evaluation.add_argument("--seconds", type=float, default=30.0, help="length of those pieces (default 30)")
     evaluation.add_argument("--long-pieces", type=int, default=2, metavar="N",
                             help="four-minute pieces for the health checks (default 2; 0 skips them)")

@@ -43,6 +43,7 @@ POLYPHONY_BINS = 13           # 0..11 notes, and 12 or more
 EMPTY_WINDOW_SECONDS = 0.5    # seconds mode has no beats: empty 0.5 s windows instead
 IOI_EDGES = np.geomspace(0.02, 8.0, 19)  # 18 log-spaced bins; shorter / longer go in the end bins
 BEATS_PER_BAR = 4
+WINDOW_OVERLAP = 0.5          # pieces longer than the context are scored in half-overlapping windows
 MAX_REAL_PER_STYLE = 16       # real pieces per style for the statistics
 MAX_TRAIN_PER_STYLE = 200     # real train pieces per style for the classifier
 MAJOR = np.array([0, 2, 4, 5, 7, 9, 11])
@@ -524,7 +525,7 @@ def _sample_rows(rows: np.ndarray, limit: int, rng: np.random.Generator) -> np.n
     return np.sort(rng.choice(rows, limit, replace=False)) if len(rows) > limit else rows
 
 
-def run_eval(model: str | Path, data: str | Path, out: str | Path | None = None, pieces_per_style: int = 4,
+def run_eval(model: str | Path, data: str | Path, out: str | Path | None = None, pieces_per_style: int = 8,
              seconds: float = 30.0, long_pieces: int = 2, long_seconds: float = 240.0, split: str = "test",
              seed: int = 0, max_tokens: int = 200_000, progress: bool = True, device: str | None = None,
              threads: int | None = None) -> dict:
@@ -564,7 +565,7 @@ def run_eval(model: str | Path, data: str | Path, out: str | Path | None = None,
 
     # 1. likelihood: the model (train.evaluate) and the n-gram on the same pieces and tokens
     advance("model bits per note")
-    result = evaluate(net, held, net.config.context, composer.generator.device, max_tokens)
+    result = evaluate(net, held, net.config.context, composer.generator.device, max_tokens, overlap=WINDOW_OVERLAP)
     net.eval()  # evaluate leaves the model in training mode
     bar.update()
     advance("5-gram baseline")
@@ -700,7 +701,7 @@ def run_eval(model: str | Path, data: str | Path, out: str | Path | None = None,
         "model": str(model), "data": str(data), "time_mode": mode, "seed": seed,
         "settings": {"pieces_per_style": pieces_per_style, "seconds": seconds, "long_pieces": long_pieces,
                      "long_seconds": long_seconds, "split": split, "max_tokens": max_tokens,
-                     "soft_pieces_per_style": soft_count},
+                     "soft_pieces_per_style": soft_count, "window_overlap": WINDOW_OVERLAP},
         "styles": styles,
         "likelihood": likelihood,
         "music_stats": stats_report,
@@ -924,7 +925,9 @@ def markdown(report: dict, images: list[tuple[str, str]] = ()) -> str:
 
     lines += ["", "## 1. Held-out bits per note", "",
               f"{like['pieces']} pieces of the {like['split']} split ({_fmt(like['tokens'])} tokens, "
-              f"{_fmt(like['notes'])} notes): the summed -log2 p of every token after a piece's first, over its notes. "
+              f"{_fmt(like['notes'])} notes): the summed -log2 p of every token after a piece's first, over its notes "
+              f"(pieces longer than the model's context in windows that overlap by {WINDOW_OVERLAP:.0%}, each token "
+              "scored once). "
               f"The baseline is an interpolated modified Kneser-Ney {like['ngram_order']}-gram fitted on the "
               f"{like['ngram_train_pieces']} train pieces.", "",
               "| style | pieces | notes | model | n-gram | reduction |", "|---|---:|---:|---:|---:|---:|"]

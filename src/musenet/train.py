@@ -132,9 +132,12 @@ def token_losses(model, inputs, features, targets, pad: int) -> torch.Tensor:
 
 @torch.no_grad()
 def evaluate(model: MuseNet, data: Dataset, context: int, device, max_tokens: int = 0,
-             batch_size: int = 8) -> dict:
+             batch_size: int = 8, overlap: float = 0.0) -> dict:
     """Valid loss (nats per token) and bits per note, overall and per style: every token of
-    each evaluated piece is predicted once, in consecutive windows that repeat its header.
+    each evaluated piece is predicted once, in windows that repeat its header. With `overlap`
+    (0 to 0.9), each later window starts that share of a window before the previous one ends
+    and scores only the tokens after it, so they are predicted with more of the piece before
+    them (a sliding-window evaluation; 0: consecutive windows, the cheapest).
     With `max_tokens`, pieces are taken from each style in turn until the budget is spent."""
     model.eval()
     vocab = data.vocab
@@ -148,9 +151,14 @@ def evaluate(model: MuseNet, data: Dataset, context: int, device, max_tokens: in
         length = int(data.index["length"][row])
         head = int(np.argmax(data.piece(row) == vocab.START)) + 1 + (vocab.time_mode == "beat")
         body_per_window = context + 1 - head
-        for start in range(0, max(length - head, 1), body_per_window):
+        stride = max(1, round(body_per_window * (1 - min(max(overlap, 0.0), 0.9))))
+        start = 0
+        while True:  # a later window scores only what follows the previous window's end
             windows.append(data.window(int(row), start, context + 1, align=False))
-            owners.append((int(row), start == 0, head))
+            owners.append((int(row), 0 if start == 0 else head - 1 + body_per_window - stride))
+            if start + body_per_window >= length - head:
+                break
+            start += stride
         counted += length
         if max_tokens and counted >= max_tokens:
             break
@@ -170,13 +178,12 @@ def evaluate(model: MuseNet, data: Dataset, context: int, device, max_tokens: in
                 batch[name][j, :n] = window.features[name]
         inputs, features, targets = to_tensors(batch, device)
         losses = token_losses(model, inputs, features, targets, vocab.PAD).cpu().numpy()
-        for j, (row, first, head) in enumerate(owners[i: i + batch_size]):
-            skip = 0 if first else head - 1  # a repeated header is context only
+        for j, (row, skip) in enumerate(owners[i: i + batch_size]):  # a repeated header is context only
             scored = losses[j, skip:]
             kind_nats += np.bincount(kinds[batch["tokens"][j, 1 + skip:]], weights=scored, minlength=len(TOKEN_KINDS))
             nll[row] = nll.get(row, 0.0) + float(scored.sum())
             total_nats += float(scored.sum())
-            tokens_scored += int((batch["tokens"][j, 1:] != vocab.PAD).sum()) - (0 if first else head - 1)
+            tokens_scored += int((batch["tokens"][j, 1 + skip:] != vocab.PAD).sum())
     model.train()
     bits_per_note, style_bits, style_notes = 0.0, {}, {}
     notes_total = 0
