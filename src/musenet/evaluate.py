@@ -227,11 +227,9 @@ def ngram_bits_per_note(train_pieces: Iterable[np.ndarray], eval_pieces: Sequenc
     logs = model.log2_probabilities(eval_pieces)
     bits = np.array([-float(x.sum()) for x in logs])
     notes = np.array([note_count(p, vocab) for p in eval_pieces] if notes is None else notes, np.int64)
-    kind_bits = np.zeros(len(TOKEN_KINDS))
-    for piece, x in zip(eval_pieces, logs, strict=True):
-        if len(x):
-            kind_bits -= np.bincount(vocab.kinds[np.asarray(piece[1:], np.int64)], weights=x,
-                                     minlength=len(TOKEN_KINDS))
+    scored = np.concatenate([np.zeros(0, np.int64), *(np.asarray(p, np.int64)[1:] for p in eval_pieces)])
+    kind_bits = -np.bincount(vocab.kinds[scored], weights=np.concatenate([np.zeros(0), *logs]),
+                             minlength=len(TOKEN_KINDS))
     per_note = max(int(notes.sum()), 1)
     return {"bits_per_note": float(bits.sum() / per_note), "bits": bits.tolist(),
             "bits_per_note_by_kind": dict(zip(TOKEN_KINDS, (kind_bits / per_note).tolist(), strict=True)),
