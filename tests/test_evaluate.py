@@ -21,6 +21,7 @@ from musenet.evaluate import (
     long_piece_health,
     music_stats,
     ngram_bits_per_note,
+    shared_ngram_share,
     overlap,
     piece_features,
 )
@@ -122,6 +123,15 @@ def test_ngram_bits_lower_on_repetitive_music_than_random():
     kinds = high["bits_per_note_by_kind"]  # random pitches: the note-ons carry the bits, the rest is predictable
     assert sum(kinds.values()) == pytest.approx(high["bits_per_note"])
     assert kinds["note-on"] > 5 and kinds["wait"] < 0.5
+
+
+def test_shared_ngram_share_counts_runs_seen_in_train():
+    train = [np.arange(20), np.arange(100, 110)]
+    copied = np.arange(5, 15)                               # 3 runs of 8, all inside train's first piece
+    half = np.concatenate([np.arange(100, 108), [7, 7, 7, 7]])  # 5 runs, only the first seen
+    short = np.arange(5)                                    # no run of 8 at all
+    counts = shared_ngram_share(train, [copied, half, short, np.arange(10, 19)[::-1]])
+    assert counts.tolist() == [[3, 3], [1, 5], [0, 0], [0, 2]]  # reversed order is not the same run
 
 
 # ---- statistics ----------------------------------------------------------------------------------
@@ -239,6 +249,7 @@ def test_eval_writes_the_report(tiny_setup, capsys):
     like = report["likelihood"]
     assert like["pieces"] == 2 and like["model_bits_per_note"] > 0 and like["ngram_bits_per_note"] > 0
     assert set(like["by_style"]) == {"ballad", "rock"}
+    assert 0 <= like["shared_with_train"] <= 1 and like["shared_order"] == 8
     for source in ("model", "ngram"):  # the kinds of token split each total
         parts = sum(v[source] for v in like["by_kind"].values())
         assert parts == pytest.approx(like[f"{source}_bits_per_note"], rel=1e-6)
@@ -255,6 +266,7 @@ def test_eval_writes_the_report(tiny_setup, capsys):
     markdown = (out / "report.md").read_text()
     assert markdown.startswith("# MuseNet evaluation") and "| metric | value | target | met? |" in markdown
     assert "| strict instrument adherence | 1.000 | = 1.0 | yes |" in markdown
+    assert "| seen in train |" in markdown and "\n| all | 2 |" in markdown
     for name in ("bits-per-note.png", "stats-ballad.png", "stats-rock.png", "roll-ballad.png", "roll-rock.png",
                  "long-1.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"]({name})" in markdown

@@ -37,6 +37,7 @@ from .notes import NoteTable
 from .vocab import NOTE_NAMES, TOKEN_KINDS, Vocab
 
 NGRAM_ORDER = 5
+SHARED_ORDER = 8              # "seen in train" share: test n-grams of this length that occur in train
 STUCK_SECONDS = 10.0          # a note longer than this is "stuck"
 POLYPHONY_STEP = 0.1          # seconds between polyphony samples
 POLYPHONY_BINS = 13           # 0..11 notes, and 12 or more
@@ -234,6 +235,28 @@ def ngram_bits_per_note(train_pieces: Iterable[np.ndarray], eval_pieces: Sequenc
     return {"bits_per_note": float(bits.sum() / per_note), "bits": bits.tolist(),
             "bits_per_note_by_kind": dict(zip(TOKEN_KINDS, (kind_bits / per_note).tolist(), strict=True)),
             "notes": notes.tolist(), "tokens": int(sum(len(x) for x in logs)), "order": order}
+
+
+def _ngram_hashes(tokens: np.ndarray, n: int) -> np.ndarray:
+    """A 64-bit hash of each run of n consecutive tokens (polynomial, wrapping arithmetic)."""
+    tokens = np.asarray(tokens, np.uint64)
+    if len(tokens) < n:
+        return np.zeros(0, np.uint64)
+    powers = np.cumprod(np.full(n, 1_000_003, np.uint64))[::-1]  # wraps mod 2**64, as meant
+    return np.lib.stride_tricks.sliding_window_view(tokens, n) @ powers
+
+
+def shared_ngram_share(train_pieces: Iterable[np.ndarray], eval_pieces: Sequence[np.ndarray],
+                       n: int = SHARED_ORDER) -> np.ndarray:
+    """For each eval piece, how many of its n-token runs occur somewhere in the train pieces
+    (a measure of verbatim reuse, which an n-gram is good at) and how many runs it has: an
+    array of shape (pieces, 2)."""
+    seen = np.unique(np.concatenate([np.zeros(0, np.uint64), *(_ngram_hashes(p, n) for p in train_pieces)]))
+    counts = np.zeros((len(eval_pieces), 2), np.int64)
+    for i, piece in enumerate(eval_pieces):
+        hashes = _ngram_hashes(piece, n)
+        counts[i] = np.isin(hashes, seen).sum(), len(hashes)
+    return counts
 
 
 # ---- music statistics ----------------------------------------------------------------------------
@@ -572,21 +595,25 @@ def run_eval(model: str | Path, data: str | Path, out: str | Path | None = None,
     notes = [int(held.index["notes"][r]) for r in rows]
     ngram = ngram_bits_per_note((train_data.piece(int(r)) for r in train_data.rows), eval_pieces, vocab,
                                 NGRAM_ORDER, notes)
+    shared = shared_ngram_share((train_data.piece(int(r)) for r in train_data.rows), eval_pieces)
     piece_styles = [held.style_of(int(r)) for r in rows]
-    ngram_by_style = {}
+    ngram_by_style, shared_by_style = {}, {}
     for style in sorted(set(piece_styles)):
         mine = [i for i, s in enumerate(piece_styles) if s == style]
         ngram_by_style[style] = sum(ngram["bits"][i] for i in mine) / max(sum(notes[i] for i in mine), 1)
+        shared_by_style[style] = _share(shared[mine])
     likelihood = {
         "split": split, "pieces": len(rows), "tokens": result["tokens"], "notes": int(sum(notes)),
         "model_bits_per_note": result["bits_per_note"], "ngram_bits_per_note": ngram["bits_per_note"],
         "reduction": 1 - result["bits_per_note"] / ngram["bits_per_note"] if ngram["bits_per_note"] else float("nan"),
         "ngram_order": NGRAM_ORDER, "ngram_train_pieces": len(train_data), "model_valid_loss": result["valid_loss"],
+        "shared_order": SHARED_ORDER, "shared_with_train": _share(shared),
         "by_kind": {kind: {"model": result["bits_per_note_by_kind"][kind],
                            "ngram": ngram["bits_per_note_by_kind"][kind]} for kind in TOKEN_KINDS},
         "by_style": {s: {"pieces": piece_styles.count(s),
                          "notes": int(sum(n for n, p in zip(notes, piece_styles, strict=True) if p == s)),
                          "model": result["bits_per_note_by_style"].get(s, float("nan")), "ngram": ngram_by_style[s],
+                         "shared_with_train": shared_by_style[s],
                          "reduction": 1 - result["bits_per_note_by_style"].get(s, float("nan")) / ngram_by_style[s]
                          if ngram_by_style[s] else float("nan")}
                      for s in sorted(set(piece_styles))},
@@ -723,6 +750,12 @@ def run_eval(model: str | Path, data: str | Path, out: str | Path | None = None,
     return report
 
 
+def _share(counts: np.ndarray) -> float:
+    """Summed (hits, total) rows as one share (nan when there is nothing to count)."""
+    hits, total = np.asarray(counts).reshape(-1, 2).sum(axis=0)
+    return float(hits / total) if total else float("nan")
+
+
 def _nanmean(values: list[float]) -> float:
     values = np.array(values, np.float64)
     return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
@@ -821,6 +854,10 @@ def _fmt(value, digits: int = 3) -> str:
     if isinstance(value, (int, np.integer)):
         return f"{int(value):,}"
     return f"{value:.{digits}f}"
+
+
+def _pct(value) -> str:
+    return f"{value:.1%}" if isinstance(value, float) and math.isfinite(value) else "n/a"
 
 
 def _figure():
@@ -927,12 +964,18 @@ def markdown(report: dict, images: list[tuple[str, str]] = ()) -> str:
               f"(pieces longer than the model's context in windows that overlap by {WINDOW_OVERLAP:.0%}, each token "
               "scored once). "
               f"The baseline is an interpolated modified Kneser-Ney {like['ngram_order']}-gram fitted on the "
-              f"{like['ngram_train_pieces']} train pieces.", "",
-              "| style | pieces | notes | model | n-gram | reduction |", "|---|---:|---:|---:|---:|---:|"]
+              f"{like['ngram_train_pieces']} train pieces. *Seen in train*: the share of the pieces' runs of "
+              f"{like.get('shared_order', SHARED_ORDER)} consecutive tokens that also occur in the train split "
+              "(verbatim reuse, which favours the n-gram).", "",
+              "| style | pieces | notes | model | n-gram | reduction | seen in train |",
+              "|---|---:|---:|---:|---:|---:|---:|"]
     for name, v in like["by_style"].items():
         reduction = f"{v['reduction']:.1%}" if math.isfinite(v["reduction"]) else "n/a"
         lines.append(f"| {name} | {v['pieces']} | {_fmt(v['notes'])} | {_fmt(v['model'])} | {_fmt(v['ngram'])} "
-                     f"| {reduction} |")
+                     f"| {reduction} | {_pct(v.get('shared_with_train'))} |")
+    lines.append(f"| all | {like['pieces']} | {_fmt(like['notes'])} | {_fmt(like['model_bits_per_note'])} | "
+                 f"{_fmt(like['ngram_bits_per_note'])} | {_pct(like['reduction'])} | "
+                 f"{_pct(like.get('shared_with_train'))} |")
 
     lines += ["", "Where the bits go: each kind of token's share of the bits per note.", "",
               "| token kind | model | n-gram |", "|---|---:|---:|"]
