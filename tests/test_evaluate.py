@@ -21,9 +21,9 @@ from musenet.evaluate import (
     long_piece_health,
     music_stats,
     ngram_bits_per_note,
-    shared_ngram_share,
     overlap,
     piece_features,
+    shared_ngram_share,
 )
 from musenet.instruments import DRUMS, FAMILY_ID
 from musenet.model import build_model
