@@ -253,9 +253,10 @@ def shared_ngram_share(train_pieces: Iterable[np.ndarray], eval_pieces: Sequence
     array of shape (pieces, 2)."""
     seen = np.unique(np.concatenate([np.zeros(0, np.uint64), *(_ngram_hashes(p, n) for p in train_pieces)]))
     counts = np.zeros((len(eval_pieces), 2), np.int64)
-    for i, piece in enumerate(eval_pieces):
+    for i, piece in enumerate(eval_pieces):  # a binary search in the sorted hashes (np.isin would re-sort them)
         hashes = _ngram_hashes(piece, n)
-        counts[i] = np.isin(hashes, seen).sum(), len(hashes)
+        found = seen[np.minimum(np.searchsorted(seen, hashes), len(seen) - 1)] == hashes if len(seen) else []
+        counts[i] = np.sum(found), len(hashes)
     return counts
 
 
