@@ -257,6 +257,9 @@ def test_eval_writes_the_report(tiny_setup, capsys):
     assert report["instruments"]["by_style"]["ballad"]["requested"] == ["piano"]
     assert report["instruments"]["by_style"]["rock"]["requested"] == ["guitar", "bass", "drums"]
     assert report["style_adherence"]["held_out_accuracy"] == 1.0  # the two styles are easy to tell apart
+    for style, v in report["style_adherence"]["by_style"].items():  # what each style's pieces were named
+        assert sum(v["generated_named_as"].values()) == v["generated_pieces"] == 1
+        assert v["generated_rate"] == v["generated_named_as"].get(style, 0)
     for style in ("ballad", "rock"):
         stats = report["music_stats"][style]
         assert stats["reference"] == "test" and stats["generated_pieces"] == 1

@@ -23,6 +23,7 @@ import io
 import json
 import math
 import time
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -782,7 +783,9 @@ def _style_adherence(classifier, train_x, train_y, held_x, held_y, gen_x, gen_y,
     for style in styles:
         h = [ok for ok, y in zip(held_ok, held_y, strict=True) if y == style]
         g = [ok for ok, y in zip(gen_ok, gen_y, strict=True) if y == style]
-        by_style[style] = {"real_accuracy": float(np.mean(h)) if h else float("nan"), "real_pieces": len(h),
+        named = Counter(p for p, y in zip(gen_pred, gen_y, strict=True) if y == style)
+        by_style[style] = {"generated_named_as": dict(named.most_common()),
+                           "real_accuracy": float(np.mean(h)) if h else float("nan"), "real_pieces": len(h),
                            "generated_rate": float(np.mean(g)) if g else float("nan"), "generated_pieces": len(g),
                            "train_pieces": train_y.count(style)}
     return {
@@ -1004,10 +1007,12 @@ def markdown(report: dict, images: list[tuple[str, str]] = ()) -> str:
                  f"held-out real pieces {_fmt(style['held_out_accuracy'])}, 5-fold cross-validated on train "
                  f"{_fmt(style['cv_accuracy'])}; the ratio uses the {style['real_accuracy_source']} accuracy."
                  if "features" in style else "."), "",
-              "| style | train pieces | real accuracy (n) | generated as this style (n) |", "|---|---:|---:|---:|"]
+              "| style | train pieces | real accuracy (n) | generated as this style (n) | generated named as |",
+              "|---|---:|---:|---:|---|"]
     for name, v in style["by_style"].items():
+        named = ", ".join(f"{s} {n}" for s, n in v.get("generated_named_as", {}).items())
         lines.append(f"| {name} | {v['train_pieces']} | {_fmt(v['real_accuracy'], 2)} ({v['real_pieces']}) | "
-                     f"{_fmt(v['generated_rate'], 2)} ({v['generated_pieces']}) |")
+                     f"{_fmt(v['generated_rate'], 2)} ({v['generated_pieces']}) | {named} |")
 
     lines += ["", "## 4. Instrument adherence", "",
               "Share of generated notes in the requested families (those most of the style's train pieces use).", "",
