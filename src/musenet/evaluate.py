@@ -595,9 +595,9 @@ def run_eval(model: str | Path, data: str | Path, out: str | Path | None = None,
     rows = result["rows"]  # the very pieces the model was scored on
     eval_pieces = [held.piece(int(r)) for r in rows]
     notes = [int(held.index["notes"][r]) for r in rows]
-    ngram = ngram_bits_per_note((train_data.piece(int(r)) for r in train_data.rows), eval_pieces, vocab,
-                                NGRAM_ORDER, notes)
-    shared = shared_ngram_share((train_data.piece(int(r)) for r in train_data.rows), eval_pieces)
+    train_pieces = [train_data.piece(int(r)) for r in train_data.rows]  # read once for both baselines
+    ngram = ngram_bits_per_note(train_pieces, eval_pieces, vocab, NGRAM_ORDER, notes)
+    shared = shared_ngram_share(train_pieces, eval_pieces)
     piece_styles = [held.style_of(int(r)) for r in rows]
     ngram_by_style, shared_by_style = {}, {}
     for style in sorted(set(piece_styles)):
@@ -861,6 +861,7 @@ def _fmt(value, digits: int = 3) -> str:
 
 
 def _pct(value) -> str:
+    """A share as a percentage, or n/a."""
     return f"{value:.1%}" if isinstance(value, float) and math.isfinite(value) else "n/a"
 
 
@@ -969,17 +970,16 @@ def markdown(report: dict, images: list[tuple[str, str]] = ()) -> str:
               "scored once). "
               f"The baseline is an interpolated modified Kneser-Ney {like['ngram_order']}-gram fitted on the "
               f"{like['ngram_train_pieces']} train pieces. *Seen in train*: the share of the pieces' runs of "
-              f"{like.get('shared_order', SHARED_ORDER)} consecutive tokens that also occur in the train split "
+              f"{like['shared_order']} consecutive tokens that also occur in the train split "
               "(verbatim reuse, which favours the n-gram).", "",
               "| style | pieces | notes | model | n-gram | reduction | seen in train |",
               "|---|---:|---:|---:|---:|---:|---:|"]
     for name, v in like["by_style"].items():
-        reduction = f"{v['reduction']:.1%}" if math.isfinite(v["reduction"]) else "n/a"
         lines.append(f"| {name} | {v['pieces']} | {_fmt(v['notes'])} | {_fmt(v['model'])} | {_fmt(v['ngram'])} "
-                     f"| {reduction} | {_pct(v.get('shared_with_train'))} |")
+                     f"| {_pct(v['reduction'])} | {_pct(v['shared_with_train'])} |")
     lines.append(f"| all | {like['pieces']} | {_fmt(like['notes'])} | {_fmt(like['model_bits_per_note'])} | "
                  f"{_fmt(like['ngram_bits_per_note'])} | {_pct(like['reduction'])} | "
-                 f"{_pct(like.get('shared_with_train'))} |")
+                 f"{_pct(like['shared_with_train'])} |")
 
     lines += ["", "Where the bits go: each kind of token's share of the bits per note.", "",
               "| token kind | model | n-gram |", "|---|---:|---:|"]
@@ -1010,7 +1010,7 @@ def markdown(report: dict, images: list[tuple[str, str]] = ()) -> str:
               "| style | train pieces | real accuracy (n) | generated as this style (n) | generated named as |",
               "|---|---:|---:|---:|---|"]
     for name, v in style["by_style"].items():
-        named = ", ".join(f"{s} {n}" for s, n in v.get("generated_named_as", {}).items())
+        named = ", ".join(f"{s} {n}" for s, n in v["generated_named_as"].items())
         lines.append(f"| {name} | {v['train_pieces']} | {_fmt(v['real_accuracy'], 2)} ({v['real_pieces']}) | "
                      f"{_fmt(v['generated_rate'], 2)} ({v['generated_pieces']}) | {named} |")
 
