@@ -13,10 +13,12 @@ from helpers import make_score
 from musenet import Composer, MuseNetError
 from musenet.checkpoint import save_checkpoint
 from musenet.cli import main
-from musenet.dataset import token_seconds
 from musenet.instruments import DRUMS, FAMILIES
 from musenet.model import build_model
 from musenet.notes import read_midi, write_midi
+from musenet.rules import DecodeState, TokenTables, allowed_tokens, sample_tokens
+from musenet.sequence import header_length, side_features, token_seconds
+from musenet.settings import Settings
 from musenet.vocab import default_vocab
 
 
@@ -135,15 +137,51 @@ def test_a_continuation_of_a_long_prompt_composes_most_of_what_was_asked(compose
 
 
 def test_end_is_masked_until_ninety_percent_of_the_new_music(composer):
-    from musenet.sample import Settings, _State
-
-    generator, vocab = composer.generator, composer.vocab
-    state = _State(1, "cpu")
+    vocab = composer.vocab
+    tables = TokenTables(vocab, "cpu")
+    state = DecodeState.new(1, "cpu")
     state.earliest_end = 20.0 + 0.9 * 4  # a 20 s prompt, 24 s asked for
     allowed = torch.ones(vocab.size, dtype=torch.bool)
     for seconds, may_end in ((21.7, False), (23.5, False), (23.7, True)):  # 21.7 s is past 90% of 24 s
         state.seconds[:] = seconds
-        assert bool(generator._mask(state, Settings(seconds=24), allowed, False)[0, vocab.END]) == may_end
+        assert bool(allowed_tokens(state, Settings(seconds=24), tables, allowed, False)[0, vocab.END]) == may_end
+
+
+def test_sampler_features_follow_the_reference_through_sliding_windows(model_dir):
+    """The sampler's incremental side features equal `sequence.side_features` over each window
+    the model reads, on pieces long enough that the window slides several times."""
+    composer = Composer.load(model_dir)
+    model, vocab, fed = composer.model, composer.vocab, []
+    forward = model.forward
+    model.forward = lambda tokens, features=None, cache=None: fed.append((tokens, features)) or forward(
+        tokens, features, cache)
+    seconds = 16.0
+    composer.generate(style="pop", seconds=seconds, candidates=2, seed=11)
+    reads = [i for i, (tokens, _) in enumerate(fed) if tokens.shape[1] > 1]
+    assert len(reads) >= 3, "the window should slide"
+    for row in range(2):
+        stream = fed[0][0][row].tolist() + [int(tokens[row, 0]) for tokens, _ in fed if tokens.shape[1] == 1]
+        clock = token_seconds(np.array(stream), vocab)
+        for begin, end in zip(reads, [*reads[1:], len(fed)], strict=True):
+            window = fed[begin][0][row].numpy()
+            tokens = np.concatenate([window, [int(t[row, 0]) for t, _ in fed[begin + 1: end]]])
+            fed_before = len(fed[0][0][row]) + (begin - reads.index(begin))  # stream tokens before this read
+            body = len(window) - header_length(window, vocab)
+            want = side_features(tokens, vocab, seconds, start_seconds=float(clock[fed_before - body]))
+            for name, values in want.items():
+                got = torch.cat([f[name][row] for _, f in fed[begin:end]]).numpy()
+                np.testing.assert_array_equal(got, values, err_msg=name)
+
+
+def test_one_composer_serves_several_threads(composer):
+    from concurrent.futures import ThreadPoolExecutor
+
+    requests = [dict(style="irish", instruments=["strings"], seconds=6, candidates=2, seed=seed) for seed in range(4)]
+    alone = [composer.generate(**request) for request in requests]
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(lambda request: composer.generate(**request), requests))
+    for a, b in zip(alone, together, strict=True):
+        assert all(np.array_equal(x.tokens, y.tokens) for x, y in zip(a, b, strict=True))
 
 
 def test_bad_settings_are_one_line_errors(composer, model_dir, capsys):
@@ -222,23 +260,21 @@ def test_export_and_the_bundled_model(model_dir, tmp_path, monkeypatch, capsys):
 
 @pytest.mark.parametrize(("top_p", "expected"), [(1.0, [0.5, 0.3, 0.15, 0.05, 0.0]), (0.8, [0.625, 0.375, 0, 0, 0])])
 def test_sampler_draws_the_nucleus_distribution(composer, top_p, expected):
-    from musenet.sample import Settings
-
     vocab, rows = composer.vocab, 6000
+    tables = TokenTables(vocab, "cpu")
     ids = torch.from_numpy(np.flatnonzero(vocab.tables["wait"] > 0)[:5])  # five tokens that are not notes
     logits = torch.full((rows, vocab.size), -30.0)
     logits[:, ids] = torch.tensor([0.5, 0.3, 0.15, 0.05, 0.4]).log()
     mask = torch.zeros(rows, vocab.size, dtype=torch.bool)
     mask[:, ids[:4]] = True  # the fifth is masked
-    tokens = composer.generator._sample(logits, mask, Settings(top_p=top_p), torch.Generator().manual_seed(0))
+    tokens = sample_tokens(logits, mask, Settings(top_p=top_p), torch.Generator().manual_seed(0), tables)
     shares = np.bincount(torch.searchsorted(ids, tokens).numpy(), minlength=5) / rows
     assert shares == pytest.approx(expected, abs=0.025) and shares[4] == 0 and bool(torch.isin(tokens, ids).all())
 
 
 def test_note_off_probability_goes_to_a_lone_sounding_note(composer):
-    from musenet.sample import Settings
-
     vocab, rows = composer.vocab, 4000
+    tables = TokenTables(vocab, "cpu")
     strings = FAMILIES.index("strings")
     sounding_off, silent_off = vocab.note_tokens(np.array([strings, strings]), np.array([60, 64]), np.zeros(2, int))
     wait = int(np.flatnonzero(vocab.tables["wait"] > 0)[0])
@@ -246,11 +282,11 @@ def test_note_off_probability_goes_to_a_lone_sounding_note(composer):
     logits[:, [sounding_off, silent_off, wait]] = torch.tensor([0.1, 0.6, 0.3]).log()
     mask = torch.zeros(rows, vocab.size, dtype=torch.bool)
     mask[:, [sounding_off, wait]] = True  # only C4 sounds: E4 cannot be released
-    tokens = composer.generator._sample(logits, mask, Settings(top_p=1.0), torch.Generator().manual_seed(0))
+    tokens = sample_tokens(logits, mask, Settings(top_p=1.0), torch.Generator().manual_seed(0), tables)
     share = (tokens == int(sounding_off)).float().mean().item()
     assert share == pytest.approx(0.7, abs=0.03)  # the model's whole "release now", not 0.1 / 0.4
     mask[:, silent_off] = True  # both sound: which to release is the model's call, as it gave it
-    tokens = composer.generator._sample(logits, mask, Settings(top_p=1.0), torch.Generator().manual_seed(0))
+    tokens = sample_tokens(logits, mask, Settings(top_p=1.0), torch.Generator().manual_seed(0), tables)
     assert (tokens == int(sounding_off)).float().mean().item() == pytest.approx(0.1, abs=0.03)
 
 
@@ -258,8 +294,8 @@ def test_int8_decoding_composes_nearly_the_same_distribution(model_dir):
     plain, int8 = Composer.load(model_dir), Composer.load(model_dir, int8=True)
     tokens = torch.randint(0, plain.vocab.size, (1, 64))
     with torch.inference_mode():
-        p = torch.log_softmax(plain.generator.model(tokens), -1)
-        q = torch.log_softmax(int8.generator.model(tokens), -1)
+        p = torch.log_softmax(plain.model(tokens), -1)
+        q = torch.log_softmax(int8.model(tokens), -1)
     assert float((p.exp() * (p - q)).sum(-1).mean()) < 0.01  # KL in nats per token
     first, again = (int8.generate(style="bach", seconds=6, candidates=2, seed=4) for _ in range(2))
     for a, b in zip(first, again, strict=True):

@@ -25,13 +25,14 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from . import __version__
 from .encoding import encode_notes
 from .errors import MuseNetError
 from .files import write_atomic
 from .instruments import FAMILIES
 from .notes import read_midi
-from .vocab import DEFAULT_STYLES, STEPS_PER_BEAT, Vocab
+from .sequence import header_families, sequence_seconds
+from .version import __version__
+from .vocab import DEFAULT_STYLES, Vocab
 
 BUILD_VERSION = 1  # bump when conversion changes, so cached results are not reused
 SHARD_TOKENS = 1 << 26  # 64M tokens (128 MB of uint16) per shard at most
@@ -71,21 +72,6 @@ def split_of(identity: str) -> int:
     """0 train, 1 valid, 2 test: a hash of the piece's identity, so splits never move."""
     bucket = int.from_bytes(hashlib.blake2b(identity.encode(), digest_size=8).digest(), "big") % 100
     return 0 if bucket < SPLIT_PERCENT[0] else 1 if bucket < SPLIT_PERCENT[0] + SPLIT_PERCENT[1] else 2
-
-
-def piece_seconds(tokens: np.ndarray, vocab: Vocab) -> float:
-    """Length of a token sequence in seconds (beat mode follows its tempo tokens)."""
-    tables = vocab.tables
-    waits = tables["wait"][tokens].astype(np.float64)
-    if vocab.time_mode == "seconds":
-        return float(waits.sum() * 0.01)
-    tempo = tables["tempo"][tokens].astype(np.float64)
-    tempo[tempo == 0] = np.nan
-    idx = np.where(~np.isnan(tempo), np.arange(len(tempo)), 0)
-    np.maximum.accumulate(idx, out=idx)
-    current = tempo[idx]
-    current[np.isnan(current)] = 120.0
-    return float((waits * 60.0 / (current * STEPS_PER_BEAT)).sum())
 
 
 # ---- conversion, in worker processes ------------------------------------------------------
@@ -161,7 +147,8 @@ def _convert_uncached(item: Item, vocab: Vocab, data: bytes | None, digest: str)
         except MuseNetError as err:
             results.append(Converted(item, piece_id, error=str(err)))
             continue
-        results.append(Converted(item, piece_id, tokens.astype(np.uint16), len(table), piece_seconds(tokens, vocab)))
+        seconds = sequence_seconds(tokens, vocab)
+        results.append(Converted(item, piece_id, tokens.astype(np.uint16), len(table), seconds))
     return results
 
 
@@ -282,13 +269,12 @@ def build(
             continue
         seen[fingerprint] = _where(result)
         shard, offset = writer.write(tokens)
-        head = tokens[: int(np.argmax(tokens == vocab.START))].astype(np.int64)
-        header_families = head[(head >= vocab.family_offset) & (head < vocab.tempo_offset)] - vocab.family_offset
+        families = header_families(tokens.astype(np.int64), vocab)
         index["shard"].append(shard)
         index["offset"].append(offset)
         index["length"].append(len(tokens))
         index["style"].append(vocab.styles.index(result.item.style))
-        index["families"].append(int(family_bits[header_families].sum()))
+        index["families"].append(int(family_bits[families].sum()))
         index["seconds"].append(result.seconds)
         index["notes"].append(result.notes)
         index["split"].append(split_of(result.piece_id))

@@ -26,7 +26,8 @@ from .errors import MuseNetError
 from .files import write_atomic
 from .instruments import FAMILIES
 from .notes import NoteTable, midi_bytes, read_midi, to_score
-from .sample import Generator, Settings
+from .sample import Generator
+from .settings import Settings
 from .vocab import Vocab, to_text
 
 
@@ -72,19 +73,21 @@ class Piece:
 
 
 class Composer:
-    """A loaded model, ready to compose."""
+    """A loaded model, ready to compose: the one entry point of the CLI, the server and the
+    evaluator. It keeps no state between calls, so one Composer serves many threads."""
 
-    def __init__(self, generator: Generator, model_path: str, config: dict):
-        self.generator = generator
+    def __init__(self, model: torch.nn.Module, vocab: Vocab, device: str | torch.device, model_path: str,
+                 metadata: dict):
+        self.sampler = Generator(model, vocab, device)
         self.model_path = model_path
-        self.config = config
+        self.metadata = metadata  # the checkpoint's config.json: model shape, training, data
 
     @classmethod
     def load(cls, path: str | Path | None = None, device: str | None = None, threads: int | None = None,
              int8: bool = False) -> Composer:
         """A composer for a checkpoint or run directory (the bundled model by default). `int8`
         quantises the linear layers' weights to 8 bits for CPU decoding (PyTorch dynamic
-        quantisation): about 1.7x faster per token on a 2-core AVX2 CPU, with the next-token
+        quantisation): faster per token on a CPU (README: composing speed), with the next-token
         distribution almost unchanged (KL about 0.001 nats per token on the bundled model)."""
         if path is None:
             path = bundled_model_path()
@@ -94,17 +97,25 @@ class Composer:
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         if threads:
             torch.set_num_threads(threads)
-        model, vocab, config = load_checkpoint(path, device)
+        model, vocab, metadata = load_checkpoint(path, device)
         if int8:
             if torch.device(device).type != "cpu":
                 raise MuseNetError("int8 is for CPU decoding; on a GPU compose in the model's own precision")
             model = quantize_int8(model)
-            config = {**config, "int8": True}
-        return cls(Generator(model, vocab, device), str(path), config)
+            metadata = {**metadata, "int8": True}
+        return cls(model, vocab, device, str(path), metadata)
+
+    @property
+    def model(self) -> torch.nn.Module:
+        return self.sampler.model
 
     @property
     def vocab(self) -> Vocab:
-        return self.generator.vocab
+        return self.sampler.vocab
+
+    @property
+    def device(self) -> torch.device:
+        return self.sampler.device
 
     @property
     def styles(self) -> tuple[str, ...]:
@@ -114,12 +125,13 @@ class Composer:
         """Pieces for the given settings (see `Settings`: style, instruments, seconds, temperature,
         top_k, top_p, seed, candidates, instrument_mode, prompt_notes, prompt_seconds). `prompt`
         is a MIDI path, bytes, symusic Score or NoteTable. `on_step(share_done)`, off by default,
-        reports progress and can cancel by raising (see `Generator.generate`)."""
-        config = settings.pop("settings", None) or Settings(**settings)
+        reports progress and can cancel by raising (see `Generator.generate`). Or pass a whole
+        `settings=Settings(...)`. Safe to call from several threads at once."""
+        chosen = settings.pop("settings", None) or Settings(**settings)
         table = None
         if prompt is not None:
             table = prompt if isinstance(prompt, NoteTable) else read_midi(prompt)
-        sequences = self.generator.generate(config, table, progress=progress, on_step=on_step)
+        sequences = self.sampler.generate(chosen, table, progress=progress, on_step=on_step)
         return [Piece(tokens, decode_tokens(tokens, self.vocab), self.vocab) for tokens in sequences]
 
 

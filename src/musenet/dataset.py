@@ -16,49 +16,10 @@ import numpy as np
 from .augment import Augment
 from .build import SPLITS
 from .errors import MuseNetError
-from .vocab import STEP_SECONDS, STEPS_PER_BEAT, Vocab
+from .sequence import header_length, side_features, window_of
+from .vocab import Vocab
 
-POSITION_PARTS = 128      # the piece is cut into 128 parts; each token knows which it is in
-COUNTDOWN_SECONDS = 2.0   # the countdown to the end counts in steps of 2 s ...
-COUNTDOWN_BUCKETS = 256   # ... up to 512 s, where it saturates
 MIN_PACKED_TOKENS = 32    # room worth filling with another piece after one ends
-
-
-def token_seconds(tokens: np.ndarray, vocab: Vocab, tempo: float = 120.0) -> np.ndarray:
-    """Seconds elapsed before each token (tokens of one instant share it). In beat mode time
-    follows the tempo tokens, starting from `tempo` until the first one."""
-    waits = vocab.tables["wait"][tokens].astype(np.float64)
-    if vocab.time_mode == "seconds":
-        step = waits * STEP_SECONDS
-    else:
-        bpm = vocab.tables["tempo"][tokens].astype(np.float64)
-        last = np.maximum.accumulate(np.where(bpm > 0, np.arange(len(bpm)), -1))
-        current = np.where(last >= 0, bpm[np.maximum(last, 0)], tempo)
-        step = waits * 60.0 / (current * STEPS_PER_BEAT)
-    return np.cumsum(step) - step
-
-
-def side_features(tokens: np.ndarray, vocab: Vocab, total_seconds: float, start_seconds: float = 0.0,
-                  tempo: float = 120.0) -> dict[str, np.ndarray]:
-    """MuseNet's extra inputs for each token of a window:
-    - time: grid steps since the window's first token (notes sounding together share it);
-    - chord: 1 + the index of a note-on among the note-ons of its instant (0 for other tokens);
-    - position: which 1/128 of the whole piece the token falls in;
-    - countdown: time left to the piece's end, in 2-second steps (saturating)."""
-    tokens = np.asarray(tokens, np.int64)
-    t = vocab.tables
-    waits = t["wait"][tokens]
-    time = np.cumsum(waits) - waits
-    is_on = (t["family"][tokens] >= 0) & (t["velocity"][tokens] > 0)
-    instant = np.cumsum(waits > 0)
-    ons_before = np.cumsum(is_on) - is_on
-    first_of_instant = np.searchsorted(instant, instant, side="left")
-    chord = np.where(is_on, ons_before - ons_before[first_of_instant] + 1, 0)
-    seconds = start_seconds + token_seconds(tokens, vocab, tempo)
-    total = max(total_seconds, 1e-6)
-    position = np.clip((seconds / total * POSITION_PARTS).astype(np.int64), 0, POSITION_PARTS - 1)
-    countdown = np.clip(((total - seconds) / COUNTDOWN_SECONDS).astype(np.int64), 0, COUNTDOWN_BUCKETS - 1)
-    return {"time": time, "chord": chord, "position": position, "countdown": countdown}
 
 
 @dataclass
@@ -108,29 +69,17 @@ class Dataset:
         to the start of the next instant), with the piece's header in front; shorter at a piece's end."""
         tokens = self.piece(row)
         vocab = self.vocab
-        head_end = int(np.argmax(tokens == vocab.START)) + 1
-        tempo = 120.0
-        if vocab.time_mode == "beat" and head_end < len(tokens) and vocab.tables["tempo"][tokens[head_end]] > 0:
-            head_end += 1
-        body = tokens[head_end:]
-        waits = vocab.tables["wait"][body]
+        head_end = header_length(tokens, vocab)
         if start > 0 and align:  # begin at an instant: just after a wait
+            waits = vocab.tables["wait"][tokens[head_end:]]
             after_wait = np.flatnonzero(waits[:-1] > 0) + 1
             later = after_wait[after_wait >= start]
             start = int(later[0]) if len(later) else 0
-        header = list(tokens[:head_end])
-        if vocab.time_mode == "beat":  # the header carries the tempo in force at the window's start
-            prefix = tokens[: head_end + start]
-            tempo_tokens = prefix[vocab.tables["tempo"][prefix] > 0]
-            if len(tempo_tokens) and vocab.tables["tempo"][header[-1]] > 0:
-                header[-1] = int(tempo_tokens[-1])
-                tempo = float(vocab.tables["tempo"][tempo_tokens[-1]])
-        start_seconds = float(token_seconds(tokens[: head_end + start + 1], vocab)[-1]) if start else 0.0
-        window = np.concatenate([np.array(header, np.int64), body[start: start + max(length - len(header), 1)]])
+        window, start_seconds = window_of(tokens, vocab, head_end, start, length)
         if augment is not None:
             window = augment(window, vocab, rng or np.random.default_rng())[:length]
         total = float(self.index["seconds"][row])
-        return Window(window, side_features(window, vocab, total, start_seconds, tempo), row)
+        return Window(window, side_features(window, vocab, total, start_seconds), row)
 
     def sample(self, rng: np.random.Generator, batch: int, context: int,
                augment: Augment | None = None, pack: bool = True) -> dict[str, np.ndarray]:
@@ -174,3 +123,19 @@ class Dataset:
             ratio = tokens / max(notes, 1)
             lines.append(f"| {name} | {len(rows):,} | {notes:,} | {tokens:,} | {hours:.1f} | {ratio:.2f} |")
         return "\n".join(lines)
+
+    def random_window(self, rng: np.random.Generator, length: int,
+                      style: str | None = None) -> tuple[Window, int]:
+        """A window of `length` tokens from a random piece (of `style`, if given) at a random
+        start, and the body position it was asked from (the window begins at the next instant)."""
+        rows = self.rows
+        if style is not None:
+            if style not in self.vocab.styles:
+                raise MuseNetError(f"unknown style {style!r}; this dataset has {', '.join(self.vocab.styles)}")
+            rows = rows[self.index["style"][rows] == self.vocab.styles.index(style)]
+        if len(rows) == 0:
+            where = f"the {self.split} split" if self.split else "this dataset"
+            raise MuseNetError(f"no piece {'of that style ' if style else ''}in {where}")
+        row = int(rng.choice(rows))
+        start = int(rng.integers(0, max(int(self.index["length"][row]) - length, 1)))
+        return self.window(row, start, length), start

@@ -19,7 +19,7 @@ import numpy as np
 import symusic
 
 from .errors import MuseNetError
-from .instruments import DRUMS, FAMILIES, PITCH_HIGH, PITCH_LOW
+from .instruments import DRUMS, PITCH_HIGH, PITCH_LOW
 from .notes import NoteTable, read_midi, to_score
 from .vocab import STEP_SECONDS, STEPS_PER_BEAT, TEMPOS, Vocab, default_vocab, velocity_bins
 
@@ -191,18 +191,6 @@ def decode_tokens(tokens, vocab: Vocab | None = None) -> NoteTable:
         tempo_qpm=tempo_qpm,
     )
     return table.sorted()
-
-
-def read_header(tokens, vocab: Vocab | None = None) -> tuple[str, list[str]]:
-    """The style and instrument families named in a token sequence's header."""
-    vocab = vocab or default_vocab()
-    tokens = np.asarray(tokens, np.int64).ravel()
-    starts = np.flatnonzero(tokens == vocab.START)
-    head = tokens[: starts[0]] if len(starts) else tokens
-    styles = head[head >= vocab.style_offset]
-    families = head[(head >= vocab.family_offset) & (head < vocab.tempo_offset)]
-    style = vocab.styles[styles[0] - vocab.style_offset] if len(styles) else "unknown"
-    return style, [FAMILIES[f - vocab.family_offset] for f in np.unique(families)]
 
 
 def encode(midi, style: str | None = None, time_mode: str = "beat", vocab: Vocab | None = None) -> np.ndarray:

@@ -1,0 +1,206 @@
+"""The sampler's rules, as small pure functions over a batch of candidates (torch).
+
+- `TokenTables`: per-token facts as tensors (family, key, wait, tempo, ...).
+- `DecodeState` and `advance`: what each candidate's next mask and features depend on
+  (sounding notes, the clock, the tempo), updated after every token.
+- `allowed_tokens`: the mask. Strict instruments (no note-on of a family not asked for);
+  grammar (a note-off only for a sounding note, no re-strike of a sounding key, at most
+  `max_polyphony` notes at once, no run of waits longer than `max_rest_seconds`, no note
+  held past `max_note_seconds`: no wait may carry one past it, and a note that cannot last
+  another step is released next); length (no `end` before `earliest_end`, no wait past
+  110% of the length, `end` forced at 100%).
+- `release_boost`: where a family has one note sounding, the model's probability of that
+  family's masked note-offs goes to the sounding note's.
+- `sample_tokens`: temperature, mask, top-k, top-p by inverse transform.
+- `next_features`: the side features of the token about to be fed, incrementally; tests pin
+  them to `sequence.side_features`.
+
+None of them keeps anything between calls: the state is the caller's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from .instruments import DRUMS, FAMILIES
+from .sequence import COUNTDOWN_BUCKETS, POSITION_PARTS, countdown_steps, position_part, seconds_per_step
+from .settings import Settings
+from .vocab import Vocab
+
+KEYS = len(FAMILIES) * 128  # a key is family x 128 + pitch
+
+
+class TokenTables:
+    """Per-token facts of a vocabulary as tensors, for building masks without Python loops."""
+
+    def __init__(self, vocab: Vocab, device):
+        t = vocab.tables
+        family = torch.from_numpy(t["family"]).to(device)
+        velocity = torch.from_numpy(t["velocity"]).to(device)
+        self.vocab = vocab
+        self.is_note = family >= 0
+        self.is_on = self.is_note & (velocity > 0)
+        self.is_off = self.is_note & (velocity == 0)
+        self.is_drum = family == DRUMS
+        self.family = family.clamp(min=0)
+        self.key = torch.where(self.is_note, family * 128 + torch.from_numpy(t["pitch"]).to(device), 0)
+        self.wait = torch.from_numpy(t["wait"]).to(device)
+        self.tempo = torch.from_numpy(t["tempo"]).to(device).float()
+        self.is_tempo = self.tempo > 0
+        ids = torch.arange(vocab.size, device=device)
+        self.never = (ids == vocab.PAD) | (ids == vocab.START) | (ids >= vocab.style_offset) | (
+            (ids >= vocab.family_offset) & (ids < vocab.tempo_offset))
+
+
+@dataclass
+class DecodeState:
+    """What each candidate's mask and features depend on, for a batch of candidates."""
+
+    sounding: torch.Tensor       # (batch, keys) bool: which keys sound
+    onset: torch.Tensor          # (batch, keys) float64: when each sounding key was struck
+    polyphony: torch.Tensor      # (batch,) melodic notes sounding
+    rest_seconds: torch.Tensor   # (batch,) seconds since the last note token
+    seconds: torch.Tensor        # (batch,) the clock: seconds before the next token
+    window_steps: torch.Tensor   # (batch,) grid steps since the model's window began
+    instant_ons: torch.Tensor    # (batch,) note-ons so far in the current instant
+    tempo: torch.Tensor          # (batch,) BPM in force
+    finished: torch.Tensor       # (batch,) bool: `end` taken
+    earliest_end: float = field(default=0.0)  # `end` is masked before this many seconds
+
+    @classmethod
+    def new(cls, batch: int, device) -> DecodeState:
+        def zeros(dtype, *shape):
+            return torch.zeros(batch, *shape, dtype=dtype, device=device)
+
+        return cls(sounding=zeros(torch.bool, KEYS), onset=zeros(torch.float64, KEYS), polyphony=zeros(torch.long),
+                   rest_seconds=zeros(torch.float64), seconds=zeros(torch.float64), window_steps=zeros(torch.long),
+                   instant_ons=zeros(torch.long), tempo=torch.full((batch,), 120.0, dtype=torch.float64, device=device),
+                   finished=zeros(torch.bool))
+
+
+def advance(state: DecodeState, token: torch.Tensor, tables: TokenTables) -> None:
+    """Update every candidate's state after it took `token` (one per row)."""
+    t = tables
+    rows = torch.arange(len(token), device=token.device)
+    key = t.key[token]
+    melodic_on = t.is_on[token] & ~t.is_drum[token]
+    off = t.is_off[token]
+    state.sounding[rows[melodic_on], key[melodic_on]] = True
+    state.onset[rows[melodic_on], key[melodic_on]] = state.seconds[melodic_on]
+    state.sounding[rows[off], key[off]] = False
+    state.polyphony += melodic_on.long() - off.long()
+    state.instant_ons += t.is_on[token].long()
+    steps = t.wait[token]
+    waited = steps > 0
+    seconds = steps * seconds_per_step(t.vocab, state.tempo)
+    state.seconds += seconds
+    state.window_steps += steps
+    state.rest_seconds = torch.where(t.is_note[token], torch.zeros_like(state.rest_seconds),
+                                     state.rest_seconds + seconds)
+    state.instant_ons = torch.where(waited, torch.zeros_like(state.instant_ons), state.instant_ons)
+    state.tempo = torch.where(t.is_tempo[token], t.tempo[token].double(), state.tempo)
+    state.finished |= token == t.vocab.END
+
+
+def instrument_filter(settings: Settings, tables: TokenTables) -> torch.Tensor:
+    """Tokens the instrument choice allows (vocab,): in strict mode, no note-on of a family
+    that was not asked for; otherwise everything."""
+    if settings.instrument_mode != "strict" or not settings.instruments:
+        return torch.ones_like(tables.is_on)
+    chosen = torch.zeros(len(FAMILIES), dtype=torch.bool, device=tables.is_on.device)
+    chosen[[FAMILIES.index(f) for f in settings.instruments]] = True
+    return ~tables.is_on | chosen[tables.family]
+
+
+def allowed_tokens(state: DecodeState, settings: Settings, tables: TokenTables, allowed_on: torch.Tensor,
+                   needs_tempo: bool) -> torch.Tensor:
+    """Which tokens each candidate may take next (batch, vocab) bool."""
+    t, vocab = tables, tables.vocab
+    if needs_tempo:
+        return t.is_tempo[None, :].expand(len(state.seconds), -1).clone()
+    sounding = state.sounding[:, t.key]                              # (batch, vocab)
+    mask = (~t.never & allowed_on)[None, :].repeat(len(state.seconds), 1)
+    mask &= ~(t.is_off[None, :] & ~sounding)                         # off only when sounding
+    mask &= ~(t.is_on[None, :] & ~t.is_drum[None, :] & sounding)     # no re-strike of a sounding key
+    full = state.polyphony >= settings.max_polyphony
+    mask &= ~(t.is_on[None, :] & full[:, None])
+    step_seconds = seconds_per_step(vocab, state.tempo)
+    wait_seconds = t.wait[None, :] * step_seconds[:, None]
+    target = float(settings.seconds)
+    held = torch.where(state.sounding, state.seconds[:, None] - state.onset, float("-inf"))  # (batch, keys)
+    longest = held.max(dim=1).values                                 # -inf when nothing sounds
+    too_long = (state.rest_seconds[:, None] + wait_seconds > settings.max_rest_seconds) | (
+        state.seconds[:, None] + wait_seconds > 1.1 * target) | (
+        longest[:, None] + wait_seconds > settings.max_note_seconds)
+    mask &= ~((t.wait[None, :] > 0) & too_long)
+    overdue = held + step_seconds[:, None] > settings.max_note_seconds  # cannot last another step
+    releasing = overdue.any(dim=1)
+    if bool(releasing.any()):
+        mask[releasing] = (t.is_off[None, :] & overdue[:, t.key])[releasing]
+    early = state.seconds < state.earliest_end
+    mask[:, vocab.END] = ~early
+    due = state.seconds >= target
+    mask[due] = False
+    mask[due, vocab.END] = True
+    stuck = ~mask.any(dim=1)
+    mask[stuck, vocab.END] = True
+    mask[state.finished] = False
+    mask[state.finished, vocab.PAD] = True
+    return mask
+
+
+def release_boost(logits: torch.Tensor, mask: torch.Tensor, tables: TokenTables) -> torch.Tensor:
+    """Where a family has one note sounding, give it the family's whole note-off
+    probability. The model spreads "release the note now" over the note-offs of many
+    pitches; the grammar allows only the sounding note's, so the masked note-offs'
+    probability goes to it rather than to every other token. (With several notes sounding
+    the masked mass is ambiguous, and moving it thins part music out: left as it is.)"""
+    t = tables
+    allowed = mask & t.is_off[None, :]
+    if not bool(allowed.any()):
+        return logits
+    probabilities = torch.softmax(logits, dim=-1)
+    families = len(FAMILIES)
+    lost = logits.new_zeros(len(logits), families).index_add_(
+        1, t.family, probabilities * (t.is_off[None, :] & ~mask))
+    kept = logits.new_zeros(len(logits), families).index_add_(1, t.family, probabilities * allowed)
+    single = logits.new_zeros(len(logits), families).index_add_(1, t.family, allowed.to(logits.dtype)) == 1
+    boost = torch.where(single & (kept > 0), (1 + lost / kept.clamp_min(1e-30)).log(), 0.0)
+    return logits + torch.where(allowed, boost[:, t.family], 0.0)
+
+
+def sample_tokens(logits: torch.Tensor, mask: torch.Tensor, settings: Settings, generator: torch.Generator,
+                  tables: TokenTables) -> torch.Tensor:
+    """One token per row: temperature, the release boost, the mask, top-k, then top-p
+    (nucleus) sampling by inverse transform on the sorted probabilities (one sort, one
+    uniform draw per row; no sort when top_p is 1)."""
+    logits = release_boost(logits.float() / settings.temperature, mask, tables).masked_fill(~mask, float("-inf"))
+    if settings.top_k:
+        kth = torch.topk(logits, min(settings.top_k, logits.shape[-1]), dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    probabilities = torch.softmax(logits, dim=-1)
+    draw = torch.rand(len(logits), 1, generator=generator).to(logits.device)
+    if settings.top_p >= 1.0:  # no nucleus to find: inverse transform on the unsorted cumulative sum
+        cumulative = probabilities.cumsum(dim=-1)
+        index = torch.searchsorted(cumulative, draw * cumulative[:, -1:], right=True)
+        return index.clamp_max(logits.shape[-1] - 1)[:, 0]
+    ordered, order = torch.sort(probabilities, descending=True, dim=-1)
+    cumulative = ordered.cumsum(dim=-1)
+    # keep the token that crosses p, never one of probability 0 (masked)
+    kept = (((cumulative - ordered) < settings.top_p) & (ordered > 0)).sum(dim=-1, keepdim=True)
+    total = cumulative.gather(1, kept - 1)
+    index = torch.searchsorted(cumulative, draw * total, right=True).clamp_max(kept - 1)
+    return order.gather(1, index)[:, 0]
+
+
+def next_features(token: torch.Tensor, state: DecodeState, tables: TokenTables,
+                  total_seconds: float) -> dict[str, torch.Tensor]:
+    """The side features of `token`, about to be fed (they describe the time before it):
+    the incremental form of `sequence.side_features`."""
+    position = position_part(state.seconds, total_seconds).long().clamp(0, POSITION_PARTS - 1)
+    countdown = countdown_steps(state.seconds, total_seconds).long().clamp(0, COUNTDOWN_BUCKETS - 1)
+    chord = torch.where(tables.is_on[token], state.instant_ons + 1, 0)
+    return {"time": state.window_steps[:, None].clone(), "chord": chord[:, None],
+            "position": position[:, None], "countdown": countdown[:, None]}

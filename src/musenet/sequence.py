@@ -1,0 +1,148 @@
+"""What a token sequence means: where its header ends, what time each token falls at, and
+the side features the model embeds. Training (dataset.py), composing (sample.py), the data
+build and the evaluation all read sequences through these functions.
+
+A sequence is a header (style, one token per family, `start`, and in beat mode the opening
+tempo), then events and `wait:N` tokens, then `end`. Time is counted in grid steps (the
+waits) and in seconds: a step lasts 10 ms in seconds mode, and 60 / (BPM x 12) s in beat
+mode, where BPM follows the tempo tokens (120 before the first one).
+
+The sampler keeps an incremental torch version of the clock and the side features (one
+token at a time, for a batch); tests pin it to `side_features` here on whole pieces.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .instruments import FAMILIES
+from .vocab import STEP_SECONDS, STEPS_PER_BEAT, Vocab
+
+POSITION_PARTS = 128      # the piece is cut into 128 parts; each token knows which it is in
+COUNTDOWN_SECONDS = 2.0   # the countdown to the end counts in steps of 2 s ...
+COUNTDOWN_BUCKETS = 256   # ... up to 512 s, where it saturates
+DEFAULT_TEMPO = 120.0     # beat mode's tempo before the first tempo token
+
+
+# ---- the header --------------------------------------------------------------------------
+
+def header_length(tokens, vocab: Vocab) -> int:
+    """How many tokens the header has: up to `start`, plus the opening tempo in beat mode
+    when the token after `start` is one. A sequence without `start` is all header."""
+    tokens = np.asarray(tokens, np.int64).ravel()
+    starts = np.flatnonzero(tokens == vocab.START)
+    if len(starts) == 0:
+        return len(tokens)
+    end = int(starts[0]) + 1
+    if vocab.time_mode == "beat" and end < len(tokens) and vocab.tables["tempo"][tokens[end]] > 0:
+        end += 1
+    return end
+
+
+def header_families(tokens, vocab: Vocab) -> np.ndarray:
+    """Family ids named in the header (before `start`), ascending, without repeats."""
+    tokens = np.asarray(tokens, np.int64).ravel()
+    starts = np.flatnonzero(tokens == vocab.START)
+    head = tokens[: starts[0]] if len(starts) else tokens
+    return np.unique(head[(head >= vocab.family_offset) & (head < vocab.tempo_offset)] - vocab.family_offset)
+
+
+def read_header(tokens, vocab: Vocab) -> tuple[str, list[str]]:
+    """The style and the instrument families named in a token sequence's header."""
+    tokens = np.asarray(tokens, np.int64).ravel()
+    starts = np.flatnonzero(tokens == vocab.START)
+    head = tokens[: starts[0]] if len(starts) else tokens
+    styles = head[head >= vocab.style_offset]
+    style = vocab.styles[styles[0] - vocab.style_offset] if len(styles) else "unknown"
+    return style, [FAMILIES[f] for f in header_families(tokens, vocab)]
+
+
+# ---- the clock ---------------------------------------------------------------------------
+
+def seconds_per_step(vocab: Vocab, tempo):
+    """Seconds one grid step lasts at `tempo` BPM: a float, numpy array or torch tensor
+    (the same formula for all three, so every part of the program gets the same bits)."""
+    if vocab.time_mode == "seconds":
+        return tempo * 0.0 + STEP_SECONDS
+    return 60.0 / (tempo * STEPS_PER_BEAT)
+
+
+def tempo_in_force(tokens, vocab: Vocab, tempo: float = DEFAULT_TEMPO) -> np.ndarray:
+    """The BPM in force at each token: the last tempo token at or before it, else `tempo`."""
+    tokens = np.asarray(tokens, np.int64).ravel()
+    bpm = vocab.tables["tempo"][tokens].astype(np.float64)
+    last = np.maximum.accumulate(np.where(bpm > 0, np.arange(len(bpm)), -1)) if len(bpm) else np.zeros(0, int)
+    return np.where(last >= 0, bpm[np.maximum(last, 0)], tempo)
+
+
+def elapsed_seconds(tokens, vocab: Vocab, tempo: float = DEFAULT_TEMPO, start_seconds: float = 0.0) -> np.ndarray:
+    """Seconds before each token and, last, after the final one (length n + 1), from
+    `start_seconds`; a running sum in token order, exactly as the sampler keeps it."""
+    tokens = np.asarray(tokens, np.int64).ravel()
+    steps = vocab.tables["wait"][tokens] * seconds_per_step(vocab, tempo_in_force(tokens, vocab, tempo))
+    return np.cumsum(np.concatenate([[float(start_seconds)], steps]))
+
+
+def token_seconds(tokens, vocab: Vocab, tempo: float = DEFAULT_TEMPO, start_seconds: float = 0.0) -> np.ndarray:
+    """Seconds elapsed before each token (tokens of one instant share it)."""
+    return elapsed_seconds(tokens, vocab, tempo, start_seconds)[:-1]
+
+
+def sequence_seconds(tokens, vocab: Vocab) -> float:
+    """How long a token sequence lasts, in seconds (its waits, at the tempo in force)."""
+    return float(elapsed_seconds(tokens, vocab)[-1])
+
+
+# ---- windows and side features -------------------------------------------------------------
+
+def window_of(tokens, vocab: Vocab, head_end: int, start: int, length: int | None = None) -> tuple[np.ndarray, float]:
+    """A window of a piece: its header (the first `head_end` tokens), with the tempo in force
+    at the window's start in place of the opening tempo, then `length` - header tokens of the
+    body from body position `start` (all the rest with None). Returns the window and the
+    seconds before its first body token."""
+    tokens = np.asarray(tokens, np.int64).ravel()
+    header = tokens[:head_end].copy()
+    first = head_end + start
+    if start > 0 and len(header) and vocab.tables["tempo"][header[-1]] > 0:
+        prefix = tokens[:first]
+        header[-1] = prefix[vocab.tables["tempo"][prefix] > 0][-1]
+    start_seconds = float(elapsed_seconds(tokens[:first], vocab)[-1]) if start > 0 else 0.0
+    stop = len(tokens) if length is None else first + max(length - len(header), 1)
+    return np.concatenate([header, tokens[first:stop]]), start_seconds
+
+
+def chord_index(tokens, vocab: Vocab) -> np.ndarray:
+    """1 + the index of each note-on among the note-ons of its instant; 0 for other tokens."""
+    t = vocab.tables
+    waits = t["wait"][tokens]
+    is_on = (t["family"][tokens] >= 0) & (t["velocity"][tokens] > 0)
+    instant = np.cumsum(waits > 0)
+    ons_before = np.cumsum(is_on) - is_on
+    first_of_instant = np.searchsorted(instant, instant, side="left")
+    return np.where(is_on, ons_before - ons_before[first_of_instant] + 1, 0)
+
+
+def position_part(seconds, total_seconds: float):
+    """Which 1/128 of a piece of `total_seconds` each time falls in (numpy or torch)."""
+    return seconds / max(total_seconds, 1e-6) * POSITION_PARTS
+
+
+def countdown_steps(seconds, total_seconds: float):
+    """Time left to the piece's end in countdown steps (numpy or torch, before bucketing)."""
+    return (max(total_seconds, 1e-6) - seconds) / COUNTDOWN_SECONDS
+
+
+def side_features(tokens, vocab: Vocab, total_seconds: float, start_seconds: float = 0.0,
+                  tempo: float = DEFAULT_TEMPO) -> dict[str, np.ndarray]:
+    """MuseNet's extra inputs for each token of a window:
+    - time: grid steps since the window's first token (notes sounding together share it);
+    - chord: 1 + the index of a note-on among the note-ons of its instant (0 for other tokens);
+    - position: which 1/128 of the whole piece the token falls in;
+    - countdown: time left to the piece's end, in 2-second steps (saturating)."""
+    tokens = np.asarray(tokens, np.int64)
+    waits = vocab.tables["wait"][tokens]
+    seconds = token_seconds(tokens, vocab, tempo, start_seconds)
+    position = np.clip(position_part(seconds, total_seconds).astype(np.int64), 0, POSITION_PARTS - 1)
+    countdown = np.clip(countdown_steps(seconds, total_seconds).astype(np.int64), 0, COUNTDOWN_BUCKETS - 1)
+    return {"time": np.cumsum(waits) - waits, "chord": chord_index(tokens, vocab), "position": position,
+            "countdown": countdown}

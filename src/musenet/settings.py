@@ -1,0 +1,97 @@
+"""What a generation depends on (`Settings`), its one set of limits, and the prompt's cut.
+
+`Settings.check` is the only validation: the CLI, the server and `Composer.generate` all
+call it (the server's request model takes its bounds from `LIMITS` too). Its messages name
+the setting (`temperature must be ...`), not a command-line flag.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import MuseNetError
+from .instruments import FAMILIES
+from .notes import NoteTable
+from .vocab import Vocab
+
+#: Inclusive bounds of every numeric setting: one set of limits for the CLI, the API and the server.
+LIMITS: dict[str, tuple[float, float]] = {
+    "seconds": (1.0, 3600.0),
+    "temperature": (0.05, 2.0),
+    "top_k": (0, 10_000),
+    "top_p": (0.01, 1.0),
+    "seed": (0, 2**63 - 1),
+    "candidates": (1, 64),
+    "max_polyphony": (1, 128),
+    "max_rest_seconds": (0.1, 60.0),
+    "max_note_seconds": (0.1, 600.0),
+    "prompt_notes": (1, 1_000_000),
+    "prompt_seconds": (0.1, 3600.0),
+    "max_tokens": (1, 10_000_000),
+}
+INSTRUMENT_MODES = ("strict", "soft")
+
+
+@dataclass
+class Settings:
+    """Everything a generation depends on (saved beside each output)."""
+
+    style: str | None = None
+    instruments: list[str] | None = None   # None: any family (strict mode then masks nothing)
+    seconds: float = 60.0                  # length of the whole piece, the prompt included
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 0.95
+    seed: int = 0
+    candidates: int = 1
+    instrument_mode: str = "strict"        # or "soft": instruments only in the header, as MuseNet
+    max_polyphony: int = 24
+    max_rest_seconds: float = 6.0
+    max_note_seconds: float = 8.0          # no note sounds longer (no stuck notes)
+    prompt_notes: int | None = None
+    prompt_seconds: float | None = None
+    max_tokens: int | None = None          # stop after this many new tokens (a safety cap)
+
+    def check(self, vocab: Vocab) -> None:
+        """Raise MuseNetError naming the first setting that is out of bounds or unknown."""
+        if self.style is not None and self.style not in vocab.styles:
+            raise MuseNetError(f"unknown style {self.style!r}; this model knows {', '.join(vocab.styles)}")
+        if self.instruments is not None:
+            if not self.instruments:
+                raise MuseNetError("instruments needs at least one family")
+            for name in self.instruments:
+                if name not in FAMILIES:
+                    raise MuseNetError(f"unknown instrument {name!r}; choose from {', '.join(FAMILIES)}")
+        if self.instrument_mode not in INSTRUMENT_MODES:
+            raise MuseNetError(f"instrument_mode must be strict or soft, not {self.instrument_mode!r}")
+        for name, (low, high) in LIMITS.items():
+            value = getattr(self, name)
+            if value is None and name in ("prompt_notes", "prompt_seconds", "max_tokens"):
+                continue
+            check_number(name, value, low, high)
+
+
+def check_number(name: str, value, low: float, high: float) -> None:
+    """Raise MuseNetError unless `value` is a real number (not a bool, not NaN) in [low, high]."""
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        raise MuseNetError(f"{name} must be a number, not {value!r}")
+    if math.isnan(value) or not low <= value <= high:
+        raise MuseNetError(f"{name} must be between {low:g} and {high:g}, not {value}")
+
+
+def cut_prompt(table: NoteTable, notes: int | None = None, seconds: float | None = None) -> NoteTable:
+    """The opening of a piece: its first `notes` notes, or the notes starting before `seconds`."""
+    table = table.sorted()
+    if notes is not None:
+        if notes < 1:
+            raise MuseNetError("prompt_notes must be at least 1")
+        return table.select(np.arange(min(notes, len(table))))
+    if seconds is not None:
+        keep = table.seconds(table.onset) < seconds
+        if not keep.any():
+            raise MuseNetError(f"the prompt has no note in its first {seconds} s")
+        return table.select(np.flatnonzero(keep))
+    return table
