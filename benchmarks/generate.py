@@ -24,7 +24,8 @@ import torch
 
 from musenet.composer import Composer, quantize_int8
 from musenet.model import SIZES, build_model
-from musenet.sample import Generator, Settings
+from musenet.sample import Generator
+from musenet.settings import Settings
 from musenet.vocab import default_vocab
 
 

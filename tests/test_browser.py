@@ -1,11 +1,10 @@
 """The co-composer page in a real headless browser (Debian's chromium, driven by Playwright) against
-a real uvicorn server: compose, pick, continue, cancel, undo, download; screenshots in test-artifacts/."""
+a real uvicorn server: compose, pick, continue, cancel, undo, download; screenshots in the `artifacts` folder."""
 
 from __future__ import annotations
 
 import os
 import shutil
-from pathlib import Path
 
 import httpx
 import pytest
@@ -17,7 +16,6 @@ from musenet.server import create_app
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e .[test])")
 CHROMIUM = os.environ.get("MUSENET_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-ARTIFACTS = Path(os.environ.get("MUSENET_TEST_ARTIFACTS", Path(__file__).resolve().parents[1] / "test-artifacts"))
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH (Debian: apt-get install chromium; "
                                 "scripts/setup.sh installs it), or set MUSENET_CHROMIUM")
@@ -59,7 +57,7 @@ def all_images_loaded(page, selector: str) -> bool:
                                      "i.naturalWidth > 0)")
 
 
-def test_compose_pick_continue_cancel_undo_download(page, server, tmp_path):
+def test_compose_pick_continue_cancel_undo_download(page, server, tmp_path, artifacts):
     expect = sync_api.expect
     assert page.locator(".instrument").count() == 10
     assert page.locator("#intro-list option").count() >= 12
@@ -83,8 +81,7 @@ def test_compose_pick_continue_cancel_undo_download(page, server, tmp_path):
         expect(audio).to_have_count(4)
     assert all("strings" in text or "guitar" in text or "silence" in text
                for text in cards.locator("p").all_inner_texts())
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "co-composer-ideas.png"), full_page=True)
+    page.screenshot(path=str(artifacts / "co-composer-ideas.png"), full_page=True)
 
     cards.nth(1).locator(".pick").click()                  # start the piece with idea 2
     expect(page.locator("#piece")).to_be_visible()
@@ -138,8 +135,8 @@ def test_compose_pick_continue_cancel_undo_download(page, server, tmp_path):
     assert len(table) > 0
     piece_url = page.get_attribute("#download-midi", "href")
     assert saved.read_bytes() == httpx.get(f"{server}{piece_url}", timeout=30).content
-    page.screenshot(path=str(ARTIFACTS / "co-composer.png"), full_page=True)
-    assert (ARTIFACTS / "co-composer.png").stat().st_size > 10_000
+    page.screenshot(path=str(artifacts / "co-composer.png"), full_page=True)
+    assert (artifacts / "co-composer.png").stat().st_size > 10_000
 
     page.click("#new-piece")
     expect(page.locator("#piece")).to_be_hidden()

@@ -1,9 +1,12 @@
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from helpers import make_score
 
+import musenet
 from musenet.cli import main
 from musenet.notes import read_midi, write_midi
 
@@ -43,6 +46,14 @@ def test_instruments_and_vocab(capsys):
     assert "tokens" in capsys.readouterr().out
     assert main(["vocab", "--json", "--time", "seconds"]) == 0
     assert '"time_mode": "seconds"' in capsys.readouterr().out
+
+
+def test_version_is_the_projects(capsys):
+    pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    assert musenet.__version__ == re.search(r'^version = "(.+)"', pyproject, re.M).group(1)
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out.strip() == f"musenet {musenet.__version__}"
 
 
 @pytest.mark.parametrize("args, message", [

@@ -10,9 +10,9 @@ from musenet import build as build_module
 from musenet.augment import Augment, reorchestrate, scale_volume, stretch_time, transpose, transpose_range
 from musenet.build import build, split_of
 from musenet.dataset import Dataset
-from musenet.sequence import side_features, token_seconds
 from musenet.instruments import DRUMS, FAMILY_ID, PITCH_HIGH, PITCH_LOW
 from musenet.notes import read_midi, write_midi
+from musenet.sequence import side_features, token_seconds
 from musenet.vocab import default_vocab, from_text
 
 
@@ -195,3 +195,16 @@ def test_short_pieces_are_packed_into_full_rows(midi_folder, tmp_path):
             assert batch["time"][row, s] == 0 and batch["position"][row, s] == 0
     unpacked = data.sample(np.random.default_rng(3), batch=4, context=1023, pack=False)
     assert (unpacked["tokens"] == vocab.PAD).sum() > 1000
+
+
+def test_random_window_picks_a_piece_of_the_style(midi_folder, tmp_path):
+    build(str(midi_folder), tmp_path / "data", workers=1, progress=False)
+    data = Dataset(tmp_path / "data", split=None)
+    window, start = data.random_window(np.random.default_rng(1), 40, style="pop")
+    assert data.style_of(window.piece) == "pop" and len(window.tokens) <= 40 and start >= 0
+    again, _ = data.random_window(np.random.default_rng(1), 40, style="pop")
+    assert (again.tokens == window.tokens).all()  # same seed, same window
+    with pytest.raises(musenet.MuseNetError, match="unknown style 'rock'"):
+        data.random_window(np.random.default_rng(1), 40, style="rock")
+    with pytest.raises(musenet.MuseNetError, match="no piece of that style"):
+        data.random_window(np.random.default_rng(1), 40, style="unknown")  # the broken loose file only

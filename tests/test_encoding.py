@@ -6,9 +6,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import musenet
-from musenet.encoding import decode_tokens, encode_notes, read_header
+from musenet.encoding import decode_tokens, encode_notes
 from musenet.instruments import FAMILIES, PITCH_RANGE, REPRESENTATIVE_PROGRAM
 from musenet.notes import NoteTable, midi_bytes, read_midi
+from musenet.sequence import read_header
 from musenet.vocab import default_vocab
 
 MODES = ["beat", "seconds"]

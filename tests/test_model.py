@@ -61,8 +61,8 @@ def test_save_load_gives_identical_outputs(tmp_path):
     model = build_model("tiny", vocab.size).eval()
     tokens, features = random_inputs(vocab=vocab.size)
     save_checkpoint(tmp_path / "ckpt", model, vocab, {"note": "test"})
-    loaded, loaded_vocab, config = load_checkpoint(tmp_path / "ckpt")
-    assert loaded_vocab == vocab and config["note"] == "test"
+    loaded, loaded_vocab, metadata = load_checkpoint(tmp_path / "ckpt")
+    assert loaded_vocab == vocab and metadata["note"] == "test"
     torch.testing.assert_close(model(tokens, features), loaded(tokens, features), atol=0, rtol=0)
     save_checkpoint(tmp_path / "half", model, vocab, dtype=torch.bfloat16)
     sizes = [(tmp_path / name / "model.safetensors").stat().st_size for name in ("half", "ckpt")]

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import httpx
 import numpy as np
@@ -27,8 +25,7 @@ from musenet.notes import midi_bytes, read_midi
 from musenet.render import wav_seconds
 from musenet.server import create_app
 from musenet.server.jobs import CANCELLED, DONE, FAILED, JobQueue, QueueFull
-
-ARTIFACTS = Path(os.environ.get("MUSENET_TEST_ARTIFACTS", Path(__file__).resolve().parents[1] / "test-artifacts"))
+from musenet.settings import LIMITS
 
 
 @pytest.fixture(scope="module")
@@ -186,7 +183,7 @@ def test_catalogue(client, composer):
 
 # ---- composing, picking, continuing, downloading -------------------------------------------------------
 
-def test_compose_pick_continue_undo_download(client):
+def test_compose_pick_continue_undo_download(client, artifacts):
     body = {"style": "irish", "instruments": ["strings", "guitar"], "seconds": 5, "temperature": 1.0, "seed": 3,
             "candidates": 4, "intro": "drowsy-maggie"}
     first = client.post("/api/compose", json=body)
@@ -240,9 +237,8 @@ def test_compose_pick_continue_undo_download(client):
     if audio:
         wav = client.get(longer["audio_url"])
         assert wav.status_code == 200 and "attachment" in wav.headers["content-disposition"]
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        (ARTIFACTS / "piece.wav").write_bytes(wav.content)
-        assert wav_seconds(ARTIFACTS / "piece.wav") == pytest.approx(longer["seconds"] + 1.0, abs=0.1)
+        (artifacts / "piece.wav").write_bytes(wav.content)
+        assert wav_seconds(artifacts / "piece.wav") == pytest.approx(longer["seconds"] + 1.0, abs=0.1)
 
     back = client.post(f"/api/pieces/{piece['id']}/undo").json()
     assert back["versions"] == 1 and back["seconds"] == piece["seconds"]
@@ -287,6 +283,18 @@ def test_jobs_report_progress_and_cancel(composer, tmp_path):
         assert client.get("/api/jobs/not-an-id").status_code == 422
 
 
+def test_workers_share_one_composer(composer, tmp_path):
+    """Jobs composed at once by one Composer give what each gives alone: no state is shared between calls."""
+    alone = {seed: [midi_bytes(p.table) for p in composer.generate(style="irish", seconds=4, candidates=2, seed=seed)]
+             for seed in (1, 2)}
+    with TestClient(create_app(composer=composer, workers=2, store_dir=tmp_path / "store")) as client:
+        jobs = [client.post("/api/jobs", json={"style": "irish", "seconds": 4, "candidates": 2, "seed": seed}).json()
+                for seed in (1, 2, 1, 2)]
+        results = [wait_for(client, job)["result"] for job in jobs]
+        together = [[client.get(c["midi_url"]).content for c in result["candidates"]] for result in results]
+    assert together == [alone[1], alone[2], alone[1], alone[2]]
+
+
 def test_full_queue_answers_503_with_retry_after(composer, tmp_path):
     with TestClient(create_app(composer=composer, workers=1, queue_size=0, store_dir=tmp_path)) as client:
         running = client.post("/api/jobs", json={"style": "irish", "seconds": 120, "candidates": 8,
@@ -307,7 +315,7 @@ def test_full_queue_answers_503_with_retry_after(composer, tmp_path):
     ({"seconds": 0}, "seconds"), ({"seconds": 121}, "seconds"), ({"seconds": "long"}, "seconds"),
     ({"temperature": 0}, "temperature"), ({"temperature": 2.5}, "temperature"),
     ({"candidates": 0}, "candidates"), ({"candidates": 9}, "candidates"),
-    ({"seed": -1}, "seed"), ({"seed": 2**31}, "seed"),
+    ({"seed": -1}, "seed"), ({"seed": 2**63}, "seed"),
     ({"instruments": ["kazoo"]}, "instruments"), ({"instruments": []}, "instruments"),
     ({"instruments": ["piano", "piano"]}, "instruments"), ({"instruments": "piano"}, "instruments"),
     ({"style": "x" * 65}, "style"), ({"intro": "nope"}, "intro"), ({"piece_id": "../../etc"}, "piece_id"),
@@ -318,6 +326,13 @@ def test_out_of_range_parameters_are_422(client, body, field):
     answer = client.post("/api/compose", json=body)
     assert answer.status_code == 422
     assert field in json.dumps(answer.json()["detail"])
+
+
+def test_request_bounds_are_the_settings_limits(client):
+    fields = client.get("/openapi.json").json()["components"]["schemas"]["ComposeRequest"]["properties"]
+    for name in ("temperature", "prompt_seconds"):
+        assert (fields[name]["minimum"], fields[name]["maximum"]) == LIMITS[name]
+    assert fields["candidates"]["minimum"] == LIMITS["candidates"][0]
 
 
 def test_bad_values_get_a_one_line_reason(client):
@@ -407,7 +422,7 @@ def test_old_results_are_cleaned_up(composer, tmp_path):
 
 # ---- under load --------------------------------------------------------------------------------------
 
-def test_twenty_concurrent_requests_are_all_answered(composer):
+def test_twenty_concurrent_requests_are_all_answered(composer, artifacts):
     app = create_app(composer=composer, workers=1, queue_size=4)
     body = {"style": "irish", "instruments": ["strings"], "seconds": 4, "candidates": 2}
     with live_server(app) as url, httpx.Client(base_url=url, timeout=120,
@@ -432,8 +447,7 @@ def test_twenty_concurrent_requests_are_all_answered(composer):
     figures = {"requests": 20, "ok": len(ok), "busy_503": len(busy), "wall_s": round(wall, 2),
                "slowest_ok_s": round(max(ok), 2), "median_503_s": round(float(np.median(busy)), 3) if busy else None,
                "slowest_503_s": round(max(busy), 3) if busy else None}
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    (ARTIFACTS / "load.json").write_text(json.dumps(figures, indent=2) + "\n")
+    (artifacts / "load.json").write_text(json.dumps(figures, indent=2) + "\n")
     print("load check:", figures)
 
 
@@ -451,3 +465,10 @@ def test_serve_command(monkeypatch, tmp_path):
     assert seen["host"] == "127.0.0.1" and seen["port"] == 8123
     assert seen["app"].state.cocomposer.jobs.workers == 2
     assert main(["serve", "--model", str(tmp_path / "nothing")]) == 1
+
+
+def test_styles_read_the_same_in_the_command_and_the_api(client, tmp_path, capsys):
+    api = {style["name"]: style["description"] for style in client.get("/api/styles").json()}
+    assert main(["styles", "--model", str(make_tiny_model(tmp_path))]) == 0
+    printed = dict(line.split(maxsplit=1) for line in capsys.readouterr().out.splitlines())
+    assert printed == api and api["unknown"] == "no style given"

@@ -22,6 +22,16 @@ def test_layout_and_size():
     assert beat.size < 8000  # kept small: ranges per family, 8 velocity bins
 
 
+@pytest.mark.parametrize("mode", ["beat", "seconds"])
+def test_blocks_tile_the_ids_in_order(mode):
+    vocab = default_vocab(mode)
+    blocks = vocab.blocks()
+    assert blocks[0][1] == 0 and blocks[-1][2] == vocab.size
+    assert all(a[2] == b[1] for a, b in zip(blocks, blocks[1:], strict=False))
+    tempo = next(stop - start for name, start, stop in blocks if name == "tempo buckets")
+    assert tempo == vocab.n_tempos
+
+
 def test_text_form_in_musenet_style():
     vocab = default_vocab()
     ids = from_text("bach piano strings start tempo:95 piano:v80:G4 strings:v80:D5 wait:12 piano:v0:G4 end")

@@ -4,12 +4,11 @@ The stable Python API: `encode`, `decode`, `to_text`, `from_text`, `MidiError`, 
 composing `Composer` and `compose` (imported on first use, as they bring in torch).
 """
 
-__version__ = "0.1.0"
-
-from .encoding import decode, encode  # noqa: E402
-from .errors import MidiError, MuseNetError  # noqa: E402
-from .instruments import FAMILIES  # noqa: E402
-from .vocab import Vocab, default_vocab, from_text, to_text  # noqa: E402
+from .encoding import decode, encode
+from .errors import MidiError, MuseNetError
+from .instruments import FAMILIES
+from .version import __version__
+from .vocab import Vocab, default_vocab, from_text, to_text
 
 __all__ = [
     "Composer", "FAMILIES", "MidiError", "MuseNetError", "Vocab", "compose", "decode", "default_vocab", "encode",

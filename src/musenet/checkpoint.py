@@ -15,22 +15,23 @@ import torch
 from safetensors.torch import load_model, save_model
 
 from .errors import MuseNetError
-from .files import _umask, write_atomic
+from .files import current_umask, write_atomic
 from .model import ModelConfig, MuseNet
 from .vocab import Vocab
 
 KEEP_CHECKPOINTS = 2
 
 
-def save_checkpoint(directory: str | Path, model: MuseNet, vocab: Vocab, extra_config: dict | None = None,
+def save_checkpoint(directory: str | Path, model: MuseNet, vocab: Vocab, extra_metadata: dict | None = None,
                     trainer_state: dict | None = None, dtype: torch.dtype | None = None) -> Path:
-    """Write a complete checkpoint directory (atomically: temp name, then rename)."""
+    """Write a complete checkpoint directory (atomically: temp name, then rename). Its
+    config.json holds the model's shape under "model" and `extra_metadata` beside it."""
     directory = Path(directory)
     tmp = directory.with_name(f".{directory.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    config = {"model": model.config.to_dict(), **(extra_config or {})}
-    (tmp / "config.json").write_text(json.dumps(config, indent=2))
+    metadata = {"model": model.config.to_dict(), **(extra_metadata or {})}
+    (tmp / "config.json").write_text(json.dumps(metadata, indent=2))
     (tmp / "vocab.json").write_text(vocab.to_json())
     if dtype is not None:  # a copy in a smaller dtype, for shipping
         model = _cast_copy(model, dtype)
@@ -38,7 +39,7 @@ def save_checkpoint(directory: str | Path, model: MuseNet, vocab: Vocab, extra_c
     if trainer_state is not None:
         torch.save(trainer_state, tmp / "trainer.pt")
     for written in tmp.iterdir():  # safetensors writes owner-only files
-        written.chmod(0o666 & ~_umask())
+        written.chmod(0o666 & ~current_umask())
     shutil.rmtree(directory, ignore_errors=True)
     tmp.rename(directory)
     return directory
@@ -64,24 +65,24 @@ def resolve(path: str | Path) -> Path:
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[MuseNet, Vocab, dict]:
-    """(model in eval mode, vocabulary, the whole config.json) from a checkpoint or run directory.
+    """(model in eval mode, vocabulary, metadata: the whole config.json) from a checkpoint or run directory.
     Note factor embeddings are folded into the token table (see MuseNet.fold_note_factors)."""
     directory = resolve(path)
     try:
-        config = json.loads((directory / "config.json").read_text())
+        metadata = json.loads((directory / "config.json").read_text())
         vocab = Vocab.load(directory / "vocab.json")
-        model = MuseNet(ModelConfig.from_dict(config["model"]))
+        model = MuseNet(ModelConfig.from_dict(metadata["model"]))
         load_model(model, str(directory / "model.safetensors"), strict=True, device=str(device))
     except (OSError, ValueError, KeyError, RuntimeError) as err:
         raise MuseNetError(f"{directory}: cannot load checkpoint ({str(err).splitlines()[0]})") from None
-    return model.fold_note_factors().float().to(device).eval(), vocab, config
+    return model.fold_note_factors().float().to(device).eval(), vocab, metadata
 
 
-def save_run_checkpoint(run_dir: Path, step: int, model: MuseNet, vocab: Vocab, extra_config: dict,
+def save_run_checkpoint(run_dir: Path, step: int, model: MuseNet, vocab: Vocab, extra_metadata: dict,
                         trainer_state: dict) -> Path:
     """checkpoints/step-N in a run directory, then point `latest` at it and drop old ones."""
     name = f"step-{step:07d}"
-    path = save_checkpoint(run_dir / "checkpoints" / name, model, vocab, extra_config, trainer_state)
+    path = save_checkpoint(run_dir / "checkpoints" / name, model, vocab, extra_metadata, trainer_state)
     write_atomic(run_dir / "latest", name.encode())
     old = sorted((run_dir / "checkpoints").glob("step-*"))[:-KEEP_CHECKPOINTS]
     for stale in old:
@@ -92,7 +93,7 @@ def save_run_checkpoint(run_dir: Path, step: int, model: MuseNet, vocab: Vocab, 
 def export_model(source: str | Path, out: str | Path, dtype: torch.dtype = torch.bfloat16) -> Path:
     """A checkpoint (or a run's latest) as a small shippable directory: config.json, vocab.json
     and the weights in `dtype`, without the optimizer state."""
-    model, vocab, config = load_checkpoint(source)
-    config.pop("model", None)
-    config["exported_from"] = str(resolve(source))
-    return save_checkpoint(out, model, vocab, config, dtype=dtype)
+    model, vocab, metadata = load_checkpoint(source)
+    metadata.pop("model", None)
+    metadata["exported_from"] = str(resolve(source))
+    return save_checkpoint(out, model, vocab, metadata, dtype=dtype)

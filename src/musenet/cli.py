@@ -6,9 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import __version__
 from .errors import MuseNetError
 from .instruments import FAMILIES
+from .version import __version__
 from .vocab import TIME_MODES
 
 
@@ -46,16 +46,8 @@ def _cmd_vocab(args: argparse.Namespace) -> None:
     if args.json:
         print(vocab.to_json())
         return
-    blocks = [
-        ("pad, start, end", 0, vocab.family_offset),
-        ("instrument families", vocab.family_offset, vocab.tempo_offset),
-        ("tempo buckets", vocab.tempo_offset, vocab.wait_offset),
-        ("waits", vocab.wait_offset, vocab.note_offset),
-        ("notes (family x pitch x volume)", vocab.note_offset, vocab.style_offset),
-        ("styles", vocab.style_offset, vocab.size),
-    ]
     print(f"vocabulary v{vocab.version}, time mode {vocab.time_mode}: {vocab.size} tokens")
-    for name, start, stop in blocks:
+    for name, start, stop in vocab.blocks():
         if stop > start:
             print(f"  {name:32s} {stop - start:5d}  ids {start}-{stop - 1}  e.g. {vocab.names[start]}")
 
@@ -81,23 +73,14 @@ def _cmd_data_stats(args: argparse.Namespace) -> None:
 
 
 def _cmd_data_show(args: argparse.Namespace) -> None:
+    import numpy as np
+
     from .dataset import Dataset
     from .vocab import to_text
 
     data = Dataset(args.dir, split=args.split)
-    rows = data.rows
-    if args.style:
-        if args.style not in data.vocab.styles:
-            raise MuseNetError(f"unknown style {args.style!r}; this dataset has {', '.join(data.vocab.styles)}")
-        rows = rows[data.index["style"][rows] == data.vocab.styles.index(args.style)]
-    if len(rows) == 0:
-        raise MuseNetError(f"no piece of that style in the {args.split} split")
-    import numpy as np
-
-    rng = np.random.default_rng(args.seed)
-    row = int(rng.choice(rows))
-    start = int(rng.integers(0, max(int(data.index["length"][row]) - args.length, 1)))
-    window = data.window(row, start, args.length)
+    window, start = data.random_window(np.random.default_rng(args.seed), args.length, args.style)
+    row = window.piece
     print(f"# {data.index['source'][row]} ({data.style_of(row)}), {len(window.tokens)} tokens from {start}")
     print(to_text(window.tokens, data.vocab))
 
@@ -116,7 +99,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
 
 def _cmd_generate(args: argparse.Namespace) -> None:
     from .composer import Composer, write_pieces
-    from .sample import Settings
+    from .settings import Settings
 
     if args.prompt_notes is not None and args.prompt_seconds is not None:
         raise MuseNetError("give --prompt-notes or --prompt-seconds, not both")
@@ -147,18 +130,13 @@ def _cmd_generate(args: argparse.Namespace) -> None:
 
 def _cmd_styles(args: argparse.Namespace) -> None:
     from .composer import Composer
+    from .corpus.styles import style_description
 
-    try:
-        from .corpus.music21_corpus import STYLE_GROUPS
-    except ImportError:  # pragma: no cover
-        STYLE_GROUPS = {}
     styles = Composer.load(args.model).styles if args.model or _has_bundled() else None
     if styles is None:
         from .vocab import DEFAULT_STYLES as styles
     for style in styles:
-        group = STYLE_GROUPS.get(style)
-        about = group.description if group else "no style given" if style == "unknown" else "from a MIDI collection"
-        print(f"{style:18s} {about}")
+        print(f"{style:18s} {style_description(style)}")
 
 
 def _cmd_eval(args: argparse.Namespace) -> None:

@@ -278,10 +278,10 @@ def build_model(size_or_config: str | dict | ModelConfig, vocab_size: int | None
     if isinstance(size_or_config, str):
         if size_or_config not in SIZES:
             raise MuseNetError(f"unknown model size {size_or_config!r}; use one of {', '.join(SIZES)}")
-        settings = dict(SIZES[size_or_config])
+        fields = dict(SIZES[size_or_config])
     else:
-        settings = dict(size_or_config)
-    settings.update(overrides)
+        fields = dict(size_or_config)
+    fields.update(overrides)
     if vocab_size is not None:
-        settings["vocab_size"] = vocab_size
-    return MuseNet(ModelConfig.from_dict(settings))
+        fields["vocab_size"] = vocab_size
+    return MuseNet(ModelConfig.from_dict(fields))

@@ -68,7 +68,8 @@ class NoteTable:
         )
 
 
-def _name_of(source) -> str:
+def source_name(source) -> str:
+    """How messages name a MIDI source: its path, or <bytes> or <score>."""
     if isinstance(source, (str, Path)):
         return str(source)
     return "<score>" if isinstance(source, symusic.Score) else "<bytes>"
@@ -96,7 +97,7 @@ def _check_header(data: bytes, name: str) -> None:
 
 def load_score(source) -> symusic.Score:
     """A path, bytes or symusic Score -> a symusic Score in ticks; MidiError if unreadable."""
-    name = _name_of(source)
+    name = source_name(source)
     if isinstance(source, symusic.Score):
         return source if str(source.ttype) == "Tick" else source.to("tick")
     if isinstance(source, (str, Path)):
@@ -123,7 +124,7 @@ def load_score(source) -> symusic.Score:
 def read_midi(source) -> NoteTable:
     """A MIDI file (path, bytes or symusic Score) -> NoteTable. MidiError with the reason
     if it is not MIDI, is damaged, has no notes, absurd tempos or is too long."""
-    name = _name_of(source)
+    name = source_name(source)
     score = load_score(source)
     tpq = score.ticks_per_quarter
     if tpq <= 0:

@@ -25,7 +25,7 @@ import symusic
 from .errors import MidiError, MuseNetError
 from .files import atomic_output, write_atomic
 from .instruments import DRUMS, FAMILIES
-from .notes import NoteTable, _name_of, load_score, to_score
+from .notes import NoteTable, load_score, source_name, to_score
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -138,7 +138,7 @@ def _midi_source(midi: NoteTable | symusic.Score | bytes | str | Path) -> tuple[
             raise MidiError("<notes>: no notes to render")
         score, name = to_score(midi), "<notes>"
     else:
-        name = _name_of(midi)
+        name = source_name(midi)
         score = load_score(midi)
         if score.note_num() == 0:
             raise MidiError(f"{name}: no notes to render")

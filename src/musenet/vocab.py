@@ -141,6 +141,18 @@ class Vocab:
     def size(self) -> int:
         return self.style_offset + len(self.styles)
 
+    def blocks(self) -> list[tuple[str, int, int]]:
+        """The layout as (name, first id, id after the last) rows, in id order; a block may be
+        empty (no tempo buckets in seconds mode)."""
+        return [
+            ("pad, start, end", 0, self.family_offset),
+            ("instrument families", self.family_offset, self.tempo_offset),
+            ("tempo buckets", self.tempo_offset, self.wait_offset),
+            ("waits", self.wait_offset, self.note_offset),
+            ("notes (family x pitch x volume)", self.note_offset, self.style_offset),
+            ("styles", self.style_offset, self.size),
+        ]
+
     # ---- lookups used by the encoder and decoder ------------------------------------
     def style_token(self, style: str | None) -> int:
         style = style or "unknown"

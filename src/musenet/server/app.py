@@ -17,7 +17,6 @@ import logging
 import secrets
 import shutil
 import tempfile
-import threading
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -30,16 +29,17 @@ from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from .. import __version__
 from ..composer import Composer
 from ..corpus.intros import INTRO_BY_ID, INTROS, intro_table
+from ..corpus.styles import style_description
 from ..errors import MidiError, MuseNetError
 from ..instruments import FAMILIES, PITCH_RANGE
 from ..notes import NoteTable, read_midi
 from ..render import FAMILY_COLORS, find_soundfont, fluidsynth_program, midi_seconds
-from ..sample import Generator, Settings, cut_prompt
+from ..settings import LIMITS, Settings, cut_prompt
+from ..version import __version__
 from .jobs import ACTIVE, CANCELLED, DONE, FAILED, Job, JobQueue, QueueFull
-from .store import ID_PATTERN, KINDS, Candidate, Conflict, NotFound, Piece, Store, families_of, new_id, write_file
+from .store import ID_PATTERN, KINDS, Candidate, Conflict, NotFound, Store, StoredPiece, families_of, new_id, write_file
 
 log = logging.getLogger("musenet.server")
 
@@ -48,7 +48,7 @@ MAX_UPLOAD_BYTES = 1 << 20        # an uploaded MIDI file
 MAX_BODY_BYTES = 2 << 20          # a whole request (the upload travels as base64)
 MAX_NEW_SECONDS = 120.0           # new music per request
 MAX_PIECE_SECONDS = 3600.0        # a whole piece
-MAX_CANDIDATES = 8
+MAX_CANDIDATES = 8                # candidates per request
 
 Family = Literal[FAMILIES]  # type: ignore[valid-type]
 Kind = Literal["midi", "audio", "pianoroll"]
@@ -57,6 +57,13 @@ MEDIA = {"midi": "audio/midi", "audio": "audio/wav", "pianoroll": "image/png"}
 
 
 # ---- the API's shapes ---------------------------------------------------------------------
+
+def setting_field(name: str, default: Any, description: str, *, high: float | None = None) -> Any:
+    """A request field bounded as the setting `name` is everywhere (`settings.LIMITS`), or
+    below a lower `high` that is the server's own."""
+    low, limit = LIMITS[name]
+    return Field(default, ge=low, le=limit if high is None else high, description=description)
+
 
 class ComposeRequest(BaseModel):
     """What to compose: settings, and at most one of an intro, an uploaded MIDI or the piece so far."""
@@ -69,12 +76,12 @@ class ComposeRequest(BaseModel):
     instruments: list[Family] | None = Field(None, min_length=1, max_length=len(FAMILIES),
                                              description="families that may play (none: any)")
     seconds: float = Field(20.0, ge=1.0, le=MAX_NEW_SECONDS, description="seconds of new music")
-    temperature: float = Field(1.0, ge=0.05, le=2.0, description="creativity: higher is wilder")
-    seed: int | None = Field(None, ge=0, le=2**31 - 1, description="random seed (none: a fresh one)")
-    candidates: int = Field(4, ge=1, le=MAX_CANDIDATES, description="how many options to compose")
+    temperature: float = setting_field("temperature", 1.0, "creativity: higher is wilder")
+    seed: int | None = setting_field("seed", None, "random seed (none: a fresh one)")
+    candidates: int = setting_field("candidates", 4, "how many options to compose", high=MAX_CANDIDATES)
     intro: str | None = Field(None, description="start from a famous opening (an id from /api/intros)")
     prompt_midi: str | None = Field(None, description="start from this MIDI file (base64, at most 1 MB)")
-    prompt_seconds: float = Field(30.0, ge=1.0, le=600.0, description="how much of prompt_midi to use")
+    prompt_seconds: float = setting_field("prompt_seconds", 30.0, "how much of prompt_midi to use")
     piece_id: str | None = Field(None, pattern=ID_PATTERN, description="continue this piece")
 
     @field_validator("instruments")
@@ -176,16 +183,6 @@ class CoComposer:
 
     def __init__(self, composer: Composer, store: Store, jobs: JobQueue, audio_error: str | None):
         self.composer, self.store, self.jobs, self.audio_error = composer, store, jobs, audio_error
-        self._local = threading.local()
-
-    def _thread_composer(self) -> Composer:
-        """A Composer per worker thread: the model is shared, the sampler's cache is not."""
-        composer = getattr(self._local, "composer", None)
-        if composer is None:
-            base = self.composer
-            generator = Generator(base.generator.model, base.vocab, base.generator.device)
-            composer = self._local.composer = Composer(generator, base.model_path, base.config)
-        return composer
 
     def prepare(self, request: ComposeRequest) -> tuple[Settings, NoteTable | None, str | None, int]:
         """Check a request and find its prompt: (settings, prompt, piece id, piece version)."""
@@ -216,7 +213,7 @@ class CoComposer:
 
         def work(job: Job) -> dict:
             job.report("composing", 0.0)
-            pieces = self._thread_composer().generate(
+            pieces = self.composer.generate(
                 prompt=prompt, settings=settings, on_step=lambda share: job.report("composing", 0.95 * share))
             job.report("saving", 0.95)
             made = []
@@ -240,7 +237,7 @@ class CoComposer:
                 "prompt_seconds": round(candidate.prompt_seconds, 3), "notes": len(candidate.table),
                 "families": families_of(candidate.table)}
 
-    def piece_out(self, piece: Piece) -> dict:
+    def piece_out(self, piece: StoredPiece) -> dict:
         base, version = f"/api/pieces/{piece.id}", piece.versions[-1][0]
         return {"id": piece.id, "seconds": round(piece.seconds, 3), "versions": len(piece.versions),
                 "notes": len(piece.table), "families": families_of(piece.table), "style": piece.settings.get("style"),
@@ -382,13 +379,7 @@ def create_app(model_dir: str | Path | None = None, *, composer: Composer | None
 
     @app.get("/api/styles", response_model=list[StyleOut], summary="the styles the model knows")
     async def styles() -> list[dict]:
-        from ..corpus.music21_corpus import STYLE_GROUPS
-
-        def about(style: str) -> str:
-            group = STYLE_GROUPS.get(style)
-            return group.description if group else "no style given" if style == "unknown" else "a MIDI collection"
-
-        return [{"name": style, "description": about(style)} for style in service.composer.styles]
+        return [{"name": style, "description": style_description(style)} for style in service.composer.styles]
 
     @app.get("/api/instruments", response_model=list[InstrumentOut], summary="the ten instrument families")
     async def instruments() -> list[dict]:

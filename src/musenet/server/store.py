@@ -64,7 +64,7 @@ class Candidate:
 
 
 @dataclass
-class Piece:
+class StoredPiece:
     """A piece being composed: every version (named by the candidate it was picked from), the newest last."""
 
     id: str
@@ -91,7 +91,7 @@ class Store:
         self.soundfont = soundfont
         self._render_slots = threading.BoundedSemaphore(render_slots)  # FluidSynth and matplotlib at once
         self.candidates: dict[str, Candidate] = {}
-        self.pieces: dict[str, Piece] = {}
+        self.pieces: dict[str, StoredPiece] = {}
         self._lock = threading.RLock()
         self._render_locks: dict[str, threading.Lock] = {}
 
@@ -118,15 +118,15 @@ class Store:
     def candidate(self, candidate_id: str) -> Candidate:
         return self._use(self.candidates, candidate_id, "candidate")
 
-    def piece(self, piece_id: str) -> Piece:
+    def piece(self, piece_id: str) -> StoredPiece:
         return self._use(self.pieces, piece_id, "piece")
 
-    def pick(self, candidate_id: str) -> Piece:
+    def pick(self, candidate_id: str) -> StoredPiece:
         """Make the candidate the piece's newest version (a new piece if it continued none)."""
         with self._lock:
             candidate = self.candidate(candidate_id)
             if candidate.piece_id is None:
-                piece = Piece(new_id(), [(candidate.id, candidate.table)], dict(candidate.settings))
+                piece = StoredPiece(new_id(), [(candidate.id, candidate.table)], dict(candidate.settings))
                 self.pieces[piece.id] = piece
                 return piece
             piece = self.piece(candidate.piece_id)
@@ -136,7 +136,7 @@ class Store:
             piece.settings = dict(candidate.settings)
             return piece
 
-    def undo(self, piece_id: str) -> Piece:
+    def undo(self, piece_id: str) -> StoredPiece:
         """Drop the piece's newest version; Conflict when only the first is left."""
         with self._lock:
             piece = self.piece(piece_id)
