@@ -5,7 +5,9 @@ parallel workers; each result (tokens, or the reason it failed) is cached under 
 of the input's content hash and the encoding settings, so a re-run or an interrupted build
 picks up where it was. Results are consumed in item order, so the output is deterministic:
 the first copy of a piece is kept and later identical ones are logged as duplicates. The
-split of a piece (train / valid / test) is a hash of its identity, stable across runs.
+split of a piece (train / valid / test) is a hash of its identity (its group's, where a
+collection groups files: a POP909 song and its versions), stable across runs, unless the
+collection fixes it (the Groove MIDI Dataset's own split).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -43,13 +46,16 @@ SPLIT_PERCENT = (90, 5, 5)
 @dataclass(frozen=True)
 class Item:
     """One unit of work: a MIDI file, or a music21 corpus file (parsed once for all its
-    works) or some numbered works of one (a --limit build reads just those)."""
+    works) or some numbered works of one (a --limit build reads just those). `group` is the
+    split identity of files that are one piece of music; `split` fixes the split."""
 
     source: str
     style: str
-    kind: str = "midi"  # or "music21"
+    kind: str = "midi"  # or "music21", or "groove" (a MIDI file whose drums are mapped to GM)
     numbers: tuple[int, ...] | None = None  # music21: None = every work in the file
     works: int = 1  # how many pieces it should give (for the progress bar)
+    group: str | None = None  # split by this identity, not the piece's
+    split: str | None = None  # "train", "valid" or "test": the collection's own split
 
     @property
     def label(self) -> str:
@@ -74,6 +80,13 @@ def split_of(identity: str) -> int:
     return 0 if bucket < SPLIT_PERCENT[0] else 1 if bucket < SPLIT_PERCENT[0] + SPLIT_PERCENT[1] else 2
 
 
+def split_of_piece(item: Item, piece_id: str) -> int:
+    """A piece's split: the item's fixed one, else a hash of its group, else of the piece."""
+    if item.split is not None:
+        return SPLITS.index(item.split)
+    return split_of(item.group or piece_id)
+
+
 # ---- conversion, in worker processes ------------------------------------------------------
 
 @lru_cache(maxsize=64)
@@ -90,7 +103,7 @@ def convert(item: Item, vocab: Vocab, cache_dir: Path | None) -> list[Converted]
     """Convert one item (cached) into its pieces. Never raises for bad input: the reason
     goes in `.error`."""
     try:
-        if item.kind == "midi":
+        if item.kind in ("midi", "groove"):
             data = Path(item.source).read_bytes()
             digest = hashlib.blake2b(data, digest_size=16).hexdigest()
         else:
@@ -116,6 +129,10 @@ def _pieces_of(item: Item, data: bytes | None, digest: str) -> list[tuple[str, o
     """(piece id, NoteTable or the reason it failed) for each piece an item holds."""
     if item.kind == "midi":
         return [(f"midi:{digest}", read_midi(data))]
+    if item.kind == "groove":
+        from .corpus.groove import read_groove
+
+        return [(f"midi:{digest}", read_groove(data))]
     from .corpus.music21_corpus import read_corpus_file, read_work
 
     if item.numbers is None:
@@ -193,11 +210,61 @@ def _convert_many(items: list[Item], vocab: Vocab, cache_dir: Path, workers: int
 
 # ---- sources --------------------------------------------------------------------------------
 
+#: `KIND[,OPTION...]:FOLDER` names a published collection and its options.
+COLLECTIONS = {"pop909": ("versions",), "groove": ("beat", "fill")}
+_COLLECTION = re.compile(r"^([a-z0-9]+)((?:,[a-z]+)*):(.+)$")
+
+
+def parse_collection(source: str) -> tuple[str, tuple[str, ...], str] | None:
+    """`pop909,versions:DIR` -> ("pop909", ("versions",), "DIR"); None for a source that
+    names no collection (music21, or a plain folder)."""
+    match = _COLLECTION.match(source)
+    if match is None or match.group(1) not in COLLECTIONS:
+        return None
+    kind, options, folder = match.group(1), tuple(o for o in match.group(2).split(",") if o), match.group(3)
+    unknown = [o for o in options if o not in COLLECTIONS[kind]]
+    if unknown:
+        known = ", ".join(COLLECTIONS[kind])
+        raise MuseNetError(f"unknown option {unknown[0]!r} for {kind}; known: {known}")
+    return kind, options, folder
+
+
 def plan_items(source: str, styles: list[str] | None, limit: int | None, manifest: str | None) -> list[Item]:
-    """The items of a source (`music21` or a folder), filtered by style, at most `limit` per style."""
+    """The items of a source, filtered by style, at most `limit` per style. A source is:
+
+    - `music21`: music21's bundled corpus, a style per collection;
+    - `pop909:DIR` (DIR holds `POP909/`, or is it): POP909's songs, style `pop`, split by song
+      number; `pop909,versions:DIR` adds each song's other versions, in its song's split;
+    - `groove:DIR` (DIR holds `info.csv`): the Groove MIDI Dataset, style `drums-` and the
+      take's main style, in the authors' split; `groove,beat:DIR` or `groove,fill:DIR` keeps
+      those takes only (both by default);
+    - any other folder: its MIDI files, style from the first sub-folder or `manifest`.
+    """
     taken: dict[str, int] = {}
-    items = []
-    if source == "music21":
+    items: list[Item] = []
+
+    def add(item: Item) -> None:
+        if styles and item.style not in styles:
+            return
+        if limit is not None and taken.get(item.style, 0) >= limit:
+            return
+        taken[item.style] = taken.get(item.style, 0) + 1
+        items.append(item)
+
+    collection = parse_collection(source)
+    if collection is not None:
+        kind, options, folder = collection
+        if kind == "pop909":
+            from .corpus.pop909 import STYLE, song_files
+
+            for path, song in song_files(folder, versions="versions" in options):
+                add(Item(str(path), STYLE, group=f"pop909:{song}"))
+        else:
+            from .corpus.groove import BEAT_TYPES, takes
+
+            for take in takes(folder, tuple(o for o in options if o in BEAT_TYPES) or BEAT_TYPES):
+                add(Item(str(take.path), take.style, "groove", split=take.split))
+    elif source == "music21":
         from .corpus.music21_corpus import corpus_works
 
         by_file: dict[tuple[str, str], list] = {}
@@ -215,12 +282,7 @@ def plan_items(source: str, styles: list[str] | None, limit: int | None, manifes
         from .corpus.folder import midi_files
 
         for path, style in midi_files(source, manifest):
-            if styles and style not in styles:
-                continue
-            if limit is not None and taken.get(style, 0) >= limit:
-                continue
-            taken[style] = taken.get(style, 0) + 1
-            items.append(Item(str(path), style))
+            add(Item(str(path), style))
     if not items:
         raise MuseNetError(f"no music found in {source}" + (f" for styles {', '.join(styles)}" if styles else ""))
     return items
@@ -238,7 +300,9 @@ def build(
     workers: int | None = None,
     progress: bool = True,
 ) -> dict:
-    """Build a dataset in `out`; returns the build manifest (also written as manifest.json)."""
+    """Build a dataset in `out` from `source` (see `plan_items`: music21, pop909:DIR,
+    groove:DIR or a MIDI folder); returns the build manifest (also written as manifest.json).
+    The vocabulary lists the default styles, then any other style of the items, sorted."""
     started = time.time()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -277,7 +341,7 @@ def build(
         index["families"].append(int(family_bits[families].sum()))
         index["seconds"].append(result.seconds)
         index["notes"].append(result.notes)
-        index["split"].append(split_of(result.piece_id))
+        index["split"].append(split_of_piece(result.item, result.piece_id))
         ids.append(result.piece_id)
         sources.append(_where(result))
     bar.close()
