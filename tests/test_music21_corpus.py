@@ -15,6 +15,7 @@ from musenet.vocab import DEFAULT_STYLES
 music21 = pytest.importorskip("music21")
 
 from musenet.corpus import music21_corpus as mc  # noqa: E402 - after the music21 check
+from musenet.corpus.part_names import family_for_part  # noqa: E402
 
 VOICE, STRINGS = FAMILY_ID["voice"], FAMILY_ID["strings"]
 
@@ -138,12 +139,12 @@ def test_package_import_does_not_import_music21():
     ],
 )
 def test_family_for_part(part, instrument, default, family):
-    assert mc.family_for_part(part, instrument, default) == FAMILY_ID[family]
+    assert family_for_part(part, instrument, default) == FAMILY_ID[family]
 
 
 def test_family_for_part_rejects_an_unknown_default():
     with pytest.raises(MuseNetError, match="unknown family"):
-        mc.family_for_part(None, None, "kazoo")
+        family_for_part(None, None, "kazoo")
 
 
 # ---- conversion ---------------------------------------------------------------------------

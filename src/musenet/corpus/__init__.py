@@ -1,5 +1,4 @@
-"""Sources of music for a training set: music21's bundled corpus (`music21_corpus`: works
-with a style label per collection, read into note tables) and folders of MIDI files
-(`folder`: a style per sub-folder or from a CSV manifest). Nothing heavy is imported here;
-music21 is imported only when a corpus work is read.
-"""
+"""Sources of music, each read into note tables with a style label:
+music21's bundled corpus (`music21_corpus`, parts named by `part_names`), folders of MIDI
+files (`folder`), POP909 (`pop909`) and the Groove MIDI Dataset (`groove`); `styles` says
+what each style is, and `intros` holds the co-composer's famous openings."""
