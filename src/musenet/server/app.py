@@ -19,161 +19,47 @@ import shutil
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
 from fastapi import HTTPException, Request
-from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ..composer import Composer
-from ..corpus.intros import INTRO_BY_ID, INTROS, intro_table
+from ..corpus.intros import INTROS, intro_table
 from ..corpus.styles import style_description
 from ..errors import MidiError, MuseNetError
 from ..instruments import FAMILIES, PITCH_RANGE
 from ..notes import NoteTable, read_midi
 from ..render import FAMILY_COLORS, find_soundfont, fluidsynth_program, midi_seconds
-from ..settings import LIMITS, Settings, cut_prompt
+from ..settings import Settings, cut_prompt
 from ..version import __version__
 from .jobs import ACTIVE, CANCELLED, DONE, FAILED, Job, JobQueue, QueueFull
-from .store import ID_PATTERN, KINDS, Candidate, Conflict, NotFound, Store, StoredPiece, families_of, new_id, write_file
+from .schemas import (
+    MAX_BODY_BYTES,
+    MAX_CANDIDATES,
+    MAX_NEW_SECONDS,
+    MAX_PIECE_SECONDS,
+    MAX_UPLOAD_BYTES,
+    ComposeOut,
+    ComposeRequest,
+    Id,
+    InfoOut,
+    InstrumentOut,
+    IntroOut,
+    JobOut,
+    Kind,
+    PieceOut,
+    StyleOut,
+)
+from .store import KINDS, Candidate, Conflict, NotFound, Store, StoredPiece, families_of, new_id, write_file
 
 log = logging.getLogger("musenet.server")
 
 STATIC = Path(__file__).parent / "static"
-MAX_UPLOAD_BYTES = 1 << 20        # an uploaded MIDI file
-MAX_BODY_BYTES = 2 << 20          # a whole request (the upload travels as base64)
-MAX_NEW_SECONDS = 120.0           # new music per request
-MAX_PIECE_SECONDS = 3600.0        # a whole piece
-MAX_CANDIDATES = 8                # candidates per request
-
-Family = Literal[FAMILIES]  # type: ignore[valid-type]
-Kind = Literal["midi", "audio", "pianoroll"]
-Id = Annotated[str, PathParam(pattern=ID_PATTERN, description="an id the app gave out")]
 MEDIA = {"midi": "audio/midi", "audio": "audio/wav", "pianoroll": "image/png"}
-
-
-# ---- the API's shapes ---------------------------------------------------------------------
-
-def setting_field(name: str, default: Any, description: str, *, high: float | None = None) -> Any:
-    """A request field bounded as the setting `name` is everywhere (`settings.LIMITS`), or
-    below a lower `high` that is the server's own."""
-    low, limit = LIMITS[name]
-    return Field(default, ge=low, le=limit if high is None else high, description=description)
-
-
-class ComposeRequest(BaseModel):
-    """What to compose: settings, and at most one of an intro, an uploaded MIDI or the piece so far."""
-
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
-        {"style": "irish", "instruments": ["strings", "guitar"], "seconds": 20, "temperature": 1.0, "seed": 1,
-         "candidates": 4, "intro": "drowsy-maggie"}]})
-
-    style: str | None = Field(None, max_length=64, description="a style from /api/styles (none: unknown)")
-    instruments: list[Family] | None = Field(None, min_length=1, max_length=len(FAMILIES),
-                                             description="families that may play (none: any)")
-    seconds: float = Field(20.0, ge=1.0, le=MAX_NEW_SECONDS, description="seconds of new music")
-    temperature: float = setting_field("temperature", 1.0, "creativity: higher is wilder")
-    seed: int | None = setting_field("seed", None, "random seed (none: a fresh one)")
-    candidates: int = setting_field("candidates", 4, "how many options to compose", high=MAX_CANDIDATES)
-    intro: str | None = Field(None, description="start from a famous opening (an id from /api/intros)")
-    prompt_midi: str | None = Field(None, description="start from this MIDI file (base64, at most 1 MB)")
-    prompt_seconds: float = setting_field("prompt_seconds", 30.0, "how much of prompt_midi to use")
-    piece_id: str | None = Field(None, pattern=ID_PATTERN, description="continue this piece")
-
-    @field_validator("instruments")
-    @classmethod
-    def _unique(cls, value: list[str] | None) -> list[str] | None:
-        if value is not None and len(set(value)) != len(value):
-            raise ValueError("an instrument is named twice")
-        return value
-
-    @field_validator("intro")
-    @classmethod
-    def _known_intro(cls, value: str | None) -> str | None:
-        if value is not None and value not in INTRO_BY_ID:
-            raise ValueError(f"unknown intro {value!r}; see /api/intros")
-        return value
-
-    @model_validator(mode="after")
-    def _one_start(self) -> ComposeRequest:
-        given = [name for name in ("intro", "prompt_midi", "piece_id") if getattr(self, name) is not None]
-        if len(given) > 1:
-            raise ValueError(f"give at most one of intro, prompt_midi and piece_id, not {' and '.join(given)}")
-        return self
-
-
-class CandidateOut(BaseModel):
-    id: str
-    midi_url: str
-    audio_url: str | None = Field(description="null when the server has no synthesizer")
-    pianoroll_url: str
-    seconds: float = Field(description="length of the whole candidate (the piece so far included)")
-    prompt_seconds: float = Field(description="where the new music starts")
-    notes: int
-    families: list[str]
-
-
-class ComposeOut(BaseModel):
-    candidates: list[CandidateOut]
-    piece_id: str | None
-    seed: int
-
-
-class JobOut(BaseModel):
-    id: str
-    status: Literal["queued", "running", "done", "failed", "cancelled"]
-    stage: str
-    progress: float = Field(description="0 to 1")
-    queue_position: int = Field(description="jobs waiting ahead of this one")
-    error: str | None = None
-    result: ComposeOut | None = None
-    url: str
-
-
-class PieceOut(BaseModel):
-    id: str
-    seconds: float
-    versions: int = Field(description="picks so far (undo goes back one)")
-    notes: int
-    families: list[str]
-    style: str | None
-    midi_url: str
-    audio_url: str | None
-    pianoroll_url: str
-
-
-class StyleOut(BaseModel):
-    name: str
-    description: str
-
-
-class InstrumentOut(BaseModel):
-    name: str
-    low: int
-    high: int
-    color: str
-
-
-class IntroOut(BaseModel):
-    id: str
-    title: str
-    composer: str
-    style: str
-
-
-class InfoOut(BaseModel):
-    version: str
-    model: str
-    audio: bool
-    audio_error: str | None
-    workers: int
-    queue_size: int
-    busy: int
-    limits: dict[str, int | float]
 
 
 # ---- the service behind the routes ----------------------------------------------------------
@@ -326,7 +212,6 @@ def create_app(model_dir: str | Path | None = None, *, composer: Composer | None
     own_store = store_dir is None
     root = Path(tempfile.mkdtemp(prefix="musenet-serve-")) if own_store else Path(store_dir)
     service = CoComposer(composer, Store(root, ttl_seconds, soundfont), JobQueue(workers, queue_size), audio_error)
-    intros_ok = importlib.util.find_spec("music21") is not None
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -350,6 +235,14 @@ def create_app(model_dir: str | Path | None = None, *, composer: Composer | None
     app.state.cocomposer = service
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    add_error_handlers(app)
+    add_catalogue_routes(app, service, workers, queue_size)
+    add_compose_routes(app, service)
+    return app
+
+
+def add_error_handlers(app: FastAPIOffline) -> None:
+    """Project errors as JSON with their status: 404, 409, 400 (bad MIDI), 422, 503 (busy)."""
 
     def error(status: int):
         async def handler(request: Request, err: Exception) -> JSONResponse:
@@ -365,14 +258,20 @@ def create_app(model_dir: str | Path | None = None, *, composer: Composer | None
     async def busy(request: Request, err: QueueFull) -> JSONResponse:
         return JSONResponse({"detail": str(err)}, 503, headers={"Retry-After": str(err.retry_after)})
 
+
+
+def add_catalogue_routes(app: FastAPIOffline, service: CoComposer, workers: int, queue_size: int) -> None:
+    """The page, and what can be chosen: styles, instruments, intros, the server's limits."""
+    intros_ok = importlib.util.find_spec("music21") is not None
+
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 
     @app.get("/api/info", response_model=InfoOut, summary="what this server offers")
     async def info() -> dict:
-        return {"version": __version__, "model": service.composer.model_path, "audio": audio_error is None,
-                "audio_error": audio_error, "workers": workers, "queue_size": queue_size,
+        return {"version": __version__, "model": service.composer.model_path, "audio": service.audio_error is None,
+                "audio_error": service.audio_error, "workers": workers, "queue_size": queue_size,
                 "busy": service.jobs.active(),
                 "limits": {"seconds": MAX_NEW_SECONDS, "piece_seconds": MAX_PIECE_SECONDS,
                            "candidates": MAX_CANDIDATES, "upload_bytes": MAX_UPLOAD_BYTES}}
@@ -391,6 +290,11 @@ def create_app(model_dir: str | Path | None = None, *, composer: Composer | None
         if not intros_ok:
             return []
         return [{"id": i.id, "title": i.title, "composer": i.composer, "style": i.style} for i in INTROS]
+
+
+
+def add_compose_routes(app: FastAPIOffline, service: CoComposer) -> None:
+    """Composing (waiting, or as a job to poll), picking, undoing and the files."""
 
     @app.post("/api/compose", response_model=ComposeOut, summary="compose candidates and wait for them",
               responses={503: {"description": "busy: try again after Retry-After seconds"}})
@@ -447,8 +351,6 @@ def create_app(model_dir: str | Path | None = None, *, composer: Composer | None
         piece = service.store.piece(piece_id)
         name = f"musenet-{piece.settings.get('style') or 'piece'}-{piece_id[:6]}{KINDS[kind]}"
         return file_response(service, piece_id, kind, name)
-
-    return app
 
 
 def file_response(service: CoComposer, item_id: str, kind: str, filename: str | None) -> FileResponse:

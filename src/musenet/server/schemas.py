@@ -1,0 +1,144 @@
+"""The co-composer API's shapes: what a request may ask (with the limits it is checked
+against, the shared ones from `settings.LIMITS`) and what the answers hold."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import Path as PathParam
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from ..corpus.intros import INTRO_BY_ID
+from ..instruments import FAMILIES
+from ..settings import LIMITS
+from .store import ID_PATTERN
+
+MAX_UPLOAD_BYTES = 1 << 20        # an uploaded MIDI file
+MAX_BODY_BYTES = 2 << 20          # a whole request (the upload travels as base64)
+MAX_NEW_SECONDS = 120.0           # new music per request
+MAX_PIECE_SECONDS = 3600.0        # a whole piece
+MAX_CANDIDATES = 8                # candidates per request
+
+Family = Literal[FAMILIES]  # type: ignore[valid-type]
+Kind = Literal["midi", "audio", "pianoroll"]
+Id = Annotated[str, PathParam(pattern=ID_PATTERN, description="an id the app gave out")]
+
+
+# ---- the API's shapes ---------------------------------------------------------------------
+
+def setting_field(name: str, default: Any, description: str, *, high: float | None = None) -> Any:
+    """A request field bounded as the setting `name` is everywhere (`settings.LIMITS`), or
+    below a lower `high` that is the server's own."""
+    low, limit = LIMITS[name]
+    return Field(default, ge=low, le=limit if high is None else high, description=description)
+
+
+class ComposeRequest(BaseModel):
+    """What to compose: settings, and at most one of an intro, an uploaded MIDI or the piece so far."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"style": "irish", "instruments": ["strings", "guitar"], "seconds": 20, "temperature": 1.0, "seed": 1,
+         "candidates": 4, "intro": "drowsy-maggie"}]})
+
+    style: str | None = Field(None, max_length=64, description="a style from /api/styles (none: unknown)")
+    instruments: list[Family] | None = Field(None, min_length=1, max_length=len(FAMILIES),
+                                             description="families that may play (none: any)")
+    seconds: float = Field(20.0, ge=1.0, le=MAX_NEW_SECONDS, description="seconds of new music")
+    temperature: float = setting_field("temperature", 1.0, "creativity: higher is wilder")
+    seed: int | None = setting_field("seed", None, "random seed (none: a fresh one)")
+    candidates: int = setting_field("candidates", 4, "how many options to compose", high=MAX_CANDIDATES)
+    intro: str | None = Field(None, description="start from a famous opening (an id from /api/intros)")
+    prompt_midi: str | None = Field(None, description="start from this MIDI file (base64, at most 1 MB)")
+    prompt_seconds: float = setting_field("prompt_seconds", 30.0, "how much of prompt_midi to use")
+    piece_id: str | None = Field(None, pattern=ID_PATTERN, description="continue this piece")
+
+    @field_validator("instruments")
+    @classmethod
+    def _unique(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and len(set(value)) != len(value):
+            raise ValueError("an instrument is named twice")
+        return value
+
+    @field_validator("intro")
+    @classmethod
+    def _known_intro(cls, value: str | None) -> str | None:
+        if value is not None and value not in INTRO_BY_ID:
+            raise ValueError(f"unknown intro {value!r}; see /api/intros")
+        return value
+
+    @model_validator(mode="after")
+    def _one_start(self) -> ComposeRequest:
+        given = [name for name in ("intro", "prompt_midi", "piece_id") if getattr(self, name) is not None]
+        if len(given) > 1:
+            raise ValueError(f"give at most one of intro, prompt_midi and piece_id, not {' and '.join(given)}")
+        return self
+
+
+class CandidateOut(BaseModel):
+    id: str
+    midi_url: str
+    audio_url: str | None = Field(description="null when the server has no synthesizer")
+    pianoroll_url: str
+    seconds: float = Field(description="length of the whole candidate (the piece so far included)")
+    prompt_seconds: float = Field(description="where the new music starts")
+    notes: int
+    families: list[str]
+
+
+class ComposeOut(BaseModel):
+    candidates: list[CandidateOut]
+    piece_id: str | None
+    seed: int
+
+
+class JobOut(BaseModel):
+    id: str
+    status: Literal["queued", "running", "done", "failed", "cancelled"]
+    stage: str
+    progress: float = Field(description="0 to 1")
+    queue_position: int = Field(description="jobs waiting ahead of this one")
+    error: str | None = None
+    result: ComposeOut | None = None
+    url: str
+
+
+class PieceOut(BaseModel):
+    id: str
+    seconds: float
+    versions: int = Field(description="picks so far (undo goes back one)")
+    notes: int
+    families: list[str]
+    style: str | None
+    midi_url: str
+    audio_url: str | None
+    pianoroll_url: str
+
+
+class StyleOut(BaseModel):
+    name: str
+    description: str
+
+
+class InstrumentOut(BaseModel):
+    name: str
+    low: int
+    high: int
+    color: str
+
+
+class IntroOut(BaseModel):
+    id: str
+    title: str
+    composer: str
+    style: str
+
+
+class InfoOut(BaseModel):
+    version: str
+    model: str
+    audio: bool
+    audio_error: str | None
+    workers: int
+    queue_size: int
+    busy: int
+    limits: dict[str, int | float]
