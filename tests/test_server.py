@@ -321,9 +321,11 @@ def test_full_queue_answers_503_with_retry_after(composer, tmp_path):
     ({"style": "x" * 65}, "style"), ({"intro": "nope"}, "intro"), ({"piece_id": "../../etc"}, "piece_id"),
     ({"prompt_seconds": 0}, "prompt_seconds"), ({"colour": "blue"}, "colour"),
     ({"intro": "molihua", "piece_id": "0123456789abcdef"}, "at most one"),
+    ({"seconds": float("nan")}, "seconds"), ({"temperature": float("inf")}, "temperature"),
+    ({"seconds": "5"}, "seconds"), ({"candidates": True}, "candidates"),
 ])
 def test_out_of_range_parameters_are_422(client, body, field):
-    answer = client.post("/api/compose", json=body)
+    answer = client.post("/api/compose", content=json.dumps(body), headers={"content-type": "application/json"})
     assert answer.status_code == 422
     assert field in json.dumps(answer.json()["detail"])
 

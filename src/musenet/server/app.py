@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
@@ -248,6 +249,13 @@ def add_error_handlers(app: FastAPIOffline) -> None:
         async def handler(request: Request, err: Exception) -> JSONResponse:
             return JSONResponse({"detail": str(err)}, status)
         return handler
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, err: RequestValidationError) -> JSONResponse:
+        """422 naming each bad field; the rejected value is not echoed (NaN has no JSON form)."""
+        detail = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+                  for e in err.errors()]
+        return JSONResponse({"detail": detail}, 422)
 
     app.add_exception_handler(NotFound, error(404))
     app.add_exception_handler(Conflict, error(409))

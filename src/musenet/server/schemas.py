@@ -36,7 +36,8 @@ def setting_field(name: str, default: Any, description: str, *, high: float | No
 class ComposeRequest(BaseModel):
     """What to compose: settings, and at most one of an intro, an uploaded MIDI or the piece so far."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+    # strict: "5" is not a number and true is not a count; NaN and Infinity are refused
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, json_schema_extra={"examples": [
         {"style": "irish", "instruments": ["strings", "guitar"], "seconds": 20, "temperature": 1.0, "seed": 1,
          "candidates": 4, "intro": "drowsy-maggie"}]})
 
