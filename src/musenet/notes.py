@@ -9,6 +9,7 @@ lifts, so pedalled piano needs no pedal tokens and sounds the same when written 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -118,7 +119,59 @@ def load_score(source) -> symusic.Score:
         return symusic.Score.from_midi(data)
     except Exception as err:  # symusic raises RuntimeError/ValueError with a reason
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise MidiError(f"{name}: corrupted MIDI ({reason})") from None
+        raise MidiError(f"{name}: corrupted MIDI{damaged_track(data)}: {explain_midi_error(reason)}") from None
+
+
+#: symusic's reasons (first line) -> what they mean, in a musician's words.
+_MIDI_REASONS = (
+    (r"Invalid chunk length (\d+) \(remaining bytes after header: (\d+)\)",
+     "a track says it is {0} bytes long but only {1} bytes follow (the file is cut short or damaged)"),
+    (r"Get velocity=(\d+)", "a note has velocity {0}, but MIDI velocities stop at 127 (a damaged byte)"),
+    (r"Get pitch=(\d+)", "a note has pitch {0}, but MIDI pitches stop at 127 (a damaged byte)"),
+    (r"Get control_value=(\d+)", "a controller is set to {0}, but MIDI values stop at 127 (a damaged byte)"),
+    (r"Get control_number=(\d+)", "controller number {0} does not exist: MIDI's stop at 127 (a damaged byte)"),
+    (r"Get program=(\d+)", "instrument number {0} does not exist: MIDI's stop at 127 (a damaged byte)"),
+    (r"Get pitch_bend=(-?\d+)", "a pitch bend of {0} is outside MIDI's range (a damaged byte)"),
+    (r"Unexpected running status", "an event has no status byte and none can be carried over (a damaged byte)"),
+    (r"Unexpected EOF in Meta Event", "the file ends inside a meta event (text, tempo or key): it is cut short"),
+    (r"Unexpected EOF in (?:MIDI Event|running status)", "the file ends inside a note or controller event: "
+     "it is cut short"),
+    (r"Unexpected EOF while reading chunk header", "the file ends inside a track header: it is cut short"),
+    (r"Unknown or unsupported status byte: (0x[0-9a-fA-F]+)", "an event starts with status byte {0}, which MIDI "
+     "files do not use (a damaged byte)"),
+    (r"Inva[il]{2}d midi file", "its structure is not that of a MIDI file (damaged)"),
+)
+
+
+def explain_midi_error(reason: str) -> str:
+    """symusic's reason for refusing a file, as a sentence (its own words when unknown)."""
+    for pattern, sentence in _MIDI_REASONS:
+        match = re.search(pattern, reason, re.IGNORECASE)
+        if match:
+            return sentence.format(*match.groups())
+    return f"the MIDI reader stopped: {reason}"
+
+
+def damaged_track(data: bytes) -> str:
+    """Where a MIDI file that symusic refused goes wrong: ' in track N (bytes A-B)' for the
+    first track chunk that is cut short or that symusic refuses on its own; '' if none is."""
+    header_end = 8 + int.from_bytes(data[4:8], "big")
+    position, track = header_end, 1
+    while position + 8 <= len(data):
+        length = int.from_bytes(data[position + 4: position + 8], "big")
+        end = position + 8 + length
+        where = f" in track {track} (bytes {position:,}-{min(end, len(data)):,})"
+        if data[position: position + 4] != b"MTrk" or end > len(data):
+            return where
+        alone = data[:10] + (1).to_bytes(2, "big") + data[12:header_end] + data[position:end]
+        try:
+            symusic.Score.from_midi(alone)
+        except Exception:  # noqa: BLE001 - this track alone is refused: it is the damaged one
+            return where
+        position, track = end, track + 1
+    if position >= len(data):
+        return ""
+    return f" after track {track - 1} (byte {position:,})" if track > 1 else f" after the header (byte {position:,})"
 
 
 def read_midi(source) -> NoteTable:
