@@ -301,3 +301,21 @@ def test_int8_decoding_composes_nearly_the_same_distribution(model_dir):
     for a, b in zip(first, again, strict=True):
         assert np.array_equal(a.tokens, b.tokens)
         assert_grammar(a.tokens, int8.vocab)
+
+
+def test_without_instruments_a_style_gets_its_usual_ensemble(model_dir):
+    composer = Composer.load(model_dir)
+    composer.metadata = {**composer.metadata, "ensembles": {"bach": ["voice"]}}
+    usual = composer.generate(style="bach", seconds=4, candidates=2, seed=1)
+    assert all(set(p.families()) <= {"voice"} and p.settings.instruments == ["voice"] for p in usual)
+    anything = composer.generate(style="bach", seconds=4, candidates=2, seed=1, instruments="any")
+    assert set().union(*(p.families() for p in anything)) - {"voice"}, "an untrained model plays other families"
+    assert composer.usual_instruments("irish") == "any"  # a style the model's data did not describe
+    prompt = make_score([{"program": 40, "notes": [(0, 1, 60, 80), (1, 1, 64, 80)]}])
+    assert composer.usual_instruments("bach", read_midi(prompt)) == ["strings"]  # a prompt keeps its own
+
+
+def test_a_prompt_longer_than_the_piece_is_refused(composer):
+    prompt = make_score([{"program": 0, "notes": [(b, 1, 60, 80) for b in range(20)]}], tempos=[(0, 120)])
+    with pytest.raises(MuseNetError, match="prompt lasts 10.0 s.*counts the whole piece"):
+        composer.generate(prompt=prompt, style="pop", seconds=8)

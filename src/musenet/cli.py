@@ -106,6 +106,8 @@ def _cmd_generate(args: argparse.Namespace) -> None:
     if (args.prompt_notes is not None or args.prompt_seconds is not None) and not args.prompt:
         raise MuseNetError("--prompt-notes and --prompt-seconds need --prompt FILE.mid")
     instruments = [name.strip() for name in args.instruments.split(",") if name.strip()] if args.instruments else None
+    if instruments == ["any"]:
+        instruments = "any"
     settings = Settings(
         style=args.style, instruments=instruments, seconds=args.seconds, temperature=args.temperature,
         top_k=args.top_k, top_p=args.top_p, seed=args.seed, candidates=args.candidates,
@@ -267,7 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     generate.add_argument("--style", help="a style the model knows (musenet styles lists them)")
     generate.add_argument("--instruments", metavar="A,B,...",
-                          help=f"instrument families, from: {', '.join(FAMILIES)} (default: any)")
+                          help=f"instrument families, from: {', '.join(FAMILIES)}; or 'any' (default: the "
+                          "prompt's families, else the style's usual ensemble, e.g. bach: voice)")
     generate.add_argument("--instrument-mode", choices=("strict", "soft"), default="strict",
                           help="strict: only the chosen families play (default); soft: they are only suggested, "
                           "as in MuseNet")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from importlib import resources
 from pathlib import Path
 
@@ -48,11 +48,12 @@ def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
 
 @dataclass
 class Piece:
-    """One generated piece: its tokens and notes."""
+    """One generated piece: its tokens and notes, and the settings it was composed with."""
 
     tokens: np.ndarray
     table: NoteTable
     vocab: Vocab
+    settings: Settings | None = None
 
     @property
     def score(self) -> symusic.Score:
@@ -126,19 +127,33 @@ class Composer:
         top_k, top_p, seed, candidates, instrument_mode, prompt_notes, prompt_seconds). `prompt`
         is a MIDI path, bytes, symusic Score or NoteTable. `on_step(share_done)`, off by default,
         reports progress and can cancel by raising (see `Generator.generate`). Or pass a whole
-        `settings=Settings(...)`. Safe to call from several threads at once."""
+        `settings=Settings(...)`. Without `instruments`, a style gets its usual ensemble
+        (`usual_instruments`); `instruments="any"` lets every family play. Safe to call from
+        several threads at once."""
         chosen = settings.pop("settings", None) or Settings(**settings)
         table = None
         if prompt is not None:
             table = prompt if isinstance(prompt, NoteTable) else read_midi(prompt)
+        if chosen.instruments is None:
+            chosen = replace(chosen, instruments=self.usual_instruments(chosen.style, table))
         sequences = self.sampler.generate(chosen, table, progress=progress, on_step=on_step)
-        return [Piece(tokens, decode_tokens(tokens, self.vocab), self.vocab) for tokens in sequences]
+        return [Piece(tokens, decode_tokens(tokens, self.vocab), self.vocab, chosen) for tokens in sequences]
+
+    def usual_instruments(self, style: str | None, prompt: NoteTable | None = None) -> list[str] | str:
+        """What plays when no instruments are named: a prompt's own families; else the style's
+        usual ensemble from the model's training data (`ensembles` in its config.json);
+        else (no style, or a model that does not know) "any"."""
+        if prompt is not None and len(prompt):
+            return [FAMILIES[f] for f in np.unique(prompt.family)]
+        ensemble = self.metadata.get("ensembles", {}).get(style or "unknown")
+        return list(ensemble) if ensemble else "any"
 
 
 def write_pieces(pieces: list[Piece], out_dir: str | Path, settings: Settings, model_path: str,
                  prompt: str | None = None, wav: bool = False, png: bool = False,
                  soundfont: str | None = None, stem: str = "piece") -> list[Path]:
-    """Write each piece as STEM-N.mid plus a JSON sidecar (every setting, the model, the seed),
+    """Write each piece as STEM-N.mid plus a JSON sidecar (every setting as the piece was
+    composed with it, instruments resolved; the model, the seed),
     and optionally STEM-N.wav and STEM-N.png. Returns the MIDI paths."""
     out_dir = Path(out_dir)
     written = []
@@ -146,7 +161,7 @@ def write_pieces(pieces: list[Piece], out_dir: str | Path, settings: Settings, m
         base = out_dir / f"{stem}-{number}"
         write_atomic(base.with_suffix(".mid"), midi_bytes(piece.table))
         sidecar = {
-            "settings": asdict(settings), "candidate": number, "prompt": prompt, "model": model_path,
+            "settings": asdict(piece.settings or settings), "candidate": number, "prompt": prompt, "model": model_path,
             "seconds": round(piece.seconds, 3), "notes": len(piece.table), "tokens": len(piece.tokens),
             "families": piece.families(),
         }

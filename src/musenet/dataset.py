@@ -16,6 +16,7 @@ import numpy as np
 from .augment import Augment
 from .build import SPLITS
 from .errors import MuseNetError
+from .instruments import FAMILIES
 from .sequence import header_length, side_features, window_of
 from .vocab import Vocab
 
@@ -107,6 +108,22 @@ class Dataset:
                 if not pack or window.tokens[-1] != self.vocab.END:
                     break
         return out
+
+    def ensembles(self, share: float = 0.5) -> dict[str, list[str]]:
+        """Each style's usual ensemble: the families named in the header of at least `share`
+        of its pieces (the most common family alone where none reaches it). Checkpoints keep
+        it, so that composing a style without naming instruments gets its usual ones."""
+        bits = self.index["families"][self.rows].astype(np.int64)
+        styles = self.index["style"][self.rows]
+        ensembles = {}
+        for number, style in enumerate(self.vocab.styles):
+            mine = bits[styles == number]
+            if len(mine) == 0:
+                continue
+            played = np.array([((mine >> f) & 1).mean() for f in range(len(FAMILIES))])
+            chosen = np.flatnonzero(played >= share) if (played >= share).any() else [int(played.argmax())]
+            ensembles[style] = [FAMILIES[f] for f in chosen]
+        return ensembles
 
     def style_table(self) -> str:
         """Per-style Markdown table: pieces, notes, tokens, hours, tokens per note."""

@@ -107,7 +107,7 @@ def advance(state: DecodeState, token: torch.Tensor, tables: TokenTables) -> Non
 def instrument_filter(settings: Settings, tables: TokenTables) -> torch.Tensor:
     """Tokens the instrument choice allows (vocab,): in strict mode, no note-on of a family
     that was not asked for; otherwise everything."""
-    if settings.instrument_mode != "strict" or not settings.instruments:
+    if settings.instrument_mode != "strict" or settings.instruments in (None, "any"):
         return torch.ones_like(tables.is_on)
     chosen = torch.zeros(len(FAMILIES), dtype=torch.bool, device=tables.is_on.device)
     chosen[[FAMILIES.index(f) for f in settings.instruments]] = True

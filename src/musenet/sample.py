@@ -55,7 +55,8 @@ class Generator:
         """Style, the families of the prompt and of the request, `start`."""
         vocab = self.vocab
         families = set(prompt_families)
-        families |= {FAMILIES.index(f) for f in settings.instruments} if settings.instruments else set()
+        if settings.instruments not in (None, "any"):
+            families |= {FAMILIES.index(f) for f in settings.instruments}
         return [vocab.style_token(settings.style), *(vocab.family_offset + f for f in sorted(families)), vocab.START]
 
     def opening(self, settings: Settings, prompt: NoteTable | None) -> list[int]:
@@ -89,6 +90,9 @@ class Generator:
         logits, cache = self.read_window(sequences, state, settings)
         target = float(settings.seconds)
         begun = float(state.seconds.min().item())  # where the prompt ends
+        if prompt is not None and begun >= target:
+            raise MuseNetError(f"the prompt lasts {begun:.1f} s, and seconds ({target:g}) counts the whole piece, "
+                               "prompt included: ask for more seconds, or cut the prompt shorter")
         state.earliest_end = begun + 0.9 * max(target - begun, 0.0)  # 90% of the new music, at least
         bar = tqdm(total=int(target), unit="s", desc="composing", disable=not progress, dynamic_ncols=True)
         shown = steps = 0

@@ -40,7 +40,10 @@ class Settings:
     """Everything a generation depends on (saved beside each output)."""
 
     style: str | None = None
-    instruments: list[str] | None = None   # None: any family (strict mode then masks nothing)
+    # families that may play; "any": every family (strict mode then masks nothing); None: the
+    # style's usual ensemble, or the prompt's families (`Composer.generate` decides; the
+    # sampler alone reads None as "any")
+    instruments: list[str] | str | None = None
     seconds: float = 60.0                  # length of the whole piece, the prompt included
     temperature: float = 1.0
     top_k: int = 0
@@ -59,9 +62,9 @@ class Settings:
         """Raise MuseNetError naming the first setting that is out of bounds or unknown."""
         if self.style is not None and self.style not in vocab.styles:
             raise MuseNetError(f"unknown style {self.style!r}; this model knows {', '.join(vocab.styles)}")
-        if self.instruments is not None:
-            if not self.instruments:
-                raise MuseNetError("instruments needs at least one family")
+        if self.instruments is not None and self.instruments != "any":
+            if isinstance(self.instruments, str) or not self.instruments:
+                raise MuseNetError("instruments must be a list of at least one family, or \"any\"")
             for name in self.instruments:
                 if name not in FAMILIES:
                     raise MuseNetError(f"unknown instrument {name!r}; choose from {', '.join(FAMILIES)}")

@@ -105,7 +105,8 @@ class CoComposer:
             job.report("saving", 0.95)
             made = []
             for piece in pieces:
-                candidate = Candidate(new_id(), piece.table, start, piece_id, version, asdict(settings))
+                used = asdict(piece.settings or settings)  # instruments as resolved by the composer
+                candidate = Candidate(new_id(), piece.table, start, piece_id, version, used)
                 write_file(candidate.table, self.store.path(candidate.id, "midi"), "midi")
                 self.store.add_candidate(candidate)
                 made.append(candidate)
