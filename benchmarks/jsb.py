@@ -55,7 +55,7 @@ import torch
 import torch.nn.functional as F
 
 from musenet.model import build_model
-from musenet.train import TrainConfig, _param_groups, learning_rate
+from musenet.train import TrainConfig, learning_rate, param_groups
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "jsb" / "Jsb16thSeparated.npz"
 PUBLISHED = [  # Huang et al. 2019, Table 1: valid NLL only
@@ -193,7 +193,7 @@ def train(model, args, splits: dict, vocab: Vocab) -> dict:
     valid = [vocab.encode(c) for c in splits["valid"]]
     schedule = TrainConfig(learning_rate=args.lr, min_learning_rate=args.lr * args.min_lr_ratio,
                            warmup_steps=int(args.warmup * VIRTUAL_STEPS), max_steps=VIRTUAL_STEPS)
-    optimizer = torch.optim.AdamW(_param_groups(model, args.weight_decay), lr=args.lr, betas=(0.9, 0.98))
+    optimizer = torch.optim.AdamW(param_groups(model, args.weight_decay), lr=args.lr, betas=(0.9, 0.98))
     batches = training_batches(splits["train"], vocab, args.batch_size, args.context, args.transpose, rng)
     budget = args.minutes * 60
     train_seconds, next_eval, step, tokens = 0.0, args.eval_minutes * 60, 0, 0

@@ -16,7 +16,8 @@ from musenet.cli import main
 from musenet.dataset import Dataset
 from musenet.evaluate import (
     KneserNey,
-    StyleClassifier,
+    classifier,
+    cross_validated_accuracy,
     excerpt,
     long_piece_health,
     music_stats,
@@ -57,7 +58,7 @@ def naive_kneser_ney(train, vocab_size, order):
             left[gram[1:]].add(gram[0])
         for gram in raw[k]:
             counts[k][gram] = raw[k][gram] if gram[0] == bos else len(left[gram])
-    discount = [None] + [KneserNey._discounts(np.array(list(counts[k].values()))) for k in range(1, order + 1)]
+    discount = [None] + [KneserNey.discounts(np.array(list(counts[k].values()))) for k in range(1, order + 1)]
 
     def prob(context, word):
         p = 1.0 / vocab_size
@@ -188,11 +189,15 @@ def test_classifier_separates_two_synthetic_styles():
 
     x = np.array(features(slow_piano, 10) + features(busy_band, 10))
     labels = ["ballad"] * 10 + ["rock"] * 10
-    classifier = StyleClassifier().fit(x, labels)
-    assert classifier.predict(x) == labels
+    model = classifier().fit(x, labels)
+    assert model.predict(x).tolist() == labels
     fresh = np.array(features(slow_piano, 5) + features(busy_band, 5))
-    assert classifier.predict(fresh) == ["ballad"] * 5 + ["rock"] * 5
-    assert np.allclose(classifier.predict_proba(fresh).sum(axis=1), 1)
+    assert model.predict(fresh).tolist() == ["ballad"] * 5 + ["rock"] * 5
+    assert np.allclose(model.predict_proba(fresh).sum(axis=1), 1)
+    assert cross_validated_accuracy(x, labels, seed=3) == 1.0
+    assert cross_validated_accuracy(x[::2], labels[::2]) == 1.0  # 2 pieces per fold is enough
+    assert np.isnan(cross_validated_accuracy(x[:9], labels[:9]))  # not 2 pieces per fold
+    assert np.isnan(cross_validated_accuracy(x[:11], labels[:11]))  # one rock piece: a fold could lack it
 
 
 # ---- end to end ----------------------------------------------------------------------------------

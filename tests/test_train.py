@@ -15,7 +15,8 @@ from musenet.build import build
 from musenet.checkpoint import load_checkpoint
 from musenet.dataset import Dataset
 from musenet.errors import MuseNetError
-from musenet.train import evaluate, learning_rate, load_config, train, use_bf16
+from musenet.evaluate import heldout_scores
+from musenet.train import learning_rate, load_config, train, use_bf16
 
 CONFIG = """
 [model]
@@ -75,13 +76,16 @@ def test_config_schedule_and_learning(dataset, tmp_path):
     assert len(seen) == 12 and seen[12] < seen[1] - 1.0  # it learns
     model, vocab, saved = load_checkpoint(tmp_path / "run")
     assert saved["train"]["max_steps"] == 12 and (tmp_path / "run" / "latest").read_text() == "step-0000012"
-    report = evaluate(model, Dataset(dataset, "train"), 64, "cpu", max_tokens=2000)
-    assert report["bits_per_note"] > 0 and set(report["bits_per_note_by_style"]) <= {"jazz", "pop"}
     train_set = Dataset(dataset, "train")
+    report = heldout_scores(model, train_set, 64, "cpu", max_tokens=2000)
+    assert report["bits_per_note"] > 0 and set(report["bits_per_note_by_style"]) <= {"jazz", "pop"}
+    assert not model.training  # left in the mode it came in: eval here, training in the trainer
     scored = [train_set.style_of(row) for row in report["rows"]]  # styles in turn, and said which pieces
     assert len(scored) == report["pieces"] and scored[0] != scored[1]
     # a sliding window scores every token once too, each with more of its piece before it
-    sliding = evaluate(model, train_set, 64, "cpu", max_tokens=2000, overlap=0.5)
+    model.train()
+    sliding = heldout_scores(model, train_set, 64, "cpu", max_tokens=2000, overlap=0.5)
+    assert model.training
     assert sliding["rows"] == report["rows"] and sliding["tokens"] == report["tokens"]
     assert sliding["bits_per_note"] == pytest.approx(report["bits_per_note"], rel=0.2)
     assert sliding["bits_per_note"] != report["bits_per_note"]

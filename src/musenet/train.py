@@ -19,15 +19,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from .augment import Augment
 from .checkpoint import load_checkpoint, resolve, save_run_checkpoint
 from .dataset import Dataset
 from .errors import MuseNetError
-from .model import FEATURES, SIZES, MuseNet, build_model
-from .vocab import TOKEN_KINDS
+from .evaluate.likelihood import heldout_scores, to_tensors, token_losses
+from .model import SIZES, MuseNet, build_model
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -115,97 +114,6 @@ def learning_rate(step: int, config: TrainConfig) -> float:
         config.learning_rate - config.min_learning_rate)
 
 
-def to_tensors(batch: dict[str, np.ndarray], device) -> tuple[torch.Tensor, dict, torch.Tensor]:
-    """(inputs, features, targets) from a batch of context+1 windows."""
-    tokens = torch.from_numpy(batch["tokens"]).to(device)
-    features = {name: torch.from_numpy(batch[name][:, :-1]).to(device) for name in FEATURES}
-    return tokens[:, :-1], features, tokens[:, 1:]
-
-
-def token_losses(model, inputs, features, targets, pad: int) -> torch.Tensor:
-    """Cross-entropy (nats) of every target token; 0 where the target is padding."""
-    logits = model(inputs, features)
-    losses = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1),
-                             ignore_index=pad, reduction="none")
-    return losses.view(targets.shape)
-
-
-@torch.no_grad()
-def evaluate(model: MuseNet, data: Dataset, context: int, device, max_tokens: int = 0,
-             batch_size: int = 8, overlap: float = 0.0) -> dict:
-    """Valid loss (nats per token) and bits per note, overall and per style: every token of
-    each evaluated piece is predicted once, in windows that repeat its header. With `overlap`
-    (0 to 0.9), each later window starts that share of a window before the previous one ends
-    and scores only the tokens after it, so they are predicted with more of the piece before
-    them (a sliding-window evaluation; 0: consecutive windows, the cheapest).
-    With `max_tokens`, pieces are taken from each style in turn until the budget is spent."""
-    model.eval()
-    vocab = data.vocab
-    windows, owners = [], []
-    counted = 0
-    styles = data.index["style"][data.rows]
-    turn = np.zeros(len(styles), np.int64)  # take the styles in turn, so a token budget covers them all
-    for style in np.unique(styles):
-        turn[styles == style] = np.arange((styles == style).sum())
-    for row in data.rows[np.lexsort((styles, turn))]:
-        length = int(data.index["length"][row])
-        head = int(np.argmax(data.piece(row) == vocab.START)) + 1 + (vocab.time_mode == "beat")
-        body_per_window = context + 1 - head
-        stride = max(1, round(body_per_window * (1 - min(max(overlap, 0.0), 0.9))))
-        start = 0
-        while True:  # a later window scores only what follows the previous window's end
-            windows.append(data.window(int(row), start, context + 1, align=False))
-            owners.append((int(row), 0 if start == 0 else head - 1 + body_per_window - stride))
-            if start + body_per_window >= length - head:
-                break
-            start += stride
-        counted += length
-        if max_tokens and counted >= max_tokens:
-            break
-    nll = {}
-    kinds = vocab.kinds
-    kind_nats = np.zeros(len(TOKEN_KINDS))
-    tokens_scored = 0
-    total_nats = 0.0
-    for i in range(0, len(windows), batch_size):
-        chunk = windows[i: i + batch_size]
-        batch = {key: np.zeros((len(chunk), context + 1), np.int64) for key in ("tokens", *FEATURES)}
-        batch["tokens"][:] = vocab.PAD
-        for j, window in enumerate(chunk):
-            n = len(window.tokens)
-            batch["tokens"][j, :n] = window.tokens
-            for name in FEATURES:
-                batch[name][j, :n] = window.features[name]
-        inputs, features, targets = to_tensors(batch, device)
-        losses = token_losses(model, inputs, features, targets, vocab.PAD).cpu().numpy()
-        for j, (row, skip) in enumerate(owners[i: i + batch_size]):  # a repeated header is context only
-            scored = losses[j, skip:]
-            kind_nats += np.bincount(kinds[batch["tokens"][j, 1 + skip:]], weights=scored, minlength=len(TOKEN_KINDS))
-            nll[row] = nll.get(row, 0.0) + float(scored.sum())
-            total_nats += float(scored.sum())
-            tokens_scored += int((batch["tokens"][j, 1 + skip:] != vocab.PAD).sum())
-    model.train()
-    bits_per_note, style_bits, style_notes = 0.0, {}, {}
-    notes_total = 0
-    for row, nats in nll.items():
-        notes = int(data.index["notes"][row])
-        style = data.style_of(row)
-        style_bits[style] = style_bits.get(style, 0.0) + nats / math.log(2)
-        style_notes[style] = style_notes.get(style, 0) + notes
-        bits_per_note += nats / math.log(2)
-        notes_total += notes
-    return {
-        "valid_loss": total_nats / max(tokens_scored, 1),
-        "bits_per_note": bits_per_note / max(notes_total, 1),
-        "bits_per_note_by_style": {s: style_bits[s] / max(style_notes[s], 1) for s in sorted(style_bits)},
-        "pieces": len(nll),
-        "rows": list(nll),  # the index rows scored, in order
-        "bits_per_note_by_kind": dict(zip(TOKEN_KINDS, (kind_nats / math.log(2) / max(notes_total, 1)).tolist(),
-                                          strict=True)),
-        "tokens": tokens_scored,
-    }
-
-
 class _Distributed:
     """World size, rank and device under torchrun (or a single process)."""
 
@@ -240,76 +148,29 @@ def train(data_dir: str | Path, config: str, out: str | Path, max_steps: int | N
     model shape comes from it, and its vocabulary must be the data's."""
     dist = _Distributed()
     out = Path(out)
-    model_settings, train_config = load_config(config)
-    for key, value in (overrides or {}).items():
-        setattr(train_config, key, value)
-    if max_steps is not None:
-        train_config.max_steps = max_steps
-    if train_config.batch_size % (train_config.accumulate * dist.world):
-        raise MuseNetError(f"batch_size {train_config.batch_size} must divide by accumulate x processes "
-                           f"({train_config.accumulate} x {dist.world})")
-    data = Dataset(data_dir, "train")
-    valid = Dataset(data_dir, "valid")
+    model_settings, train_config = _settings(config, overrides, max_steps, dist.world)
+    data, valid = Dataset(data_dir, "train"), Dataset(data_dir, "valid")
     if len(data) == 0:
         raise MuseNetError(f"{data_dir}: the train split is empty")
     vocab = data.vocab
-
-    step = 0
-    state = None
-    if resume:
-        try:
-            checkpoint = resolve(out)
-        except MuseNetError:
-            checkpoint = None
-        if checkpoint is not None:
-            state = torch.load(checkpoint / "trainer.pt", map_location="cpu", weights_only=False)
-            saved = json.loads((checkpoint / "config.json").read_text())
-            model_settings = saved["model"]
-            train_config = TrainConfig(**{**saved["train"], "max_steps": train_config.max_steps})
-    start_weights = None
-    if init is not None and state is None:
-        start_weights, model_settings = _initial_weights(init, vocab, model_settings)
-    torch.manual_seed(train_config.seed)
-    model = build_model(model_settings, vocab.size)
-    if model.config.note_factors:
-        model.set_note_factors(vocab)
-    if start_weights is not None:  # factor embeddings, if new, keep their zeros
-        missing, unexpected = model.load_state_dict(start_weights, strict=False)
-        if unexpected or any(not key.startswith("factor_embeddings.") and not key.endswith("_of_token")
-                             for key in missing):
-            raise MuseNetError(f"{init}: its weights do not fit this model ({(unexpected or missing)[0]})")
-    model = model.to(dist.device)
-    optimizer = torch.optim.AdamW(_param_groups(model, train_config.weight_decay), lr=train_config.learning_rate,
-                                  betas=(0.9, 0.95), fused=dist.device.type == "cuda")
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        step = state["step"]
-    context = model.config.context
-    net = model
-    if train_config.compile:
-        net = torch.compile(net)
-    if dist.world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(net, device_ids=[dist.device] if dist.device.type == "cuda"
-                                                        else None)
+    state, saved = _saved_state(out) if resume else (None, {})
+    if state is not None:  # the run goes on as it was configured, up to the new max_steps
+        model_settings = saved["model"]
+        train_config = TrainConfig(**{**saved["train"], "max_steps": train_config.max_steps})
+    model, optimizer, step = _model_and_optimizer(model_settings, vocab, train_config, init, state, dist.device)
+    net = _wrapped(model, train_config.compile, dist)
     augment = Augment(**train_config.augment)
     autocast = (torch.autocast(dist.device.type, dtype=torch.bfloat16)
                 if use_bf16(train_config.precision, dist.device) else nullcontext())
     extra_config = {"train": asdict(train_config), "data": str(data_dir)}
-    if init is not None:
-        extra_config["init"] = str(init)
-    elif state is not None and "init" in saved:
-        extra_config["init"] = saved["init"]
+    if init is not None or "init" in saved:
+        extra_config["init"] = str(init) if init is not None else saved["init"]
     metrics_path = out / "metrics.jsonl"
     if dist.main:
-        out.mkdir(parents=True, exist_ok=True)
-        if not resume and metrics_path.exists():
-            metrics_path.unlink()
-        _truncate_metrics(metrics_path, step)
+        _start_metrics(metrics_path, resume, step)
     writer = _tensorboard(out) if dist.main else None
     records = []
     micro = train_config.batch_size // train_config.accumulate
-    per_rank = micro // dist.world
     bar = tqdm(total=train_config.max_steps, initial=step, unit="step", desc="training",
                disable=not (progress and dist.main), dynamic_ncols=True)
     started, tokens_seen = time.time(), 0
@@ -318,47 +179,31 @@ def train(data_dir: str | Path, config: str, out: str | Path, max_steps: int | N
         lr = learning_rate(step, train_config)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        step_loss = torch.zeros((), device=dist.device)
-        batches = [data.sample(np.random.default_rng([train_config.seed, step, m]), micro, context, augment)
-                   for m in range(train_config.accumulate)]
-        total_targets = sum(int((b["tokens"][:, 1:] != vocab.PAD).sum()) for b in batches)
-        torch.manual_seed(train_config.seed * 1_000_003 + step * 101 + dist.rank)  # dropout, per step
-        for m, batch in enumerate(batches):
-            mine = {k: v[dist.rank * per_rank: (dist.rank + 1) * per_rank] for k, v in batch.items()}
-            inputs, features, targets = to_tensors(mine, dist.device)
-            sync = m == train_config.accumulate - 1 or dist.world == 1
-            with autocast, (nullcontext() if sync else net.no_sync()):
-                losses = token_losses(net, inputs, features, targets, vocab.PAD)
-                loss = losses.sum() * dist.world / total_targets  # DDP averages over processes
-                loss.backward()
-            step_loss += losses.sum().detach() / total_targets
-        if dist.world > 1:
-            torch.distributed.all_reduce(step_loss)
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), train_config.grad_clip)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        batches = [data.sample(np.random.default_rng([train_config.seed, step, m]), micro, model.config.context,
+                               augment) for m in range(train_config.accumulate)]
+        loss_value, grad_norm, targets = _optimizer_step(net, model, optimizer, batches, train_config, step, dist,
+                                                         autocast, vocab.PAD)
         step += 1
-        tokens_seen += total_targets
+        tokens_seen += targets
         bar.update()
-        loss_value = float(step_loss)
         if not math.isfinite(loss_value):
             raise MuseNetError(f"training diverged at step {step} (loss {loss_value}); lower the learning rate")
-        if dist.main and (step % train_config.log_every == 0 or step == train_config.max_steps):
+        last = step == train_config.max_steps
+        if dist.main and (step % train_config.log_every == 0 or last):
             elapsed = time.time() - started
-            record = {"step": step, "loss": round(loss_value, 6), "lr": lr, "grad_norm": round(float(grad_norm), 4),
+            record = {"step": step, "loss": round(loss_value, 6), "lr": lr, "grad_norm": round(grad_norm, 4),
                       "tokens_per_second": round(tokens_seen / elapsed, 1), "elapsed": round(elapsed, 1)}
             records.append(_log(metrics_path, record, writer))
             bar.set_postfix(loss=f"{loss_value:.3f}", tok_s=f"{tokens_seen / elapsed:,.0f}", refresh=False)
-        if step % train_config.eval_every == 0 or step == train_config.max_steps:
-            if dist.main and len(valid):
-                eval_started = time.time()
-                result = evaluate(model, valid, context, dist.device, train_config.eval_tokens)
-                started += time.time() - eval_started  # speed counts training time only
-                records.append(_log(metrics_path, {"step": step, **{k: v for k, v in result.items() if k != "rows"}},
-                                    writer))
-                bar.write(f"step {step}: valid loss {result['valid_loss']:.4f}, "
-                          f"{result['bits_per_note']:.3f} bits per note")
-        if step % train_config.checkpoint_every == 0 or step == train_config.max_steps:
+        if (step % train_config.eval_every == 0 or last) and dist.main and len(valid):
+            eval_started = time.time()
+            result = heldout_scores(model, valid, model.config.context, dist.device, train_config.eval_tokens)
+            started += time.time() - eval_started  # speed counts training time only
+            records.append(_log(metrics_path, {"step": step, **{k: v for k, v in result.items() if k != "rows"}},
+                                writer))
+            bar.write(f"step {step}: valid loss {result['valid_loss']:.4f}, "
+                      f"{result['bits_per_note']:.3f} bits per note")
+        if step % train_config.checkpoint_every == 0 or last:
             if dist.main:
                 save_run_checkpoint(out, step, model, vocab, extra_config, {
                     "model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step})
@@ -367,6 +212,94 @@ def train(data_dir: str | Path, config: str, out: str | Path, max_steps: int | N
     if writer is not None:
         writer.close()
     return records
+
+
+def _settings(config: str, overrides: dict | None, max_steps: int | None, world: int) -> tuple[dict, TrainConfig]:
+    """(model settings, training settings) of `load_config`, with the overrides and max_steps
+    applied; the batch must split evenly into micro-batches on every process."""
+    model_settings, train_config = load_config(config)
+    for key, value in (overrides or {}).items():
+        setattr(train_config, key, value)
+    if max_steps is not None:
+        train_config.max_steps = max_steps
+    if train_config.batch_size % (train_config.accumulate * world):
+        raise MuseNetError(f"batch_size {train_config.batch_size} must divide by accumulate x processes "
+                           f"({train_config.accumulate} x {world})")
+    return model_settings, train_config
+
+
+def _saved_state(out: Path) -> tuple[dict | None, dict]:
+    """(trainer state, config.json) of the run's latest checkpoint, or (None, {}) if it has none."""
+    try:
+        checkpoint = resolve(out)
+    except MuseNetError:
+        return None, {}
+    state = torch.load(checkpoint / "trainer.pt", map_location="cpu", weights_only=False)
+    return state, json.loads((checkpoint / "config.json").read_text())
+
+
+def _model_and_optimizer(settings: dict, vocab, config: TrainConfig, init: str | Path | None, state: dict | None,
+                         device: torch.device) -> tuple[MuseNet, torch.optim.Optimizer, int]:
+    """(model, AdamW, step to start from): fresh, from `init`'s weights, or as `state` left them."""
+    model = _new_model(settings, vocab, config.seed, init if state is None else None).to(device)
+    optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.learning_rate,
+                                  betas=(0.9, 0.95), fused=device.type == "cuda")
+    if state is None:
+        return model, optimizer, 0
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    return model, optimizer, state["step"]
+
+
+def _new_model(settings: dict, vocab, seed: int, init: str | Path | None) -> MuseNet:
+    """A model seeded by `seed`, or with `init`'s weights (and shape) when given."""
+    start_weights = None
+    if init is not None:
+        start_weights, settings = _initial_weights(init, vocab, settings)
+    torch.manual_seed(seed)
+    model = build_model(settings, vocab.size)
+    if model.config.note_factors:
+        model.set_note_factors(vocab)
+    if start_weights is not None:  # factor embeddings, if new, keep their zeros
+        missing, unexpected = model.load_state_dict(start_weights, strict=False)
+        if unexpected or any(not key.startswith("factor_embeddings.") and not key.endswith("_of_token")
+                             for key in missing):
+            raise MuseNetError(f"{init}: its weights do not fit this model ({(unexpected or missing)[0]})")
+    return model
+
+
+def _wrapped(model: MuseNet, compiled: bool, dist: _Distributed) -> torch.nn.Module:
+    """The module the steps run through: compiled if asked, under DDP with many processes."""
+    net = torch.compile(model) if compiled else model
+    if dist.world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(net, device_ids=[dist.device] if dist.device.type == "cuda"
+                                                        else None)
+    return net
+
+
+def _optimizer_step(net, model: MuseNet, optimizer, batches: list[dict], config: TrainConfig, step: int,
+                    dist: _Distributed, autocast, pad: int) -> tuple[float, float, int]:
+    """One optimizer step over the micro-batches (this process takes its share of each);
+    returns (mean loss per target token over all processes, gradient norm, target tokens)."""
+    per_rank = len(batches[0]["tokens"]) // dist.world
+    step_loss = torch.zeros((), device=dist.device)
+    total_targets = sum(int((b["tokens"][:, 1:] != pad).sum()) for b in batches)
+    torch.manual_seed(config.seed * 1_000_003 + step * 101 + dist.rank)  # dropout, per step
+    for m, batch in enumerate(batches):
+        mine = {k: v[dist.rank * per_rank: (dist.rank + 1) * per_rank] for k, v in batch.items()}
+        inputs, features, targets = to_tensors(mine, dist.device)
+        sync = m == len(batches) - 1 or dist.world == 1
+        with autocast, (nullcontext() if sync else net.no_sync()):
+            losses = token_losses(net, inputs, features, targets, pad)
+            loss = losses.sum() * dist.world / total_targets  # DDP averages over processes
+            loss.backward()
+        step_loss += losses.sum().detach() / total_targets
+    if dist.world > 1:
+        torch.distributed.all_reduce(step_loss)
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return float(step_loss), float(grad_norm), total_targets
 
 
 #: Model settings a run started with --init may change: they do not change the weights' shapes.
@@ -386,7 +319,7 @@ def _initial_weights(init: str | Path, vocab, settings: dict) -> tuple[dict, dic
     return {k: v.float() for k, v in model.state_dict().items()}, shape
 
 
-def _param_groups(model: MuseNet, weight_decay: float) -> list[dict]:
+def param_groups(model: MuseNet, weight_decay: float) -> list[dict]:
     """Weight decay on matrices only (not biases, norms or embeddings)."""
     decay, no_decay = [], []
     for name, p in model.named_parameters():
@@ -404,8 +337,12 @@ def _log(path: Path, record: dict, writer) -> dict:
     return record
 
 
-def _truncate_metrics(path: Path, step: int) -> None:
-    """On resume, forget records written after the checkpoint we resume from."""
+def _start_metrics(path: Path, resume: bool, step: int) -> None:
+    """A new run starts metrics.jsonl afresh; a resumed one forgets records written after the
+    checkpoint it resumes from."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not resume and path.exists():
+        path.unlink()
     if not path.exists():
         return
     kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
