@@ -149,3 +149,25 @@ def test_init_starts_from_a_models_weights(dataset, tmp_path):
     build(str(other), other / "data", workers=1, progress=False)
     with pytest.raises(MuseNetError, match="vocabulary"):
         train(other / "data", str(config), tmp_path / "mismatch", init=tmp_path / "first", progress=False)
+
+
+def test_init_grows_a_model_to_a_vocabulary_with_more_styles(tmp_path):
+    from musenet.checkpoint import save_checkpoint
+    from musenet.model import build_model
+    from musenet.train import initial_weights
+    from musenet.vocab import Vocab, default_vocab
+
+    old = default_vocab()
+    new = Vocab(styles=(*old.styles, "drums-rock", "drums-funk"))
+    torch.manual_seed(0)
+    small = build_model("tiny", old.size, context=32).eval()
+    save_checkpoint(tmp_path / "old", small, old)
+    weights, shape = initial_weights(tmp_path / "old", new, {})
+    grown = build_model(shape, new.size).eval()
+    grown.load_state_dict(weights, strict=False)
+    tokens = torch.tensor([[old.style_token("bach"), old.START, old.wait_offset, old.note_offset + 5]])
+    with torch.no_grad():
+        assert torch.allclose(grown(tokens)[..., : old.size], small(tokens), atol=1e-5)  # old ids keep their meaning
+        assert grown(torch.tensor([[new.style_token("drums-rock"), new.START]])).isfinite().all()
+    with pytest.raises(MuseNetError, match="not the data's"):
+        initial_weights(tmp_path / "old", Vocab(time_mode="seconds"), {})

@@ -27,6 +27,7 @@ from .dataset import Dataset
 from .errors import MuseNetError
 from .evaluate.likelihood import heldout_scores, to_tensors, token_losses
 from .model import SIZES, MuseNet, build_model
+from .vocab import Vocab
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -162,7 +163,7 @@ def train(data_dir: str | Path, config: str, out: str | Path, max_steps: int | N
     augment = Augment(**train_config.augment)
     autocast = (torch.autocast(dist.device.type, dtype=torch.bfloat16)
                 if use_bf16(train_config.precision, dist.device) else nullcontext())
-    extra_config = {"train": asdict(train_config), "data": str(data_dir)}
+    extra_config = {"train": asdict(train_config), "data": str(data_dir), "ensembles": data.ensembles()}
     if init is not None or "init" in saved:
         extra_config["init"] = str(init) if init is not None else saved["init"]
     metrics_path = out / "metrics.jsonl"
@@ -255,7 +256,7 @@ def _new_model(settings: dict, vocab, seed: int, init: str | Path | None) -> Mus
     """A model seeded by `seed`, or with `init`'s weights (and shape) when given."""
     start_weights = None
     if init is not None:
-        start_weights, settings = _initial_weights(init, vocab, settings)
+        start_weights, settings = initial_weights(init, vocab, settings)
     torch.manual_seed(seed)
     model = build_model(settings, vocab.size)
     if model.config.note_factors:
@@ -306,17 +307,42 @@ def _optimizer_step(net, model: MuseNet, optimizer, batches: list[dict], config:
 INIT_OVERRIDES = ("dropout", "attention_dropout", "note_factors")
 
 
-def _initial_weights(init: str | Path, vocab, settings: dict) -> tuple[dict, dict]:
+def initial_weights(init: str | Path, vocab, settings: dict) -> tuple[dict, dict]:
     """(float32 state dict, model settings) of the model a run starts from: its shape, with
     the config's INIT_OVERRIDES; one-line errors when it cannot be read or was trained on
     another vocabulary."""
     model, init_vocab, _ = load_checkpoint(init)
+    weights = {k: v.float() for k, v in model.state_dict().items()}
     if init_vocab.to_json() != vocab.to_json():
-        raise MuseNetError(f"{init}: its vocabulary ({init_vocab.size} tokens) is not the data's ({vocab.size}); "
-                           "start from a model trained on the same kind of build")
-    shape = model.config.to_dict()
+        if not grows(init_vocab, vocab):
+            raise MuseNetError(f"{init}: its vocabulary ({init_vocab.size} tokens) is not the data's ({vocab.size}); "
+                               "start from a model trained on the same kind of build")
+        weights = grown_weights(weights, init_vocab, vocab)
+    shape = {**model.config.to_dict(), "vocab_size": vocab.size}
     shape.update({key: settings[key] for key in INIT_OVERRIDES if key in settings})
-    return {k: v.float() for k, v in model.state_dict().items()}, shape
+    return weights, shape
+
+
+def grows(old: Vocab, new: Vocab) -> bool:
+    """Whether `new` is `old` with more styles after its own (every other id unchanged)."""
+    return (old.time_mode == new.time_mode and new.styles[: len(old.styles)] == old.styles
+            and new.style_offset == old.style_offset)
+
+
+def grown_weights(weights: dict, old: Vocab, new: Vocab) -> dict:
+    """A model's weights for a vocabulary with more styles: each new style's embedding starts
+    as the mean of the old styles' (and its output row as the mean too; style tokens are
+    never sampled); per-token tables of the note factors are rebuilt by the model."""
+    grown = {}
+    added = new.size - old.size
+    for key, value in weights.items():
+        if key.endswith("_of_token"):
+            continue
+        if key in ("token_embedding.weight", "head.weight") and value.shape[0] == old.size:
+            mean = value[old.style_offset: old.size].mean(dim=0, keepdim=True)
+            value = torch.cat([value, mean.expand(added, -1)])
+        grown[key] = value
+    return grown
 
 
 def param_groups(model: MuseNet, weight_decay: float) -> list[dict]:
