@@ -208,3 +208,15 @@ def test_random_window_picks_a_piece_of_the_style(midi_folder, tmp_path):
         data.random_window(np.random.default_rng(1), 40, style="rock")
     with pytest.raises(musenet.MuseNetError, match="no piece of that style"):
         data.random_window(np.random.default_rng(1), 40, style="unknown")  # the broken loose file only
+
+
+def test_style_weights_and_ensembles(midi_folder, tmp_path):
+    build(str(midi_folder), tmp_path / "data", workers=1, progress=False)
+    data = Dataset(tmp_path / "data", split=None)
+    jazz = np.array([data.style_of(r) == "jazz-ballads" for r in data.rows])
+    plain = data.style_shares()
+    assert plain.sum() == pytest.approx(1.0)
+    heavy = data.style_shares({"jazz-*": 3.0, "pop": 1.0})
+    ratio = (heavy[jazz].sum() / heavy[~jazz].sum()) / (plain[jazz].sum() / plain[~jazz].sum())
+    assert ratio == pytest.approx(3.0)
+    assert data.ensembles() == {"jazz-ballads": ["piano", "strings", "drums"], "pop": ["piano", "strings"]}

@@ -7,6 +7,7 @@ the side features the model embeds (`side_features`).
 
 from __future__ import annotations
 
+import fnmatch
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,15 +83,29 @@ class Dataset:
         total = float(self.index["seconds"][row])
         return Window(window, side_features(window, vocab, total, start_seconds), row)
 
+    def style_shares(self, style_weights: dict[str, float] | None = None) -> np.ndarray:
+        """How often each piece of the split is drawn: in proportion to its length, times the
+        weight of its style (`style_weights`: style name or shell pattern such as `drums-*` ->
+        factor; the first matching key counts, unnamed styles 1). Sums to 1."""
+        weights = self.index["length"][self.rows].astype(np.float64)
+        if style_weights:
+            factor = np.ones(len(self.vocab.styles))
+            for number, style in enumerate(self.vocab.styles):
+                matched = [value for key, value in style_weights.items() if fnmatch.fnmatchcase(style, key)]
+                factor[number] = matched[0] if matched else 1.0
+            weights = weights * factor[self.index["style"][self.rows]]
+        return weights / weights.sum()
+
     def sample(self, rng: np.random.Generator, batch: int, context: int,
-               augment: Augment | None = None, pack: bool = True) -> dict[str, np.ndarray]:
+               augment: Augment | None = None, pack: bool = True,
+               shares: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """A batch of random windows of context+1 tokens (inputs and shifted targets). Pieces
-        are drawn in proportion to their length. A window that reaches its piece's `end` is
-        followed (with `pack`) by whole further pieces, each with its own header and
+        are drawn in proportion to their length (or to `shares`, see `style_shares`). A window
+        that reaches its piece's `end` is followed (with `pack`) by whole further pieces, each
+        with its own header and
         features, until the row is full, so short pieces do not leave it half padding; what
         is left over is `pad` (features 0)."""
-        lengths = self.index["length"][self.rows].astype(np.float64)
-        weights = lengths / lengths.sum()
+        weights = self.style_shares() if shares is None else shares
         out = {key: np.zeros((batch, context + 1), np.int64) for key in ("tokens", "time", "chord", "position",
                                                                           "countdown")}
         out["tokens"][:] = self.vocab.PAD

@@ -54,6 +54,7 @@ class TrainConfig:
     precision: str = "auto"         # "auto" (bf16 where the hardware does it natively), "bf16" or "fp32"
     augment: dict = field(default_factory=lambda: {"transpose": 6, "volume": 0.2, "stretch": 0.05,
                                                     "reorchestrate": 0.1})
+    style_weights: dict = field(default_factory=dict)  # style or pattern (drums-*) -> how much more often drawn
 
 
 #: Training settings that go with each named size.
@@ -161,6 +162,7 @@ def train(data_dir: str | Path, config: str, out: str | Path, max_steps: int | N
     model, optimizer, step = _model_and_optimizer(model_settings, vocab, train_config, init, state, dist.device)
     net = _wrapped(model, train_config.compile, dist)
     augment = Augment(**train_config.augment)
+    shares = data.style_shares(train_config.style_weights)
     autocast = (torch.autocast(dist.device.type, dtype=torch.bfloat16)
                 if use_bf16(train_config.precision, dist.device) else nullcontext())
     extra_config = {"train": asdict(train_config), "data": str(data_dir), "ensembles": data.ensembles()}
@@ -181,7 +183,7 @@ def train(data_dir: str | Path, config: str, out: str | Path, max_steps: int | N
         for group in optimizer.param_groups:
             group["lr"] = lr
         batches = [data.sample(np.random.default_rng([train_config.seed, step, m]), micro, model.config.context,
-                               augment) for m in range(train_config.accumulate)]
+                               augment, shares=shares) for m in range(train_config.accumulate)]
         loss_value, grad_norm, targets = _optimizer_step(net, model, optimizer, batches, train_config, step, dist,
                                                          autocast, vocab.PAD)
         step += 1
