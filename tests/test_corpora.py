@@ -6,13 +6,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from musenet.build import build, parse_collection, plan_items, split_of
+from musenet.build import build
 from musenet.cli import main
 from musenet.corpus import groove, pop909
 from musenet.corpus.styles import COLLECTION_STYLES
 from musenet.dataset import Dataset
 from musenet.errors import MidiError, MuseNetError
 from musenet.notes import load_score, read_midi
+from musenet.sources import parse_collection, plan_items, split_of
 from musenet.vocab import DEFAULT_STYLES
 
 CORPORA = Path(__file__).resolve().parents[1].parent / "shared" / "corpora"

@@ -8,11 +8,12 @@ from helpers import make_score
 import musenet
 from musenet import build as build_module
 from musenet.augment import Augment, reorchestrate, scale_volume, stretch_time, transpose, transpose_range
-from musenet.build import build, split_of
+from musenet.build import build
 from musenet.dataset import Dataset
 from musenet.instruments import DRUMS, FAMILY_ID, PITCH_HIGH, PITCH_LOW
 from musenet.notes import read_midi, write_midi
 from musenet.sequence import side_features, token_seconds
+from musenet.sources import split_of
 from musenet.vocab import default_vocab, from_text
 
 

@@ -7,7 +7,9 @@ picks up where it was. Results are consumed in item order, so the output is dete
 the first copy of a piece is kept and later identical ones are logged as duplicates. The
 split of a piece (train / valid / test) is a hash of its identity (its group's, where a
 collection groups files: a POP909 song and its versions), stable across runs, unless the
-collection fixes it (the Groove MIDI Dataset's own split).
+collection fixes it (the Groove MIDI Dataset's own split). Several sources make one dataset.
+Band versions of POP909's songs (`pop909,band:DIR`, see `plan_items`) are derived at build
+time by `arrange.py`: each is kept in its song's split and marked in the index (`derived`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ import hashlib
 import io
 import json
 import os
-import re
 import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -34,32 +35,12 @@ from .files import write_atomic
 from .instruments import FAMILIES
 from .notes import read_midi
 from .sequence import header_families, sequence_seconds
+from .sources import SPLITS, Item, plan_sources, split_of_piece
 from .version import __version__
 from .vocab import DEFAULT_STYLES, Vocab
 
 BUILD_VERSION = 1  # bump when conversion changes, so cached results are not reused
 SHARD_TOKENS = 1 << 26  # 64M tokens (128 MB of uint16) per shard at most
-SPLITS = ("train", "valid", "test")
-SPLIT_PERCENT = (90, 5, 5)
-
-
-@dataclass(frozen=True)
-class Item:
-    """One unit of work: a MIDI file, or a music21 corpus file (parsed once for all its
-    works) or some numbered works of one (a --limit build reads just those). `group` is the
-    split identity of files that are one piece of music; `split` fixes the split."""
-
-    source: str
-    style: str
-    kind: str = "midi"  # or "music21", or "groove" (a MIDI file whose drums are mapped to GM)
-    numbers: tuple[int, ...] | None = None  # music21: None = every work in the file
-    works: int = 1  # how many pieces it should give (for the progress bar)
-    group: str | None = None  # split by this identity, not the piece's
-    split: str | None = None  # "train", "valid" or "test": the collection's own split
-
-    @property
-    def label(self) -> str:
-        return self.source
 
 
 @dataclass
@@ -72,19 +53,7 @@ class Converted:
     notes: int = 0
     seconds: float = 0.0
     error: str | None = None
-
-
-def split_of(identity: str) -> int:
-    """0 train, 1 valid, 2 test: a hash of the piece's identity, so splits never move."""
-    bucket = int.from_bytes(hashlib.blake2b(identity.encode(), digest_size=8).digest(), "big") % 100
-    return 0 if bucket < SPLIT_PERCENT[0] else 1 if bucket < SPLIT_PERCENT[0] + SPLIT_PERCENT[1] else 2
-
-
-def split_of_piece(item: Item, piece_id: str) -> int:
-    """A piece's split: the item's fixed one, else a hash of its group, else of the piece."""
-    if item.split is not None:
-        return SPLITS.index(item.split)
-    return split_of(item.group or piece_id)
+    derived: bool = False  # made by arrange.py, not played as such
 
 
 # ---- conversion, in worker processes ------------------------------------------------------
@@ -103,16 +72,17 @@ def convert(item: Item, vocab: Vocab, cache_dir: Path | None) -> list[Converted]
     """Convert one item (cached) into its pieces. Never raises for bad input: the reason
     goes in `.error`."""
     try:
-        if item.kind in ("midi", "groove"):
+        if item.kind in ("midi", "groove", "pop909-band"):
             data = Path(item.source).read_bytes()
             digest = hashlib.blake2b(data, digest_size=16).hexdigest()
         else:
             from .corpus.music21_corpus import corpus_path
 
             data, digest = None, _file_digest(str(corpus_path(item.source)))
+        content = _band_digest(item, digest) if item.kind == "pop909-band" else digest
     except (OSError, MuseNetError) as err:
         return [Converted(item, error=f"cannot read ({err})")]
-    key = _cache_key(item, vocab, digest)
+    key = _cache_key(item, vocab, content)
     cache_file = cache_dir / key[:2] / f"{key}.npz" if cache_dir else None
     if cache_file is not None and cache_file.exists():
         try:
@@ -125,10 +95,50 @@ def convert(item: Item, vocab: Vocab, cache_dir: Path | None) -> list[Converted]
     return results
 
 
+def _band_digest(item: Item, digest: str) -> str:
+    """What a pop909-band item's results depend on: the song, its annotations, the
+    derivations asked for, their code's version and the Groove collection's listing."""
+    from .arrange import ARRANGE_VERSION
+
+    song = Path(item.source).parent
+    recipe = [digest, str(ARRANGE_VERSION), "+".join(item.parts), str(item.bands)]
+    listed = [song / "chord_midi.txt", song / "beat_midi.txt"]
+    if item.grooves is not None:
+        listed.append(Path(item.grooves) / "info.csv")
+    recipe += [_file_digest(str(path)) if path.is_file() else "-" for path in listed]  # none: bands fail
+    return hashlib.blake2b("|".join(recipe).encode(), digest_size=16).hexdigest()
+
+
+@lru_cache(maxsize=4)
+def _groove_takes(folder: str) -> tuple:
+    from .corpus.groove import takes
+
+    return tuple(takes(folder, ("beat",)))
+
+
+def _band_pieces(item: Item, data: bytes, digest: str) -> list[tuple[str, object]]:
+    """The band versions of a POP909 song (arrange.band_versions), or why they failed."""
+    from .arrange import band_versions
+    from .corpus.pop909 import read_beats, read_chords, read_song
+
+    song = Path(item.source).parent
+    try:
+        table, roles = read_song(data)
+        chords, beats = read_chords(song), read_beats(song)
+        grooves = _groove_takes(item.grooves) if item.grooves is not None else ()
+        versions = band_versions(table, roles, chords, beats, grooves, song.name, item.bands, item.parts)
+    except Exception as err:  # noqa: BLE001 - the song itself still goes in
+        reason = str(err).replace("<bytes>: ", "") if isinstance(err, MuseNetError) else f"{type(err).__name__}: {err}"
+        return [(f"midi:{digest}#band{k}", f"band version: {reason}") for k in range(1, item.bands + 1)]
+    return [(f"midi:{digest}#band{k}", band) for k, band in enumerate(versions, 1)]
+
+
 def _pieces_of(item: Item, data: bytes | None, digest: str) -> list[tuple[str, object]]:
     """(piece id, NoteTable or the reason it failed) for each piece an item holds."""
     if item.kind == "midi":
         return [(f"midi:{digest}", read_midi(data))]
+    if item.kind == "pop909-band":
+        return [(f"midi:{digest}", read_midi(data))] + _band_pieces(item, data, digest)
     if item.kind == "groove":
         from .corpus.groove import read_groove
 
@@ -156,23 +166,24 @@ def _convert_uncached(item: Item, vocab: Vocab, data: bytes | None, digest: str)
         return [Converted(item, error=f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")]
     results = []
     for piece_id, table in pieces:
+        derived = item.kind == "pop909-band" and "#band" in piece_id
         if isinstance(table, str):
-            results.append(Converted(item, piece_id, error=table))
+            results.append(Converted(item, piece_id, error=table, derived=derived))
             continue
         try:
             tokens = encode_notes(table, vocab, item.style)
         except MuseNetError as err:
-            results.append(Converted(item, piece_id, error=str(err)))
+            results.append(Converted(item, piece_id, error=str(err), derived=derived))
             continue
         seconds = sequence_seconds(tokens, vocab)
-        results.append(Converted(item, piece_id, tokens.astype(np.uint16), len(table), seconds))
+        results.append(Converted(item, piece_id, tokens.astype(np.uint16), len(table), seconds, derived=derived))
     return results
 
 
 def _save_cached(results: list[Converted], path: Path) -> None:
     tokens = [r.tokens for r in results if r.tokens is not None]
     meta = [{"piece_id": r.piece_id, "notes": r.notes, "seconds": r.seconds, "error": r.error,
-             "length": 0 if r.tokens is None else len(r.tokens)} for r in results]
+             "length": 0 if r.tokens is None else len(r.tokens), "derived": r.derived} for r in results]
     buffer = io.BytesIO()
     np.savez(buffer, tokens=np.concatenate(tokens) if tokens else np.zeros(0, np.uint16),
              meta=np.array(json.dumps(meta)))
@@ -187,7 +198,8 @@ def _load_cached(item: Item, path: Path) -> list[Converted]:
     for m in meta:
         piece = tokens[offset: offset + m["length"]] if m["error"] is None else None
         offset += m["length"]
-        results.append(Converted(item, m["piece_id"], piece, m["notes"], m["seconds"], m["error"]))
+        results.append(Converted(item, m["piece_id"], piece, m["notes"], m["seconds"], m["error"],
+                                 m.get("derived", False)))
     return results
 
 
@@ -208,90 +220,10 @@ def _convert_many(items: list[Item], vocab: Vocab, cache_dir: Path, workers: int
             yield future.result()
 
 
-# ---- sources --------------------------------------------------------------------------------
-
-#: `KIND[,OPTION...]:FOLDER` names a published collection and its options.
-COLLECTIONS = {"pop909": ("versions",), "groove": ("beat", "fill")}
-_COLLECTION = re.compile(r"^([a-z0-9]+)((?:,[a-z]+)*):(.+)$")
-
-
-def parse_collection(source: str) -> tuple[str, tuple[str, ...], str] | None:
-    """`pop909,versions:DIR` -> ("pop909", ("versions",), "DIR"); None for a source that
-    names no collection (music21, or a plain folder)."""
-    match = _COLLECTION.match(source)
-    if match is None or match.group(1) not in COLLECTIONS:
-        return None
-    kind, options, folder = match.group(1), tuple(o for o in match.group(2).split(",") if o), match.group(3)
-    unknown = [o for o in options if o not in COLLECTIONS[kind]]
-    if unknown:
-        known = ", ".join(COLLECTIONS[kind])
-        raise MuseNetError(f"unknown option {unknown[0]!r} for {kind}; known: {known}")
-    return kind, options, folder
-
-
-def plan_items(source: str, styles: list[str] | None, limit: int | None, manifest: str | None) -> list[Item]:
-    """The items of a source, filtered by style, at most `limit` per style. A source is:
-
-    - `music21`: music21's bundled corpus, a style per collection;
-    - `pop909:DIR` (DIR holds `POP909/`, or is it): POP909's songs, style `pop`, split by song
-      number; `pop909,versions:DIR` adds each song's other versions, in its song's split;
-    - `groove:DIR` (DIR holds `info.csv`): the Groove MIDI Dataset, style `drums-` and the
-      take's main style, in the authors' split; `groove,beat:DIR` or `groove,fill:DIR` keeps
-      those takes only (both by default);
-    - any other folder: its MIDI files, style from the first sub-folder or `manifest`.
-    """
-    taken: dict[str, int] = {}
-    items: list[Item] = []
-
-    def add(item: Item) -> None:
-        if styles and item.style not in styles:
-            return
-        if limit is not None and taken.get(item.style, 0) >= limit:
-            return
-        taken[item.style] = taken.get(item.style, 0) + 1
-        items.append(item)
-
-    collection = parse_collection(source)
-    if collection is not None:
-        kind, options, folder = collection
-        if kind == "pop909":
-            from .corpus.pop909 import STYLE, song_files
-
-            for path, song in song_files(folder, versions="versions" in options):
-                add(Item(str(path), STYLE, group=f"pop909:{song}"))
-        else:
-            from .corpus.groove import BEAT_TYPES, takes
-
-            for take in takes(folder, tuple(o for o in options if o in BEAT_TYPES) or BEAT_TYPES):
-                add(Item(str(take.path), take.style, "groove", split=take.split))
-    elif source == "music21":
-        from .corpus.music21_corpus import corpus_works
-
-        by_file: dict[tuple[str, str], list] = {}
-        for path, number, style in corpus_works(styles):
-            by_file.setdefault((path, style), []).append(number)
-        for (path, style), numbers in by_file.items():
-            room = len(numbers) if limit is None else limit - taken.get(style, 0)
-            if room <= 0:
-                continue
-            chosen = numbers[:room]
-            taken[style] = taken.get(style, 0) + len(chosen)
-            whole = len(chosen) == len(numbers)  # parse the file once for all its works
-            items.append(Item(path, style, "music21", None if whole else tuple(chosen), len(chosen)))
-    else:
-        from .corpus.folder import midi_files
-
-        for path, style in midi_files(source, manifest):
-            add(Item(str(path), style))
-    if not items:
-        raise MuseNetError(f"no music found in {source}" + (f" for styles {', '.join(styles)}" if styles else ""))
-    return items
-
-
 # ---- the build ------------------------------------------------------------------------------
 
 def build(
-    source: str,
+    source: str | list[str],
     out: str | Path,
     styles: list[str] | None = None,
     limit: int | None = None,
@@ -300,21 +232,60 @@ def build(
     workers: int | None = None,
     progress: bool = True,
 ) -> dict:
-    """Build a dataset in `out` from `source` (see `plan_items`: music21, pop909:DIR,
-    groove:DIR or a MIDI folder); returns the build manifest (also written as manifest.json).
-    The vocabulary lists the default styles, then any other style of the items, sorted."""
+    """Build a dataset in `out` from `source`, or a list of sources made into one dataset
+    (see `plan_items`: music21, pop909:DIR, pop909,band:DIR, groove:DIR or a MIDI folder);
+    returns the build manifest (also written as manifest.json). `styles` and `limit` apply
+    to each source. The vocabulary lists the default styles, then any other style of the
+    items (the drums-* of Groove), sorted, so a model of the default vocabulary can grow into
+    it. Where a source makes band versions, index.npz has a column `derived` (1 for them)."""
     started = time.time()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    items = plan_items(source, styles, limit, manifest)
+    sources = [source] if isinstance(source, str) else list(source)
+    if not sources:
+        raise MuseNetError("no source to build from")
+    items = plan_sources(sources, styles, limit, manifest)
     extra = sorted({item.style for item in items} - set(DEFAULT_STYLES))
     vocab = Vocab(time_mode, styles=DEFAULT_STYLES + tuple(extra))
     workers = workers or os.cpu_count() or 1
 
+    columns, shard_names, failures, duplicates = _convert_all(items, vocab, out, workers, progress)
+    arrays = _write_index(out, columns, derived=any(item.bands for item in items))
+    vocab.save(out / "vocab.json")
+    write_atomic(out / "failures.log", ("\n".join(failures + duplicates) + "\n").encode())
+    summary = {
+        "version": BUILD_VERSION,
+        "musenet": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "source": source,
+        "options": {"styles": styles, "limit": limit, "manifest": manifest, "time_mode": time_mode},
+        "shards": shard_names,
+        "counts": {
+            "items": len(items), "pieces": len(arrays["length"]), "failed": len(failures),
+            "duplicates": len(duplicates), "tokens": int(arrays["length"].sum()), "notes": int(arrays["notes"].sum()),
+            "hours": round(float(arrays["seconds"].sum()) / 3600, 3),
+            "by_split": {name: int((arrays["split"] == i).sum()) for i, name in enumerate(SPLITS)},
+        },
+        "build_seconds": round(time.time() - started, 1),
+    }
+    if "derived" in arrays:
+        summary["counts"]["derived"] = int(arrays["derived"].sum())
+    write_atomic(out / "manifest.json", json.dumps(summary, indent=2).encode())
+    return summary
+
+
+_COLUMNS = ("shard", "offset", "length", "style", "families", "seconds", "notes", "split", "piece_id", "source",
+            "derived")
+
+
+def _convert_all(items: list[Item], vocab: Vocab, out: Path, workers: int,
+                 progress: bool) -> tuple[dict[str, list], list[str], list[str], list[str]]:
+    """Convert every item, write its pieces to shards (first copy kept, later identical
+    music logged as a duplicate); returns the index columns, the shard names, the failures
+    and the duplicates."""
     writer = _ShardWriter(out)
-    index: dict[str, list] = {key: [] for key in
-                              ("shard", "offset", "length", "style", "families", "seconds", "notes", "split")}
-    ids, sources, failures, duplicates = [], [], [], []
+    columns: dict[str, list] = {key: [] for key in _COLUMNS}
+    failures, duplicates = [], []
     seen: dict[bytes, str] = {}
     family_bits = 1 << np.arange(len(FAMILIES))
     bar = tqdm(total=sum(item.works for item in items), unit="piece", desc="building", disable=not progress,
@@ -334,55 +305,36 @@ def build(
         seen[fingerprint] = _where(result)
         shard, offset = writer.write(tokens)
         families = header_families(tokens.astype(np.int64), vocab)
-        index["shard"].append(shard)
-        index["offset"].append(offset)
-        index["length"].append(len(tokens))
-        index["style"].append(vocab.styles.index(result.item.style))
-        index["families"].append(int(family_bits[families].sum()))
-        index["seconds"].append(result.seconds)
-        index["notes"].append(result.notes)
-        index["split"].append(split_of_piece(result.item, result.piece_id))
-        ids.append(result.piece_id)
-        sources.append(_where(result))
+        row = {"shard": shard, "offset": offset, "length": len(tokens), "style": vocab.styles.index(result.item.style),
+               "families": int(family_bits[families].sum()), "seconds": result.seconds, "notes": result.notes,
+               "split": split_of_piece(result.item, result.piece_id), "piece_id": result.piece_id,
+               "source": _where(result), "derived": int(result.derived)}
+        for key, value in row.items():
+            columns[key].append(value)
     bar.close()
-    if not ids:
+    if not columns["piece_id"]:
         raise MuseNetError(f"no piece could be converted ({len(failures)} failed; see the reasons above)")
+    return columns, writer.close(), failures, duplicates
 
-    shard_names = writer.close()
-    arrays = {
-        "shard": np.array(index["shard"], np.int16), "offset": np.array(index["offset"], np.int64),
-        "length": np.array(index["length"], np.int32), "style": np.array(index["style"], np.int16),
-        "families": np.array(index["families"], np.int32), "seconds": np.array(index["seconds"], np.float32),
-        "notes": np.array(index["notes"], np.int64), "split": np.array(index["split"], np.int8),
-        "piece_id": np.array(ids), "source": np.array(sources),
-    }
+
+def _write_index(out: Path, columns: dict[str, list], derived: bool) -> dict[str, np.ndarray]:
+    """index.npz: one row per piece; the `derived` column only where a source derives pieces
+    (so builds without any stay byte for byte as they were)."""
+    dtypes = {"shard": np.int16, "offset": np.int64, "length": np.int32, "style": np.int16, "families": np.int32,
+              "seconds": np.float32, "notes": np.int64, "split": np.int8, "piece_id": None, "source": None,
+              "derived": np.int8}
+    arrays = {key: np.array(columns[key], dtypes[key]) for key in _COLUMNS if derived or key != "derived"}
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     write_atomic(out / "index.npz", buffer.getvalue())
-    vocab.save(out / "vocab.json")
-    write_atomic(out / "failures.log", ("\n".join(failures + duplicates) + "\n").encode())
-    summary = {
-        "version": BUILD_VERSION,
-        "musenet": __version__,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "source": source,
-        "options": {"styles": styles, "limit": limit, "manifest": manifest, "time_mode": time_mode},
-        "shards": shard_names,
-        "counts": {
-            "items": len(items), "pieces": len(ids), "failed": len(failures), "duplicates": len(duplicates),
-            "tokens": int(arrays["length"].sum()), "notes": int(arrays["notes"].sum()),
-            "hours": round(float(arrays["seconds"].sum()) / 3600, 3),
-            "by_split": {name: int((arrays["split"] == i).sum()) for i, name in enumerate(SPLITS)},
-        },
-        "build_seconds": round(time.time() - started, 1),
-    }
-    write_atomic(out / "manifest.json", json.dumps(summary, indent=2).encode())
-    return summary
+    return arrays
 
 
 def _where(result: Converted) -> str:
-    """Where a piece came from: a file's path, or a music21 work id."""
-    return result.piece_id.removeprefix("music21:") if result.item.kind == "music21" else result.item.source
+    """Where a piece came from: a file's path (and #bandN for a band version), or a music21 work id."""
+    if result.item.kind == "music21":
+        return result.piece_id.removeprefix("music21:")
+    return result.item.source + (result.piece_id[result.piece_id.index("#"):] if result.derived else "")
 
 
 class _ShardWriter:

@@ -56,7 +56,8 @@ def _cmd_data_build(args: argparse.Namespace) -> None:
     from .build import build
 
     styles = [s.strip() for s in args.styles.split(",") if s.strip()] if args.styles else None
-    summary = build(args.source, args.out, styles=styles, limit=args.limit, manifest=args.manifest,
+    source = args.source[0] if len(args.source) == 1 else args.source
+    summary = build(source, args.out, styles=styles, limit=args.limit, manifest=args.manifest,
                     time_mode=args.time, workers=args.workers)
     counts = summary["counts"]
     print(f"built {args.out}: {counts['pieces']} pieces, {counts['notes']:,} notes, {counts['tokens']:,} tokens, "
@@ -146,7 +147,8 @@ def _cmd_eval(args: argparse.Namespace) -> None:
 
     report = run_eval(args.model, args.data, args.out, pieces_per_style=args.pieces_per_style, seconds=args.seconds,
                       long_pieces=args.long_pieces, long_seconds=args.long_seconds, split=args.split, seed=args.seed,
-                      max_tokens=args.max_tokens, threads=args.threads)
+                      max_tokens=args.max_tokens, threads=args.threads, band=args.band, corpora=args.corpora,
+                      prompts=args.prompts, band_requests=args.band_requests)
     for row in report["headline"]:
         met = "" if row["met"] is None else "  (met)" if row["met"] else "  (NOT met)"
         value = row["value"]
@@ -185,13 +187,23 @@ def _cmd_export(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The `musenet` command and its sub-commands, a function per group."""
     parser = argparse.ArgumentParser(
         prog="musenet",
-        description="An open MuseNet: MIDI <-> MuseNet tokens, and (later) training and composing.",
+        description="An open MuseNet: a transformer that composes multi-instrument music, token by token. "
+        "Read and write MuseNet's tokens, build training sets, train, compose, evaluate, and serve the "
+        "co-composer page.",
     )
     parser.add_argument("--version", action="version", version=f"musenet {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (add_token_commands, add_data_commands, add_train_commands, add_generate_command,
+                add_serve_commands, add_eval_command):
+        add(commands)
+    return parser
 
+
+def add_token_commands(commands) -> None:
+    """tokens, instruments, vocab: the encoding."""
     tokens = commands.add_parser(
         "tokens",
         help="print a MIDI file as MuseNet tokens, or turn tokens back into MIDI",
@@ -217,15 +229,23 @@ def build_parser() -> argparse.ArgumentParser:
     vocab.add_argument("--json", action="store_true", help="print the vocabulary JSON saved beside datasets")
     vocab.set_defaults(run=_cmd_vocab)
 
+
+def add_data_commands(commands) -> None:
+    """data build / stats / show."""
     data = commands.add_parser("data", help="build a training set (music21's corpus or a MIDI folder); inspect it")
     data_commands = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
     build = data_commands.add_parser(
         "build", help="convert a source of music into token shards",
-        description="Convert music21's bundled corpus (--source music21) or a folder of MIDI files (style from "
-        "the first sub-folder, or --manifest) into token shards, an index, vocab.json and manifest.json in --out. "
+        description="Convert music21's bundled corpus (--source music21), POP909 (with band versions derived from "
+        "it: pop909,band:DIR), the Groove MIDI Dataset (groove:DIR) or a folder of MIDI files (style from "
+        "the first sub-folder, or --manifest) into token shards, an index, vocab.json and manifest.json in --out; "
+        "several --source make one dataset. "
         "Parallel, cached by content hash (a re-run resumes), failures logged in failures.log.",
     )
-    build.add_argument("--source", required=True, help="music21, or a folder of MIDI files")
+    build.add_argument("--source", required=True, action="append", metavar="SOURCE",
+                       help="music21, pop909[,versions][,band[=bass+chords+lead+drums]][,bands=N]:DIR, "
+                       "groove[,beat|,fill]:DIR, or a folder of MIDI files; repeat it to build one dataset "
+                       "from several")
     build.add_argument("--out", required=True, metavar="DIR", help="where the dataset is written")
     build.add_argument("--styles", help="only these styles, comma-separated (see musenet styles)")
     build.add_argument("--limit", type=int, metavar="N", help="the first N files or works of each style only")
@@ -244,6 +264,9 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--seed", type=int, default=0)
     show.set_defaults(run=_cmd_data_show)
 
+
+def add_train_commands(commands) -> None:
+    """train and export."""
     train = commands.add_parser(
         "train", help="train a model on a built dataset (one CPU, one GPU, or many with torchrun)",
         description="Train the MuseNet transformer on a dataset from `musenet data build`. Checkpoints go to "
@@ -262,6 +285,15 @@ def build_parser() -> argparse.ArgumentParser:
                        "apply) and its vocabulary must be the data's")
     train.set_defaults(run=_cmd_train)
 
+    export = commands.add_parser("export", help="save a checkpoint's weights small (bf16) for shipping")
+    export.add_argument("model", metavar="RUN_OR_CHECKPOINT", help="a run directory or checkpoint")
+    export.add_argument("--out", required=True, metavar="DIR", help="where the exported model goes")
+    export.add_argument("--dtype", choices=("bf16", "fp16", "fp32"), default="bf16")
+    export.set_defaults(run=_cmd_export)
+
+
+def add_generate_command(commands) -> None:
+    """generate: composing from the command line."""
     generate = commands.add_parser(
         "generate", help="compose new pieces in a style, for chosen instruments, from an optional prompt",
         description="Compose --candidates pieces of about --seconds each and write OUT/piece-N.mid with a JSON "
@@ -277,15 +309,17 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--prompt", metavar="FILE.mid", help="continue this piece (its opening)")
     generate.add_argument("--prompt-notes", type=int, metavar="N", help="use only the prompt's first N notes")
     generate.add_argument("--prompt-seconds", type=float, metavar="S", help="use only the prompt's first S seconds")
-    generate.add_argument("--seconds", type=float, default=60.0, help="length of each piece, prompt included "
-                          "(default 60)")
-    generate.add_argument("--temperature", type=float, default=1.0, help="creativity: higher is wilder (default 1)")
+    generate.add_argument("--seconds", type=float, default=60.0, help="length of each whole piece, the prompt "
+                          "included (default 60; a prompt that long is refused)")
+    generate.add_argument("--temperature", type=float, default=1.0,
+                          help="creativity: higher is wilder (0.05-2, default 1)")
     generate.add_argument("--top-k", type=int, default=0, help="sample among the k likeliest tokens (0: off)")
     generate.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling mass (default 0.95)")
     generate.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     generate.add_argument("--candidates", type=int, default=1, help="pieces to compose at once (batched)")
     generate.add_argument("--int8", action="store_true",
-                          help="decode with 8-bit weights on the CPU: about 1.7x faster, nearly the same music")
+                          help="decode with 8-bit weights on the CPU: faster per token (measured 1.2-2x of float32, "
+                          "README: Benchmarks), nearly the same music")
     generate.add_argument("--model", metavar="DIR", help="a checkpoint or run directory (default: the bundled "
                           "model)")
     generate.add_argument("--out", default="out", metavar="DIR", help="output folder (default: out)")
@@ -294,12 +328,9 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--soundfont", metavar="FILE.sf2", help="General MIDI SoundFont for --wav")
     generate.set_defaults(run=_cmd_generate)
 
-    export = commands.add_parser("export", help="save a checkpoint's weights small (bf16) for shipping")
-    export.add_argument("model", metavar="RUN_OR_CHECKPOINT", help="a run directory or checkpoint")
-    export.add_argument("--out", required=True, metavar="DIR", help="where the exported model goes")
-    export.add_argument("--dtype", choices=("bf16", "fp16", "fp32"), default="bf16")
-    export.set_defaults(run=_cmd_export)
 
+def add_serve_commands(commands) -> None:
+    """styles and serve."""
     styles = commands.add_parser("styles", help="list the styles a model knows, a line each")
     styles.add_argument("--model", metavar="DIR", help="a checkpoint or run directory (default: the bundled model)")
     styles.set_defaults(run=_cmd_styles)
@@ -317,6 +348,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--queue", type=int, default=8, help="requests that may wait; more get 503 (default 8)")
     serve.set_defaults(run=_cmd_serve)
 
+
+def add_eval_command(commands) -> None:
+    """eval: the evaluation report."""
     evaluation = commands.add_parser(
         "eval", help="evaluate a model: bits per note vs a 5-gram, music statistics, style and instrument "
         "adherence, four-minute health",
@@ -340,8 +374,16 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--max-tokens", type=int, default=200_000, metavar="N",
                             help="score held-out pieces until N tokens (default 200000; 0: the whole split)")
     evaluation.add_argument("--threads", type=int, metavar="N", help="CPU threads for torch (default: torch's)")
+    evaluation.add_argument("--band", action="store_true",
+                            help="also measure playing as a band: instrument coverage, drums, bass in the chord, "
+                            "continuations (implied by --corpora and --prompts)")
+    evaluation.add_argument("--corpora", metavar="DIR", help="with --band: a folder with groove/ and pop909/ "
+                            "(e.g. ../shared/corpora): real grooves, bass lines and held-out songs to continue")
+    evaluation.add_argument("--prompts", metavar="DIR", help="with --band: MIDI songs to cut at 20 s and continue "
+                            "for 30 s (e.g. ../shared/midi/multitrack)")
+    evaluation.add_argument("--band-requests", type=int, default=40, metavar="N",
+                            help="with --band: instrument coverage requests (default 40)")
     evaluation.set_defaults(run=_cmd_eval)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from .augment import Augment
-from .build import SPLITS
 from .errors import MuseNetError
 from .instruments import FAMILIES
 from .sequence import header_length, side_features, window_of
+from .sources import SPLITS
 from .vocab import Vocab
 
 MIN_PACKED_TOKENS = 32    # room worth filling with another piece after one ends
