@@ -10,7 +10,7 @@ import pytest
 import torch
 from helpers import make_score
 
-from musenet.build import build, split_of
+from musenet.build import build
 from musenet.checkpoint import save_checkpoint
 from musenet.cli import main
 from musenet.dataset import Dataset
@@ -29,6 +29,7 @@ from musenet.evaluate import (
 from musenet.instruments import DRUMS, FAMILY_ID
 from musenet.model import build_model
 from musenet.notes import NoteTable, read_midi, write_midi
+from musenet.sources import split_of
 from musenet.vocab import default_vocab
 
 
@@ -289,3 +290,22 @@ def test_eval_refuses_an_empty_split_and_a_foreign_dataset(tiny_setup, tmp_path,
     other = save_checkpoint(tmp_path / "other", build_model("tiny", default_vocab().size), default_vocab())
     assert main(["eval", "--model", str(other), "--data", str(root / "data"), "--out", str(tmp_path / "r")]) == 1
     assert "vocabulary" in capsys.readouterr().err
+
+
+def test_eval_band_stages_add_a_section_and_keep_the_rest(tiny_setup):
+    root, data, model = tiny_setup
+    out = root / "report-band"
+    assert main(["eval", "--model", str(model), "--data", str(root / "data"), "--out", str(out),
+                 "--pieces-per-style", "1", "--seconds", "3", "--long-pieces", "0", "--threads", "1", "--band",
+                 "--band-requests", "2"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    band = report["band"]
+    assert [r["style"] for r in band["coverage"]["strict"]["requests"]] == ["ballad", "rock"]
+    assert band["drums"]["by_style"] == {} and band["continuation"]["songs"] == []  # no band style, no prompts
+    metrics = [row["metric"] for row in report["headline"]]
+    assert metrics[0] == "model bits per note" and "instrument coverage, strict (requested families that play)" \
+        in metrics and len(metrics) == 11 + 9
+    markdown = (out / "report.md").read_text()
+    assert "## 5. Four-minute health" in markdown and "## 6. Playing as a band" in markdown
+    assert main(["eval", "--model", str(model), "--data", str(root / "data"), "--out", str(out),
+                 "--prompts", str(root / "nowhere")]) == 1

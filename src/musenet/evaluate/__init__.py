@@ -8,11 +8,19 @@
   generated pieces are named as the style they were asked for;
 - `instruments`: the share of generated notes in the requested families;
 - `long_pieces`: longest silence, stuck notes and verbatim bar repetition;
+- `coverage`, `drums`, `harmony`, `continuation`: whether it plays as a band: requested
+  families that play, drum parts against real grooves, bass notes in the chord, and continued
+  songs against their own next seconds; `band` runs the four (`run_eval(band=True)`);
 - `report`: the headline table, report.md, report.json and the plots;
 - `run`: `run_eval`, all of it for a model and a built dataset.
 """
 
+from .band import run_band
 from .classifier import classifier, cross_validated_accuracy, piece_features
+from .continuation import window_figures
+from .coverage import coverage, coverage_grid
+from .drums import drum_figures
+from .harmony import bass_in_chord
 from .likelihood import heldout_scores
 from .long_pieces import long_piece_health
 from .music import excerpt, music_stats, overlap
@@ -21,7 +29,8 @@ from .report import markdown, write_report
 from .run import run_eval
 
 __all__ = [
-    "KneserNey", "classifier", "cross_validated_accuracy", "excerpt", "heldout_scores", "long_piece_health",
-    "markdown", "music_stats", "ngram_bits_per_note", "overlap", "piece_features", "run_eval",
-    "shared_ngram_share", "write_report",
+    "KneserNey", "bass_in_chord", "classifier", "coverage", "coverage_grid", "cross_validated_accuracy",
+    "drum_figures", "excerpt", "heldout_scores", "long_piece_health", "markdown", "music_stats",
+    "ngram_bits_per_note", "overlap", "piece_features", "run_band", "run_eval", "shared_ngram_share",
+    "window_figures", "write_report",
 ]

@@ -20,6 +20,14 @@ from .music import HISTOGRAMS, IOI_EDGES, MAX_REAL_PER_STYLE, POLYPHONY_BINS, SC
 # Targets: the first three come with the task; the long-piece thresholds are chosen here.
 TARGETS = {"ngram_reduction": 0.25, "style_ratio": 0.7, "strict_adherence": 1.0,
            "longest_silence": 6.0, "stuck_notes": 0, "repeated_bar_share": 0.5}
+# The band stages' targets (from the issue): coverage, drums, bass, continuations.
+BAND_TARGETS = {"coverage": 0.95, "family_coverage": 0.9, "drum_overlap": 0.8, "bass_in_chord_points": 0.10,
+                "continuation_ratio": 0.25, "families_playing": 0.9}
+BAND_FAMILIES = ("drums", "bass", "guitar", "synth", "brass", "winds")  # each >= family_coverage
+#: "Within 25% of real" when the real figure is 0 (or near it): within 25% of this instead.
+CONTINUATION_FLOORS = {"tempo_changes_per_minute": 1.0, "long_note_share": 0.01, "mean_polyphony": 1.0}
+CONTINUATION_LABELS = {"tempo_changes_per_minute": "tempo changes per minute",
+                       "long_note_share": "share of notes held >= 4 s", "mean_polyphony": "mean notes sounding at once"}
 
 
 def headline(report: dict) -> list[dict]:
@@ -53,7 +61,55 @@ def headline(report: dict) -> list[dict]:
              f"<= {TARGETS['repeated_bar_share']}", long["repeated_bar_share"] <= TARGETS["repeated_bar_share"]
              if np.isfinite(long["repeated_bar_share"]) else None),
         ]
+    if "band" in report:
+        rows += band_headline(report["band"])
     return [{"metric": m, "value": v, "target": t, "met": met} for m, v, t, met in rows]
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and math.isfinite(value)
+
+
+def within(generated: float, real: float, share: float, floor: float) -> bool | None:
+    """Whether a generated figure is within `share` of the real one (of `floor` where the real
+    one is smaller); None where either is missing."""
+    if not (_finite(generated) and _finite(real)):
+        return None
+    return abs(generated - real) <= share * max(abs(real), floor)
+
+
+def band_headline(band: dict) -> list[tuple]:
+    """The band stages' rows of the summary table: (metric, value, target, met)."""
+    strict, soft = band["coverage"]["strict"], band["coverage"]["soft"]
+    family_values = {f: strict["by_family"][f] for f in BAND_FAMILIES if _finite(strict["by_family"][f])}
+    weakest = min(family_values, key=family_values.get) if family_values else None
+    drums, harmony, cont = band["drums"], band["harmony"], band["continuation"]
+    gap = harmony["difference"]
+    rows = [
+        ("instrument coverage, strict (requested families that play)", strict["overall"],
+         f">= {BAND_TARGETS['coverage']:.0%}",
+         strict["overall"] >= BAND_TARGETS["coverage"] if _finite(strict["overall"]) else None),
+        ("instrument coverage, soft", soft["overall"], "", None),
+        (f"lowest strict coverage of {', '.join(BAND_FAMILIES)} ({weakest or 'none asked'})",
+         family_values.get(weakest, float("nan")), f">= {BAND_TARGETS['family_coverage']:.0%} each",
+         family_values[weakest] >= BAND_TARGETS["family_coverage"] if weakest else None),
+        ("drum figures' overlap with real grooves (mean over styles)", drums["mean_overlap"],
+         f">= {BAND_TARGETS['drum_overlap']}",
+         drums["mean_overlap"] >= BAND_TARGETS["drum_overlap"] if _finite(drums["mean_overlap"]) else None),
+        ("bass notes in the chord, generated pop", harmony["generated"]["share"],
+         f"within {BAND_TARGETS['bass_in_chord_points'] * 100:.0f} points of real ({_fmt(harmony['real']['share'])})",
+         abs(gap) <= BAND_TARGETS["bass_in_chord_points"] if _finite(gap) else None),
+    ]
+    share = BAND_TARGETS["continuation_ratio"]
+    for name, label in CONTINUATION_LABELS.items():
+        made, real = cont["generated"][name], cont["real"][name]
+        rows.append((f"continuations: {label}", made, f"real {_fmt(real)} ± {share:.0%}",
+                     within(made, real, share, CONTINUATION_FLOORS[name])))
+    playing = cont["generated"]["all_families_playing"]
+    rows.append(("continuations with every prompt family in the last 10 s", playing,
+                 f">= {BAND_TARGETS['families_playing']:.0%}",
+                 playing >= BAND_TARGETS["families_playing"] if _finite(playing) else None))
+    return rows
 
 
 # ---- report.json and report.md ----------------------------------------------------------------
@@ -122,6 +178,8 @@ def markdown(report: dict, images: list[tuple[str, str]] = ()) -> str:
     lines = _summary_lines(report)
     for section in (_likelihood_lines, _statistics_lines, _style_lines, _instrument_lines, _long_piece_lines):
         lines += ["", *section(report)]
+    if "band" in report:
+        lines += ["", *_band_lines(report["band"])]
     if images:
         lines += ["", "## Plots", ""] + [f"- [{label}]({name})" for label, name in images]
     return "\n".join(lines) + "\n"
@@ -231,6 +289,114 @@ def _long_piece_lines(report: dict) -> list[str]:
     for number, h in enumerate(long["pieces"], 1):
         lines.append(f"| {number} | {h['seconds']:.1f} | {h['notes']:,} | {h['longest_silence']:.2f} | "
                      f"{h['stuck_notes']} | {_fmt(h['repeated_bar_share'], 2)} | {h['bars']} |")
+    return lines
+
+
+def _pair(band_side: dict, real_side: dict, name: str, digits: int = 2) -> str:
+    return f"{_fmt(band_side[name], digits)} / {_fmt(real_side[name], digits)}"
+
+
+def _band_lines(band: dict) -> list[str]:
+    """Section 6: coverage, drums, bass in the chord, continuations, each with its targets."""
+    lines = ["## 6. Playing as a band", "",
+             f"Stage times: {', '.join(f'{k} {v:.1f} s' for k, v in band['timings'].items())}.", ""]
+    for part in (_coverage_lines, _drum_lines, _harmony_lines, _continuation_lines):
+        lines += part(band, band["settings"])
+    return lines
+
+
+def _coverage_lines(band: dict, settings: dict) -> list[str]:
+    from .coverage import MIN_NOTES
+
+    strict, soft = band["coverage"]["strict"], band["coverage"]["soft"]
+    silent = sum(any(n < MIN_NOTES for n in r["notes"].values()) for r in strict["requests"])
+    lines = ["### Instrument coverage", "",
+             f"{settings['requests']} requests (a style and 2-4 families each, a fixed grid), one piece of "
+             f"{settings['seconds']:g} s each in strict and in soft mode, the same seeds; a requested family plays "
+             f"if it has at least {MIN_NOTES} notes (drums: hits). Requests with a silent family (strict): {silent}. "
+             f"Target: {BAND_TARGETS['coverage']:.0%} overall in strict mode, {BAND_TARGETS['family_coverage']:.0%} "
+             f"for each of {', '.join(BAND_FAMILIES)}.", "",
+             "| family | requested | strict | soft | target |", "|---|---:|---:|---:|---|"]
+    for name, count in strict["requested"].items():
+        target = f">= {BAND_TARGETS['family_coverage']:.0%}" if name in BAND_FAMILIES else ""
+        lines.append(f"| {name} | {count} | {_pct(strict['by_family'][name])} | {_pct(soft['by_family'][name])} "
+                     f"| {target} |")
+    lines.append(f"| all | {sum(strict['requested'].values())} | {_pct(strict['overall'])} | {_pct(soft['overall'])} "
+                 f"| >= {BAND_TARGETS['coverage']:.0%} |")
+    return lines
+
+
+def _drum_lines(band: dict, settings: dict) -> list[str]:
+    from .drums import FIGURES as DRUM_FIGURES
+
+    drums = band["drums"]["by_style"]
+    lines = ["", "### Drums against real grooves", "",
+              f"Band styles' pieces (strict, {settings['pieces']} a style; pop as a band with drums, a drum style "
+              "drums alone) beside the opening of Groove test-split `beat` takes of the style (pop: of every style). "
+              "Per piece, means generated / real: hits per 4-beat bar; share of hits on the 16th grid (token grid, "
+              "12 steps a beat); kick (35-36), snare (37, 38, 40), hi-hat (42, 44, 46) shares; consistency, the mean "
+              "Jaccard similarity of consecutive bars' (16th, voice) patterns. Overlap: of each figure's per-bar "
+              "histograms, generated vs real; the real takes' odd vs even halves give the ceiling sampling noise "
+              f"allows. Target: mean overlap >= {BAND_TARGETS['drum_overlap']}.", ""]
+    if drums:
+        lines += ["| style | pieces (with drums) | real takes | " + " | ".join(DRUM_FIGURES) + " |",
+                  "|---|---:|---:|" + "---:|" * len(DRUM_FIGURES)]
+        for style, v in drums.items():
+            lines.append(f"| {style} | {v['pieces']} ({v['pieces_with_drums']}) | {v['real_pieces']} | "
+                         + " | ".join(_pair(v["generated"], v["real"], f) for f in DRUM_FIGURES) + " |")
+        lines += ["", "| style | " + " | ".join(f"{f} overlap" for f in DRUM_FIGURES)
+                  + " | mean overlap | real halves' overlap |", "|---|" + "---:|" * (len(DRUM_FIGURES) + 2)]
+        for style, v in drums.items():
+            lines.append(f"| {style} | " + " | ".join(_fmt(v["overlap"][f]) for f in DRUM_FIGURES)
+                         + f" | {_fmt(v['mean_overlap'])} | {_fmt(v['real_split_half'])} |")
+    else:
+        lines.append("No band style (pop, drums-*) among the styles composed.")
+    return lines
+
+
+def _harmony_lines(band: dict, settings: dict) -> list[str]:
+    harmony = band["harmony"]
+    made, real = harmony["generated"], harmony["real"]
+    lines = ["", "### Bass in the chord", "",
+              "Share of bass notes whose pitch class sounds in the other parts (drums aside) at the bass note's "
+              "onset (struck up to a 32nd after it), of the bass notes with any other part sounding. Generated: the "
+              "bass family of the pop pieces above; real: held-out POP909 songs, the bass the piano's lowest voice "
+              f"below C4. Target: within {BAND_TARGETS['bass_in_chord_points'] * 100:.0f} points of real.", "",
+              "| source | pieces (with bass) | bass notes | with a chord | in the chord |", "|---|---:|---:|---:|---:|",
+              f"| generated pop | {made['pieces']} ({made['pieces_with_bass']}) | {made['bass_notes']} | "
+              f"{made['with_chord']} | {_pct(made['share'])} |"]
+    if real.get("pieces"):
+        lines.append(f"| POP909 test songs | {real['pieces']} ({real['pieces_with_bass']}) | {real['bass_notes']} | "
+                     f"{real['with_chord']} | {_pct(real['share'])} |")
+    return lines
+
+
+def _continuation_lines(band: dict, settings: dict) -> list[str]:
+    cont = band["continuation"]
+    lines = ["", "### Continuations", "",
+              f"Each song cut at {settings['prompt_seconds']:g} s and continued for {settings['continue_seconds']:g} s "
+              "(strict mode, the prompt's families), beside the song's own next "
+              f"{settings['continue_seconds']:g} s; generated / real. Tempo changes: tempo map entries moving the "
+              "tempo 3% or more, per minute; held >= 4 s and notes at once (sampled every 0.1 s) leave drums aside; "
+              "at the end: prompt families striking a note in the last 10 s. Target: the first three within "
+              f"{BAND_TARGETS['continuation_ratio']:.0%} of real, every family at the end in >= "
+              f"{BAND_TARGETS['families_playing']:.0%} of songs.", ""]
+    if cont["songs"]:
+        lines += ["| song | families | tempo changes / min | held >= 4 s | notes at once | families at the end |",
+                  "|---|---|---:|---:|---:|---:|"]
+        for song in cont["songs"]:
+            made, real = song["generated"], song["real"]
+            ends = [f"{sum(side['families_playing_last'].values())}/{len(song['families'])}" for side in (made, real)]
+            lines.append(f"| {song['name']} | {', '.join(song['families'])} | "
+                         f"{_pair(made, real, 'tempo_changes_per_minute')} | {_pair(made, real, 'long_note_share', 3)} "
+                         f"| {_pair(made, real, 'mean_polyphony')} | {ends[0]} / {ends[1]} |")
+        made, real = cont["generated"], cont["real"]
+        lines.append(f"| mean | | {_pair(made, real, 'tempo_changes_per_minute')} | "
+                     f"{_pair(made, real, 'long_note_share', 3)} | {_pair(made, real, 'mean_polyphony')} | "
+                     f"{_pct(made['all_families_playing'])} / {_pct(real['all_families_playing'])} all |")
+    else:
+        lines.append("No song continued (give --prompts DIR or --corpora DIR).")
+    lines += [f"- skipped {s['name']}: {s['reason']}" for s in cont["skipped"]]
     return lines
 
 

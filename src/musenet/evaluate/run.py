@@ -19,6 +19,7 @@ from ..dataset import Dataset
 from ..encoding import decode_tokens
 from ..errors import MuseNetError
 from ..settings import Settings
+from .band import band_stage_count, check_inputs, run_band
 from .classifier import piece_features
 from .instruments import adherence, overall, requested_families
 from .likelihood import WINDOW_OVERLAP, heldout_scores, versus_ngram
@@ -33,15 +34,26 @@ Stage = Callable[[str], AbstractContextManager]
 def run_eval(model: str | Path, data: str | Path, out: str | Path | None = None, pieces_per_style: int = 8,
              seconds: float = 30.0, long_pieces: int = 2, long_seconds: float = 240.0, split: str = "test",
              seed: int = 0, max_tokens: int = 200_000, progress: bool = True, device: str | None = None,
-             threads: int | None = None) -> dict:
+             threads: int | None = None, band: bool = False, corpora: str | Path | None = None,
+             prompts: str | Path | None = None, band_requests: int = 40) -> dict:
     """Evaluate a model (checkpoint or run directory) on a built dataset; with `out`, write
-    the report there (see `write_report`). Returns every number as a dict."""
+    the report there (see `write_report`). With `band` (implied by `corpora` or `prompts`),
+    also the band stages (`band.run_band`: coverage of `band_requests` requests, drums against
+    Groove takes and bass against POP909 from `corpora`, continuations of the songs in
+    `prompts`). Returns every number as a dict."""
     started = time.time()
     check_settings(pieces_per_style, seconds, long_pieces, long_seconds, split)
+    band = band or bool(corpora) or bool(prompts)
+    if band:
+        check_inputs(corpora, prompts)
+        if band_requests < 1:
+            raise MuseNetError("--band-requests must be at least 1")
     composer, train, held = open_inputs(model, data, split, device, threads)
     styles = styles_to_compose(train)
     rng = np.random.default_rng(seed)
-    with progress_stages(4 + 2 * len(styles) + (1 if long_pieces else 0), progress) as stage:
+    stages = 4 + 2 * len(styles) + (1 if long_pieces else 0)
+    stages += band_stage_count(styles, corpora, prompts) if band else 0
+    with progress_stages(stages, progress) as stage:
         with stage("model bits per note"):
             scores = heldout_scores(composer.model, held, composer.model.config.context, composer.device,
                                     max_tokens, overlap=WINDOW_OVERLAP)
@@ -53,6 +65,8 @@ def run_eval(model: str | Path, data: str | Path, out: str | Path | None = None,
         with stage("statistics"):
             stats, style = compare_with_real(real, generated, styles, train.vocab.time_mode, seed)
         long = compose_long_pieces(composer, train, styles, long_pieces, long_seconds, seed, stage)
+        band_report = run_band(composer, styles, seconds, band_requests, pieces_per_style, corpora, prompts, seed,
+                               stage) if band else None
     report = {
         "model": str(model), "data": str(data), "time_mode": train.vocab.time_mode, "seed": seed,
         "settings": {"pieces_per_style": pieces_per_style, "seconds": seconds, "long_pieces": long_pieces,
@@ -65,6 +79,8 @@ def run_eval(model: str | Path, data: str | Path, out: str | Path | None = None,
         "music_stats_mean_overlap": {name: _nanmean([v["overlap"][name] for v in stats.values()])
                                      for name in HISTOGRAMS},
     }
+    if band_report is not None:
+        report["band"] = band_report
     report["headline"] = headline(report)
     report["eval_seconds"] = time.time() - started
     if out is not None:
