@@ -319,3 +319,12 @@ def test_a_prompt_longer_than_the_piece_is_refused(composer):
     prompt = make_score([{"program": 0, "notes": [(b, 1, 60, 80) for b in range(20)]}], tempos=[(0, 120)])
     with pytest.raises(MuseNetError, match="prompt lasts 10.0 s.*counts the whole piece"):
         composer.generate(prompt=prompt, style="pop", seconds=8)
+
+
+def test_only_styles_the_model_learnt_are_offered(model_dir):
+    composer = Composer.load(model_dir)
+    assert composer.styles == composer.vocab.styles  # a model that does not say what it learnt
+    composer.metadata = {**composer.metadata, "ensembles": {"bach": ["voice"], "irish": ["strings"]}}
+    assert composer.styles == ("bach", "irish")
+    with pytest.raises(MuseNetError, match="never learnt the style 'pop'"):
+        composer.generate(style="pop", seconds=2)

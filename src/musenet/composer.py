@@ -120,7 +120,10 @@ class Composer:
 
     @property
     def styles(self) -> tuple[str, ...]:
-        return self.vocab.styles
+        """The styles this model learnt: those of its training data (`ensembles` in its
+        config.json), or every style of its vocabulary for a model that does not say."""
+        trained = self.metadata.get("ensembles")
+        return tuple(s for s in self.vocab.styles if s in trained) if trained else self.vocab.styles
 
     def generate(self, prompt=None, progress: bool = False, on_step=None, **settings) -> list[Piece]:
         """Pieces for the given settings (see `Settings`: style, instruments, seconds, temperature,
@@ -134,6 +137,8 @@ class Composer:
         table = None
         if prompt is not None:
             table = prompt if isinstance(prompt, NoteTable) else read_midi(prompt)
+        if chosen.style is not None and chosen.style in self.vocab.styles and chosen.style not in self.styles:
+            raise MuseNetError(f"this model never learnt the style {chosen.style!r}; it knows {', '.join(self.styles)}")
         if chosen.instruments is None:
             chosen = replace(chosen, instruments=self.usual_instruments(chosen.style, table))
         sequences = self.sampler.generate(chosen, table, progress=progress, on_step=on_step)

@@ -91,6 +91,8 @@ class CoComposer:
         settings = Settings(style=request.style, instruments=request.instruments, seconds=start + request.seconds,
                             temperature=request.temperature, seed=seed, candidates=request.candidates)
         settings.check(self.composer.vocab)
+        if settings.style is not None and settings.style not in self.composer.styles:
+            raise MuseNetError(f"unknown style {settings.style!r}; this model knows {', '.join(self.composer.styles)}")
         return settings, prompt, piece_id, version
 
     def submit(self, request: ComposeRequest) -> Job:
