@@ -400,7 +400,7 @@ def test_no_synthesizer_means_no_audio_but_the_rest_works(composer, tmp_path, mo
 
 def test_old_results_are_cleaned_up(composer, tmp_path):
     store = tmp_path / "store"
-    app = create_app(composer=composer, ttl_seconds=2.0, cleanup_every=0.1, store_dir=store)  # slack for a busy CPU
+    app = create_app(composer=composer, ttl_seconds=5.0, cleanup_every=0.1, store_dir=store)  # slack for a busy CPU
     with TestClient(app) as client:
         job = wait_for(client, client.post("/api/jobs", json={"seconds": 2, "candidates": 2}).json())
         first, second = job["result"]["candidates"]
