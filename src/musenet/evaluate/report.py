@@ -3,7 +3,6 @@ section, report.json, and the PNG plots (matplotlib, imported when a plot is dra
 
 from __future__ import annotations
 
-import io
 import json
 import math
 from pathlib import Path
@@ -12,10 +11,10 @@ import numpy as np
 
 from ..files import write_atomic
 from ..notes import NoteTable
-from ..vocab import NOTE_NAMES
 from .likelihood import WINDOW_OVERLAP
 from .long_pieces import BEATS_PER_BAR
-from .music import HISTOGRAMS, IOI_EDGES, MAX_REAL_PER_STYLE, POLYPHONY_BINS, SCALARS
+from .music import HISTOGRAMS, MAX_REAL_PER_STYLE, SCALARS
+from .plots import plot_bits, plot_style
 
 # Targets: the first three come with the task; the long-piece thresholds are chosen here.
 TARGETS = {"ngram_reduction": 0.25, "style_ratio": 0.7, "strict_adherence": 1.0,
@@ -398,55 +397,3 @@ def _continuation_lines(band: dict, settings: dict) -> list[str]:
         lines.append("No song continued (give --prompts DIR or --corpora DIR).")
     lines += [f"- skipped {s['name']}: {s['reason']}" for s in cont["skipped"]]
     return lines
-
-
-# ---- plots -----------------------------------------------------------------------------------------
-
-def _figure(**options):
-    from matplotlib.figure import Figure
-
-    return Figure(dpi=100, layout="constrained", **options)
-
-
-def _save(fig, path: Path) -> None:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    write_atomic(path, buffer.getvalue())
-
-
-def plot_bits(report: dict, path: Path) -> None:
-    """Bars of the model's and the n-gram's held-out bits per note, per style."""
-    by_style = report["likelihood"]["by_style"]
-    names = list(by_style)
-    fig = _figure(figsize=(max(6, 1 + 0.9 * len(names)), 4))
-    ax = fig.add_subplot()
-    x = np.arange(len(names))
-    ax.bar(x - 0.2, [by_style[s]["model"] for s in names], 0.4, label="model")
-    ax.bar(x + 0.2, [by_style[s]["ngram"] for s in names], 0.4, label=f"{report['likelihood']['ngram_order']}-gram KN")
-    ax.set_xticks(x, names, rotation=30, ha="right")
-    ax.set_ylabel("bits per note")
-    ax.set_title(f"held-out bits per note ({report['likelihood']['split']} split)")
-    ax.legend()
-    _save(fig, path)
-
-
-def plot_style(style: str, stats: dict, path: Path) -> None:
-    """One style's real and generated histograms side by side (pitch class, IOI, polyphony)."""
-    fig = _figure(figsize=(15, 4))
-    real, made = stats["real_histograms"], stats["generated_histograms"]
-    ioi_labels = [f"{e:.2g}" for e in IOI_EDGES[:-1]]
-    panels = (("pitch_class_counts", "pitch class", list(NOTE_NAMES)),
-              ("ioi_counts", "inter-onset interval (s, bin start)", ioi_labels),
-              ("polyphony_counts", "notes sounding at once", [str(i) for i in range(POLYPHONY_BINS - 1)] + ["12+"]))
-    for number, (name, label, ticks) in enumerate(panels, 1):
-        ax = fig.add_subplot(1, 3, number)
-        x = np.arange(len(ticks))
-        ax.bar(x - 0.2, real[name], 0.4, label=f"real ({stats['reference']}, {stats['real_pieces']})")
-        ax.bar(x + 0.2, made[name], 0.4, label=f"generated ({stats['generated_pieces']})")
-        ax.set_xticks(x, ticks, rotation=90 if name == "ioi_counts" else 0, fontsize=8)
-        ax.set_xlabel(label)
-        ax.set_title(f"{style}: overlap {_fmt(stats['overlap'][name], 2)}")
-        if number == 1:
-            ax.set_ylabel("share")
-            ax.legend(fontsize=8)
-    _save(fig, path)
