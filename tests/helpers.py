@@ -1,8 +1,11 @@
-"""Shared test helpers: synthetic scores and the round-trip check."""
+"""Shared test helpers: synthetic scores, the round-trip check, the corpora beside the checkout."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import pytest
 import symusic
 
 from musenet.encoding import decode_tokens, encode_notes
@@ -87,3 +90,13 @@ def assert_round_trip(table: NoteTable, vocab: Vocab, style: str | None = None) 
     bad = melodic & ~(close | cut_by_restrike | min_length)
     assert not bad.any(), f"{bad.sum()} releases moved more than half a step, e.g. {np.flatnonzero(bad)[:5]}"
     return tokens
+
+
+#: The published collections beside the checkout (../shared/corpora), for tests that read them.
+CORPORA = Path(__file__).resolve().parents[1].parent / "shared" / "corpora"
+POP909 = CORPORA / "pop909" / "POP909"
+GROOVE = CORPORA / "groove"
+needs_corpora = pytest.mark.skipif(
+    not (POP909.is_dir() and (GROOVE / "info.csv").is_file()),
+    reason="../shared/corpora (POP909 and the Groove MIDI Dataset) is not beside this checkout",
+)

@@ -3,10 +3,10 @@
 import csv
 import json
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import GROOVE, POP909, needs_corpora
 
 from musenet import arrange
 from musenet.build import build
@@ -19,14 +19,7 @@ from musenet.notes import NoteTable, write_midi
 from musenet.sources import band_options, parse_collection, split_of
 from musenet.vocab import DEFAULT_STYLES
 
-CORPORA = Path(__file__).resolve().parents[1].parent / "shared" / "corpora"
-POP909 = CORPORA / "pop909" / "POP909"
-GROOVE = CORPORA / "groove"
-
-pytestmark = pytest.mark.skipif(
-    not (POP909.is_dir() and (GROOVE / "info.csv").is_file()),
-    reason="../shared/corpora (POP909 and the Groove MIDI Dataset) is not beside this checkout",
-)
+pytestmark = needs_corpora
 
 #: 001 (train, 90 BPM), 007 (valid, 136 BPM), 028 (test, 62 BPM).
 SONGS = ("001", "007", "028")

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import GROOVE, POP909, needs_corpora
 
 from musenet.build import build
 from musenet.cli import main
@@ -16,14 +17,7 @@ from musenet.notes import load_score, read_midi
 from musenet.sources import parse_collection, plan_items, split_of
 from musenet.vocab import DEFAULT_STYLES
 
-CORPORA = Path(__file__).resolve().parents[1].parent / "shared" / "corpora"
-POP909 = CORPORA / "pop909" / "POP909"
-GROOVE = CORPORA / "groove"
-
-pytestmark = pytest.mark.skipif(
-    not (POP909.is_dir() and (GROOVE / "info.csv").is_file()),
-    reason="../shared/corpora (POP909 and the Groove MIDI Dataset) is not beside this checkout",
-)
+pytestmark = needs_corpora
 
 #: Songs 001 (train, 3 versions), 007 (valid, 1 version) and 028 (test, 1 version).
 SONGS = ("001", "007", "028")
