@@ -115,7 +115,7 @@ def _cmd_generate(args: argparse.Namespace) -> None:
         instrument_mode=args.instrument_mode, prompt_notes=args.prompt_notes, prompt_seconds=args.prompt_seconds,
     )
     composer = Composer.load(args.model, int8=args.int8)
-    settings.check(composer.vocab)
+    composer.check(settings)
     if args.wav:  # fail before composing, not after
         from .render import find_soundfont, fluidsynth_program
 

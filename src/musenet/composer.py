@@ -137,12 +137,19 @@ class Composer:
         table = None
         if prompt is not None:
             table = prompt if isinstance(prompt, NoteTable) else read_midi(prompt)
-        if chosen.style is not None and chosen.style in self.vocab.styles and chosen.style not in self.styles:
-            raise MuseNetError(f"this model never learnt the style {chosen.style!r}; it knows {', '.join(self.styles)}")
+        self.check(chosen)
         if chosen.instruments is None:
             chosen = replace(chosen, instruments=self.usual_instruments(chosen.style, table))
         sequences = self.sampler.generate(chosen, table, progress=progress, on_step=on_step)
         return [Piece(tokens, decode_tokens(tokens, self.vocab), self.vocab, chosen) for tokens in sequences]
+
+    def check(self, settings: Settings) -> None:
+        """`Settings.check` for this model's vocabulary, and a style it learnt: what the CLI and
+        the server call before any work, and `generate` before composing."""
+        settings.check(self.vocab)
+        if settings.style is not None and settings.style not in self.styles:
+            raise MuseNetError(f"this model never learnt the style {settings.style!r}; it knows "
+                               f"{', '.join(self.styles)}")
 
     def usual_instruments(self, style: str | None, prompt: NoteTable | None = None) -> list[str] | str:
         """What plays when no instruments are named: a prompt's own families; else the style's

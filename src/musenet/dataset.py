@@ -135,7 +135,7 @@ class Dataset:
             mine = bits[styles == number]
             if len(mine) == 0:
                 continue
-            played = np.array([((mine >> f) & 1).mean() for f in range(len(FAMILIES))])
+            played = ((mine[:, None] >> np.arange(len(FAMILIES))) & 1).mean(axis=0)
             chosen = np.flatnonzero(played >= share) if (played >= share).any() else [int(played.argmax())]
             ensembles[style] = [FAMILIES[f] for f in chosen]
         return ensembles

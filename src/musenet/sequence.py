@@ -71,7 +71,7 @@ def tempo_in_force(tokens, vocab: Vocab, tempo: float = DEFAULT_TEMPO) -> np.nda
     """The BPM in force at each token: the last tempo token at or before it, else `tempo`."""
     tokens = np.asarray(tokens, np.int64).ravel()
     bpm = vocab.tables["tempo"][tokens].astype(np.float64)
-    last = np.maximum.accumulate(np.where(bpm > 0, np.arange(len(bpm)), -1)) if len(bpm) else np.zeros(0, int)
+    last = np.maximum.accumulate(np.where(bpm > 0, np.arange(len(bpm)), -1))
     return np.where(last >= 0, bpm[np.maximum(last, 0)], tempo)
 
 

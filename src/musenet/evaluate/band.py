@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..corpus.groove import takes
 from ..errors import MuseNetError
 from .continuation import CONTINUE_SECONDS, PROMPT_SECONDS, continue_song, folder_prompts, pop909_band_prompts, summary
 from .coverage import DRUM_STYLE_PREFIX, coverage, coverage_grid
@@ -76,7 +77,8 @@ def run_band(composer, styles: list[str], seconds: float = 30.0, requests: int =
     real_drums, real_harmony = {}, None
     if corpora:
         with timed("real grooves and songs"):
-            real_drums = {s: real_takes(Path(corpora) / "groove", s, seconds, MAX_REAL_TAKES) for s in generated}
+            beats = takes(Path(corpora) / "groove", ("beat",))
+            real_drums = {s: real_takes(beats, s, seconds, MAX_REAL_TAKES) for s in generated}
             real_harmony = real_bass_in_chord(Path(corpora) / "pop909", real_limit)
     continued = {"songs": [], "skipped": []}
     if corpora or prompts:

@@ -8,11 +8,9 @@ if, rounded to the token grid (12 steps a beat, what the model sees), it falls o
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
-from ..corpus.groove import STYLE_PREFIX, read_groove, takes
+from ..corpus.groove import STYLE_PREFIX, read_groove
 from ..notes import NoteTable
 from ..vocab import STEPS_PER_BEAT
 from .long_pieces import BEATS_PER_BAR
@@ -127,12 +125,13 @@ def compare_drums(generated: list[NoteTable], real: list[NoteTable]) -> dict:
             "generated_per_piece": made}
 
 
-def real_takes(root: str | Path, style: str, seconds: float, limit: int = MAX_REAL_TAKES) -> list[NoteTable]:
-    """The opening `seconds` of Groove test-split `beat` takes (drums mapped to General MIDI,
-    as a build converts them): of a drum style's own Groove style; for any other style (pop,
-    whose band versions take their drums from Groove beats of every style) of all styles.
-    At most `limit`, evenly spread over info.csv's order."""
-    chosen = [t for t in takes(root, ("beat",)) if t.split == "test"
+def real_takes(beats: list, style: str, seconds: float, limit: int = MAX_REAL_TAKES) -> list[NoteTable]:
+    """The opening `seconds` of Groove test-split takes among `beats` (`corpus.groove.takes`
+    of the `beat` type, read once by the caller; drums mapped to General MIDI, as a build
+    converts them): of a drum style's own Groove style; for any other style (pop, whose band
+    versions take their drums from Groove beats of every style) of all styles. At most
+    `limit`, evenly spread over info.csv's order."""
+    chosen = [t for t in beats if t.split == "test"
               and (t.style == style or not style.startswith(STYLE_PREFIX))]
     if len(chosen) > limit:
         chosen = [chosen[i] for i in np.linspace(0, len(chosen) - 1, limit).round().astype(int)]

@@ -90,9 +90,7 @@ class CoComposer:
         seed = request.seed if request.seed is not None else secrets.randbelow(2**31)
         settings = Settings(style=request.style, instruments=request.instruments, seconds=start + request.seconds,
                             temperature=request.temperature, seed=seed, candidates=request.candidates)
-        settings.check(self.composer.vocab)
-        if settings.style is not None and settings.style not in self.composer.styles:
-            raise MuseNetError(f"unknown style {settings.style!r}; this model knows {', '.join(self.composer.styles)}")
+        self.composer.check(settings)
         return settings, prompt, piece_id, version
 
     def submit(self, request: ComposeRequest) -> Job:
