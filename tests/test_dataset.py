@@ -7,7 +7,16 @@ from helpers import make_score
 
 import musenet
 from musenet import build as build_module
-from musenet.augment import Augment, reorchestrate, scale_volume, stretch_time, transpose, transpose_range
+from musenet.augment import (
+    Augment,
+    drop_families,
+    keep_families,
+    reorchestrate,
+    scale_volume,
+    stretch_time,
+    transpose,
+    transpose_range,
+)
 from musenet.build import build
 from musenet.dataset import Dataset
 from musenet.instruments import DRUMS, FAMILY_ID, PITCH_HIGH, PITCH_LOW
@@ -176,6 +185,33 @@ def test_stretch_time_in_seconds_mode():
         np.testing.assert_array_equal(notes, tokens[vocab.tables["family"][tokens] >= 0])
     augmented = Augment(transpose=0, volume=0, stretch=0.05)(tokens, vocab, np.random.default_rng(0))
     assert abs(waits[augmented].sum() - 154) <= 8
+
+
+def test_keeping_some_families_merges_their_waits_and_keeps_the_clock():
+    vocab = default_vocab("beat")
+    tokens = from_text("pop piano bass drums start tempo:120 piano:v80:C4 drums:v96:C2 wait:6 drums:v80:D2 "
+                       "wait:6 bass:v80:C2 wait:40 wait:20 piano:v0:C4 bass:v0:C2 wait:12 piano:v64:E4 end", vocab)
+    kept = keep_families(tokens, vocab, [musenet.FAMILIES.index("piano")])
+    assert musenet.to_text(kept, vocab) == ("pop piano start tempo:120 piano:v80:C4 wait:48 wait:24 piano:v0:C4 "
+                                            "wait:12 piano:v64:E4 end")
+    t = vocab.tables
+    assert t["wait"][kept].sum() == t["wait"][tokens].sum()
+    rng = np.random.default_rng(0)
+    sizes = set()
+    for _ in range(40):
+        out = drop_families(tokens, vocab, rng)
+        header = musenet.to_text(out, vocab).split(" start")[0].split()[1:]
+        body = {musenet.FAMILIES[f] for f in np.unique(t["family"][out]) if f >= 0}
+        assert 1 <= len(header) <= 2 and body <= set(header) and t["wait"][out].sum() == t["wait"][tokens].sum()
+        sizes.add(len(header))
+    assert sizes == {1, 2}
+
+
+def test_dropping_families_still_fills_the_window(midi_folder, tmp_path):
+    build(str(midi_folder), tmp_path / "data", workers=1, progress=False)
+    data = Dataset(tmp_path / "data", split=None)
+    batch = data.sample(np.random.default_rng(0), batch=4, context=256, augment=Augment(drop_families=1.0))
+    assert (batch["tokens"] == data.vocab.PAD).sum() < 4 * 32
 
 
 def test_short_pieces_are_packed_into_full_rows(midi_folder, tmp_path):

@@ -1,4 +1,5 @@
-"""Augmentation on the fly, on token windows: transposition, volume, timing, re-orchestration.
+"""Augmentation on the fly, on token windows: transposition, volume, timing, re-orchestration,
+fewer families.
 
 Each is a plain function of (tokens, vocab, amount); `Augment` draws the amounts. Drums are
 never transposed or re-orchestrated, and every note stays inside its family's pitch range.
@@ -60,7 +61,12 @@ def stretch_time(tokens: np.ndarray, vocab: Vocab, factor: float) -> np.ndarray:
     if not is_wait.any():
         return tokens.copy()
     total = np.cumsum(waits[is_wait])
-    new = np.diff(np.floor(total * factor + 0.5).astype(np.int64), prepend=0)
+    return _set_waits(tokens, vocab, is_wait, np.diff(np.floor(total * factor + 0.5).astype(np.int64), prepend=0))
+
+
+def _set_waits(tokens: np.ndarray, vocab: Vocab, is_wait: np.ndarray, new: np.ndarray) -> np.ndarray:
+    """The wait tokens at `is_wait` given the lengths `new` in steps: a 0 vanishes, one longer
+    than the longest wait token becomes several."""
     pieces = -(-new // vocab.max_wait)  # how many wait tokens each becomes (0 if the gap vanished)
     counts = np.ones(len(tokens), np.int64)
     counts[is_wait] = pieces
@@ -75,6 +81,37 @@ def stretch_time(tokens: np.ndarray, vocab: Vocab, factor: float) -> np.ndarray:
     last = wait_starts[keep] + wait_counts[keep] - 1
     out[last] = vocab.wait_offset + wait_new[keep] - (wait_counts[keep] - 1) * vocab.max_wait - 1
     return out
+
+
+def keep_families(tokens: np.ndarray, vocab: Vocab, keep) -> np.ndarray:
+    """Only the families in `keep` (family numbers): the notes of every other family and its
+    header token go, and the waits they separated merge, so the window reads as if those
+    families had been the whole ensemble."""
+    t = vocab.tables
+    family = t["family"][tokens]
+    is_header_family = (tokens >= vocab.family_offset) & (tokens < vocab.tempo_offset)
+    family = np.where(is_header_family, tokens - vocab.family_offset, family)
+    tokens = tokens[(family < 0) | np.isin(family, list(keep))]
+    waits = t["wait"][tokens]
+    is_wait = waits > 0
+    if not is_wait.any():
+        return tokens.copy()
+    run = np.cumsum(~is_wait)[is_wait]               # waits with no other token between share a run
+    first = np.r_[True, run[1:] != run[:-1]]
+    totals = np.add.reduceat(waits[is_wait], np.flatnonzero(first))
+    new = np.zeros(int(is_wait.sum()), np.int64)
+    new[first] = totals
+    return _set_waits(tokens, vocab, is_wait, new)
+
+
+def drop_families(tokens: np.ndarray, vocab: Vocab, rng: np.random.Generator) -> np.ndarray:
+    """Keep a random non-empty, proper subset of the header's families (every size equally
+    likely), so that the model learns that the families named are the ones that play."""
+    named = tokens[(tokens >= vocab.family_offset) & (tokens < vocab.tempo_offset)] - vocab.family_offset
+    if len(named) < 2:
+        return tokens.copy()
+    size = int(rng.integers(1, len(named)))
+    return keep_families(tokens, vocab, rng.choice(named, size, replace=False).tolist())
 
 
 def _ranks(counts: np.ndarray) -> np.ndarray:
@@ -118,6 +155,7 @@ class Augment:
     volume: float = 0.2          # largest relative change of velocity
     stretch: float = 0.05        # largest relative change of timing (seconds mode only)
     reorchestrate: float = 0.0   # probability of moving melodic parts to other families
+    drop_families: float = 0.0   # probability of keeping only some of the named families
 
     def __call__(self, tokens: np.ndarray, vocab: Vocab, rng: np.random.Generator) -> np.ndarray:
         tokens = np.asarray(tokens, np.int64)
@@ -129,6 +167,8 @@ class Augment:
             tokens = scale_volume(tokens, vocab, float(rng.uniform(1 - self.volume, 1 + self.volume)))
         if self.stretch and vocab.time_mode == "seconds":
             tokens = stretch_time(tokens, vocab, float(rng.uniform(1 - self.stretch, 1 + self.stretch)))
+        if self.drop_families and rng.random() < self.drop_families:
+            tokens = drop_families(tokens, vocab, rng)
         if self.reorchestrate and rng.random() < self.reorchestrate:
             tokens = reorchestrate(tokens, vocab, rng)
         return tokens

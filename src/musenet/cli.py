@@ -116,19 +116,12 @@ def _cmd_generate(args: argparse.Namespace) -> None:
     )
     composer = Composer.load(args.model, int8=args.int8)
     composer.check(settings)
-    if args.wav:  # fail before composing, not after
-        from .render import find_soundfont, fluidsynth_program
-
-        fluidsynth_program()
-        find_soundfont(args.soundfont)
+    check_wav(args)
     pieces = composer.generate(prompt=args.prompt, settings=settings, progress=True)
     model = composer.model_path + (" (int8)" if args.int8 else "")
     paths = write_pieces(pieces, args.out, settings, model, prompt=args.prompt, wav=args.wav,
                          png=args.png, soundfont=args.soundfont)
-    for path, piece in zip(paths, pieces, strict=True):
-        extras = [p.name for p in (path.with_suffix(".wav"), path.with_suffix(".png")) if p.exists()]
-        print(f"{path}  {piece.seconds:5.1f} s, {len(piece.table)} notes, {', '.join(piece.families())}"
-              + (f"  (+ {', '.join(extras)})" if extras else ""))
+    print_pieces(paths, pieces)
 
 
 def _cmd_styles(args: argparse.Namespace) -> None:
@@ -196,8 +189,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"musenet {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    from .cli_keep import add_keep_commands
+
     for add in (add_token_commands, add_data_commands, add_train_commands, add_generate_command,
-                add_serve_commands, add_eval_command):
+                add_keep_commands, add_serve_commands, add_eval_command):
         add(commands)
     return parser
 
@@ -311,22 +306,45 @@ def add_generate_command(commands) -> None:
     generate.add_argument("--prompt-seconds", type=float, metavar="S", help="use only the prompt's first S seconds")
     generate.add_argument("--seconds", type=float, default=60.0, help="length of each whole piece, the prompt "
                           "included (default 60; a prompt that long is refused)")
-    generate.add_argument("--temperature", type=float, default=1.0,
-                          help="creativity: higher is wilder (0.05-2, default 1)")
-    generate.add_argument("--top-k", type=int, default=0, help="sample among the k likeliest tokens (0: off)")
-    generate.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling mass (default 0.95)")
-    generate.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    generate.add_argument("--candidates", type=int, default=1, help="pieces to compose at once (batched)")
-    generate.add_argument("--int8", action="store_true",
-                          help="decode with 8-bit weights on the CPU: faster per token (measured 1.2-2x of float32, "
-                          "README: Benchmarks), nearly the same music")
-    generate.add_argument("--model", metavar="DIR", help="a checkpoint or run directory (default: the bundled "
-                          "model)")
-    generate.add_argument("--out", default="out", metavar="DIR", help="output folder (default: out)")
-    generate.add_argument("--wav", action="store_true", help="also render audio with FluidSynth")
-    generate.add_argument("--png", action="store_true", help="also draw a piano roll")
-    generate.add_argument("--soundfont", metavar="FILE.sf2", help="General MIDI SoundFont for --wav")
+    add_composing_options(generate)
     generate.set_defaults(run=_cmd_generate)
+
+
+def add_composing_options(command, candidates: int = 1) -> None:
+    """The options every composing command shares: sampling, the model, the files written."""
+    command.add_argument("--temperature", type=float, default=1.0,
+                         help="creativity: higher is wilder (0.05-2, default 1)")
+    command.add_argument("--top-k", type=int, default=0, help="sample among the k likeliest tokens (0: off)")
+    command.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling mass (default 0.95)")
+    command.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    command.add_argument("--candidates", type=int, default=candidates,
+                         help=f"pieces to compose at once (batched; default {candidates})")
+    command.add_argument("--int8", action="store_true",
+                         help="decode with 8-bit weights on the CPU: faster per token (measured 1.2-2x of float32, "
+                         "README: Benchmarks), nearly the same music")
+    command.add_argument("--model", metavar="DIR", help="a checkpoint or run directory (default: the bundled "
+                         "model)")
+    command.add_argument("--out", default="out", metavar="DIR", help="output folder (default: out)")
+    command.add_argument("--wav", action="store_true", help="also render audio with FluidSynth")
+    command.add_argument("--png", action="store_true", help="also draw a piano roll")
+    command.add_argument("--soundfont", metavar="FILE.sf2", help="General MIDI SoundFont for --wav")
+
+
+def print_pieces(paths, pieces) -> None:
+    """A line per written piece: path, length, notes, families, the extra files."""
+    for path, piece in zip(paths, pieces, strict=True):
+        extras = [p.name for p in (path.with_suffix(".wav"), path.with_suffix(".png")) if p.exists()]
+        print(f"{path}  {piece.seconds:5.1f} s, {len(piece.table)} notes, {', '.join(piece.families())}"
+              + (f"  (+ {', '.join(extras)})" if extras else ""))
+
+
+def check_wav(args: argparse.Namespace) -> None:
+    """With --wav, fail before composing (no FluidSynth, no SoundFont), not after."""
+    if args.wav:
+        from .render import find_soundfont, fluidsynth_program
+
+        fluidsynth_program()
+        find_soundfont(args.soundfont)
 
 
 def add_serve_commands(commands) -> None:

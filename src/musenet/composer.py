@@ -24,6 +24,7 @@ from .checkpoint import load_checkpoint
 from .encoding import decode_tokens
 from .errors import MuseNetError
 from .files import write_atomic
+from .fixed import FixedPlan, merge, plan
 from .instruments import FAMILIES
 from .notes import NoteTable, midi_bytes, read_midi, to_score
 from .sample import Generator
@@ -54,6 +55,7 @@ class Piece:
     table: NoteTable
     vocab: Vocab
     settings: Settings | None = None
+    fit: float | None = None  # infilling: log-probability (nats) of the music after the span, given the new one
 
     @property
     def score(self) -> symusic.Score:
@@ -143,6 +145,51 @@ class Composer:
         sequences = self.sampler.generate(chosen, table, progress=progress, on_step=on_step)
         return [Piece(tokens, decode_tokens(tokens, self.vocab), self.vocab, chosen) for tokens in sequences]
 
+    def accompany(self, song, keep: list[str], add: list[str], progress: bool = False, on_step=None,
+                  **settings) -> list[Piece]:
+        """Pieces that keep the parts `keep` of `song` (families, track names or numbers;
+        `song.parts`) note for note and add the families `add` around them, for the whole
+        song (or `seconds`). Other settings as `generate` (style, candidates, seed, ...)."""
+        from .song import length_seconds, parts
+
+        kept, _ = parts(song, keep)
+        seconds = settings.pop("seconds", None) or length_seconds(kept)
+        chosen = Settings(instruments=list(add), seconds=seconds, **settings)
+        self.check(chosen)
+        kept = kept.select(np.flatnonzero(kept.seconds(kept.onset) < seconds))
+        fixed = plan(kept, self.vocab, chosen.style, chosen.instruments, (0.0, seconds))
+        return self._pieces(self.sampler.keep(chosen, fixed, progress, on_step), fixed, chosen, rank=False)
+
+    def infill(self, song, start: float, stop: float, instruments: list[str] | None = None, rank: bool = True,
+               right_seconds: float = 8.0, progress: bool = False, on_step=None, **settings) -> list[Piece]:
+        """Pieces that keep `song` before `start` and from `stop` (seconds) note for note and
+        compose the span between anew, for `instruments` (default: the families playing in the
+        span). With `rank`, the candidates come best first: by how likely the model finds the
+        first `right_seconds` of what follows the span (`Piece.fit`)."""
+        from .song import length_seconds
+
+        table = song if isinstance(song, NoteTable) else read_midi(song)
+        total = length_seconds(table)
+        if not 0 <= start < stop:
+            raise MuseNetError(f"the span {start:g}-{stop:g} s is empty: give 0 <= start < stop")
+        if start >= total:
+            raise MuseNetError(f"the span starts at {start:g} s, after the song ends ({total:.1f} s)")
+        onset = table.seconds(table.onset)
+        inside = (onset >= start) & (onset < stop)
+        if instruments is None:
+            playing = table.family[inside] if inside.any() else table.family
+            instruments = [FAMILIES[f] for f in np.unique(playing)]
+        chosen = Settings(instruments=list(instruments), seconds=max(total, stop), **settings)
+        self.check(chosen)
+        kept = table.select(np.flatnonzero(~inside))
+        fixed = plan(kept, self.vocab, chosen.style, chosen.instruments, (start, stop), right_seconds)
+        return self._pieces(self.sampler.keep(chosen, fixed, progress, on_step), fixed, chosen, rank)
+
+    def _pieces(self, results, fixed: FixedPlan, settings: Settings, rank: bool) -> list[Piece]:
+        pieces = [Piece(tokens, merge(tokens, forced, fixed, self.vocab), self.vocab, settings, fit)
+                  for tokens, forced, fit in results]
+        return sorted(pieces, key=lambda p: -p.fit) if rank else pieces
+
     def check(self, settings: Settings) -> None:
         """`Settings.check` for this model's vocabulary, and a style it learnt: what the CLI and
         the server call before any work, and `generate` before composing."""
@@ -163,10 +210,11 @@ class Composer:
 
 def write_pieces(pieces: list[Piece], out_dir: str | Path, settings: Settings, model_path: str,
                  prompt: str | None = None, wav: bool = False, png: bool = False,
-                 soundfont: str | None = None, stem: str = "piece") -> list[Path]:
+                 soundfont: str | None = None, stem: str = "piece", task: dict | None = None) -> list[Path]:
     """Write each piece as STEM-N.mid plus a JSON sidecar (every setting as the piece was
-    composed with it, instruments resolved; the model, the seed),
-    and optionally STEM-N.wav and STEM-N.png. Returns the MIDI paths."""
+    composed with it, instruments resolved; the model, the seed; `task`: what an accompaniment
+    kept or an infill replaced, and each infill's `fit`), and optionally STEM-N.wav and
+    STEM-N.png. Returns the MIDI paths."""
     out_dir = Path(out_dir)
     written = []
     for number, piece in enumerate(pieces, 1):
@@ -177,6 +225,10 @@ def write_pieces(pieces: list[Piece], out_dir: str | Path, settings: Settings, m
             "seconds": round(piece.seconds, 3), "notes": len(piece.table), "tokens": len(piece.tokens),
             "families": piece.families(),
         }
+        if task is not None:
+            sidecar["task"] = task
+        if piece.fit is not None:
+            sidecar["fit"] = round(piece.fit, 3)
         write_atomic(base.with_suffix(".json"), (json.dumps(sidecar, indent=2) + "\n").encode())
         if wav or png:
             from . import render

@@ -77,7 +77,9 @@ class Dataset:
             after_wait = np.flatnonzero(waits[:-1] > 0) + 1
             later = after_wait[after_wait >= start]
             start = int(later[0]) if len(later) else 0
-        window, start_seconds = window_of(tokens, vocab, head_end, start, length)
+        # dropping families shortens a window: read enough that it still fills `length`
+        reach = length * 4 if augment is not None and augment.drop_families else length
+        window, start_seconds = window_of(tokens, vocab, head_end, start, reach)
         if augment is not None:
             window = augment(window, vocab, rng or np.random.default_rng())[:length]
         total = float(self.index["seconds"][row])

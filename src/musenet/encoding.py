@@ -107,7 +107,7 @@ def encode_notes(table: NoteTable, vocab: Vocab | None = None, style: str | None
         np.concatenate, (ev_time, ev_kind, ev_pitch, ev_family, ev_token)
     )
     order = np.lexsort((ev_family, ev_pitch, ev_kind, ev_time))
-    body = _with_waits(ev_time[order], ev_token[order], vocab)
+    body = with_waits(ev_time[order], ev_token[order], vocab)
     return np.concatenate([np.array(header, np.int64), body, [vocab.END]])
 
 
@@ -124,7 +124,7 @@ def _tempo_events(table: NoteTable, vocab: Vocab, last_time: int) -> tuple[np.nd
     return step, vocab.tempo_offset + bucket
 
 
-def _with_waits(time: np.ndarray, token: np.ndarray, vocab: Vocab) -> np.ndarray:
+def with_waits(time: np.ndarray, token: np.ndarray, vocab: Vocab) -> np.ndarray:
     """Interleave event tokens with the `wait` tokens that bring time to each event."""
     gap = np.diff(time, prepend=0)
     n_waits = -(-gap // vocab.max_wait)  # ceil

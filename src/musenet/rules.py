@@ -4,7 +4,7 @@
 - `DecodeState` and `advance`: what each candidate's next mask and features depend on
   (sounding notes, the clock, the tempo), updated after every token.
 - `allowed_tokens`: the mask. Strict instruments (no note-on of a family not asked for);
-  grammar (a note-off only for a sounding note, no re-strike of a sounding key, at most
+  grammar (a note-off only for a note sounding since an earlier instant, no re-strike of a sounding key, at most
   `max_polyphony` notes at once, no run of waits longer than `max_rest_seconds`, no note
   held past `max_note_seconds`: no wait may carry one past it, and a note that cannot last
   another step is released next); length (no `end` before `earliest_end`, no wait past
@@ -64,6 +64,7 @@ class DecodeState:
     rest_seconds: torch.Tensor   # (batch,) seconds since the last note token
     seconds: torch.Tensor        # (batch,) the clock: seconds before the next token
     window_steps: torch.Tensor   # (batch,) grid steps since the model's window began
+    steps: torch.Tensor          # (batch,) grid steps since the piece began
     instant_ons: torch.Tensor    # (batch,) note-ons so far in the current instant
     tempo: torch.Tensor          # (batch,) BPM in force
     finished: torch.Tensor       # (batch,) bool: `end` taken
@@ -76,6 +77,7 @@ class DecodeState:
 
         return cls(sounding=zeros(torch.bool, KEYS), onset=zeros(torch.float64, KEYS), polyphony=zeros(torch.long),
                    rest_seconds=zeros(torch.float64), seconds=zeros(torch.float64), window_steps=zeros(torch.long),
+                   steps=zeros(torch.long),
                    instant_ons=zeros(torch.long), tempo=torch.full((batch,), 120.0, dtype=torch.float64, device=device),
                    finished=zeros(torch.bool))
 
@@ -97,6 +99,7 @@ def advance(state: DecodeState, token: torch.Tensor, tables: TokenTables) -> Non
     seconds = steps * seconds_per_step(t.vocab, state.tempo)
     state.seconds += seconds
     state.window_steps += steps
+    state.steps += steps
     state.rest_seconds = torch.where(t.is_note[token], torch.zeros_like(state.rest_seconds),
                                      state.rest_seconds + seconds)
     state.instant_ons = torch.where(waited, torch.zeros_like(state.instant_ons), state.instant_ons)
@@ -115,21 +118,25 @@ def instrument_filter(settings: Settings, tables: TokenTables) -> torch.Tensor:
 
 
 def allowed_tokens(state: DecodeState, settings: Settings, tables: TokenTables, allowed_on: torch.Tensor,
-                   needs_tempo: bool) -> torch.Tensor:
-    """Which tokens each candidate may take next (batch, vocab) bool."""
+                   needs_tempo: bool, own: torch.Tensor | None = None) -> torch.Tensor:
+    """Which tokens each candidate may take next (batch, vocab) bool. `own` (batch, keys),
+    if given, are the sounding keys the model itself struck (the others are kept notes,
+    `fixed.py`): only they count for releases and for how long notes are held."""
     t, vocab = tables, tables.vocab
     if needs_tempo:
         return t.is_tempo[None, :].expand(len(state.seconds), -1).clone()
+    own = state.sounding if own is None else own
     sounding = state.sounding[:, t.key]                              # (batch, vocab)
     mask = (~t.never & allowed_on)[None, :].repeat(len(state.seconds), 1)
-    mask &= ~(t.is_off[None, :] & ~sounding)                         # off only when sounding
+    mask &= ~(t.is_off[None, :] & ~own[:, t.key])                    # off only when sounding
     mask &= ~(t.is_on[None, :] & ~t.is_drum[None, :] & sounding)     # no re-strike of a sounding key
     full = state.polyphony >= settings.max_polyphony
     mask &= ~(t.is_on[None, :] & full[:, None])
     step_seconds = seconds_per_step(vocab, state.tempo)
     wait_seconds = t.wait[None, :] * step_seconds[:, None]
     target = float(settings.seconds)
-    held = torch.where(state.sounding, state.seconds[:, None] - state.onset, float("-inf"))  # (batch, keys)
+    held = torch.where(own, state.seconds[:, None] - state.onset, float("-inf"))  # (batch, keys)
+    mask &= ~(t.is_off[None, :] & (held == 0)[:, t.key])             # no note-off in its note-on's instant
     longest = held.max(dim=1).values                                 # -inf when nothing sounds
     too_long = (state.rest_seconds[:, None] + wait_seconds > settings.max_rest_seconds) | (
         state.seconds[:, None] + wait_seconds > 1.1 * target) | (

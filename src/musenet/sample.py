@@ -16,6 +16,7 @@ one generator (and one `Composer`) can serve several threads at once.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -23,6 +24,7 @@ from tqdm import tqdm
 
 from .encoding import encode_notes
 from .errors import MuseNetError
+from .fixed import FixedPlan, FixedState
 from .instruments import FAMILIES
 from .model import FEATURES, MuseNet
 from .notes import NoteTable
@@ -69,7 +71,6 @@ class Generator:
         start = int(np.argmax(encoded == self.vocab.START))
         return self.header(settings, header_families(encoded, self.vocab).tolist()) + encoded[start + 1: -1].tolist()
 
-    @torch.inference_mode()
     def generate(self, settings: Settings, prompt: NoteTable | None = None, progress: bool = False,
                  on_step: Callable[[float], None] | None = None) -> list[np.ndarray]:
         """Token sequences (header to `end`) of `settings.candidates` pieces.
@@ -78,36 +79,64 @@ class Generator:
         of the new music composed so far (0 to 1, from the slowest candidate) and once with 1.0
         at the end; an exception it raises stops the generation and propagates (a way to cancel)."""
         settings.check(self.vocab)
+        sequences, _, _ = self.run(settings, self.opening(settings, prompt), prompt is not None, None,
+                                   progress, on_step)
+        return sequences
+
+    def keep(self, settings: Settings, fixed: FixedPlan, progress: bool = False,
+             on_step: Callable[[float], None] | None = None) -> list[tuple[np.ndarray, np.ndarray, float]]:
+        """Accompanying and infilling: (tokens, forced, right-side log-probability) of each
+        candidate, composed around the kept notes of `fixed` (see `fixed.py`); `forced` marks
+        the tokens that were kept ones."""
+        settings.check(self.vocab)
+        sequences, forced, plan_state = self.run(settings, fixed.opening.tolist(), True, fixed, progress, on_step)
+        scores = plan_state.right_logprob.tolist()
+        return [(seq, forced[row], scores[row]) for row, seq in enumerate(sequences)]
+
+    @torch.inference_mode()
+    def run(self, settings: Settings, opening: list[int], begun_with_music: bool, fixed: FixedPlan | None,
+            progress: bool, on_step: Callable[[float], None] | None):
+        """The sampling loop: every candidate from `opening`, one cached forward pass of the
+        batch per token, under the rules (and the fixed plan, if any)."""
         vocab, tables, device = self.vocab, self.tables, self.device
-        opening = self.opening(settings, prompt)
         sequences = [list(opening) for _ in range(settings.candidates)]
-        needs_tempo = vocab.time_mode == "beat" and prompt is None
+        forced = [[True] * len(opening) for _ in range(settings.candidates)]
+        needs_tempo = vocab.time_mode == "beat" and not begun_with_music
         allowed_on = instrument_filter(settings, tables)
         generator = torch.Generator(device="cpu").manual_seed(settings.seed)
         state = DecodeState.new(settings.candidates, device)
         for token in opening:  # the prompt's notes sound, move time and set the tempo
             advance(state, torch.full((settings.candidates,), token, device=device), tables)
+        plan = None if fixed is None else FixedState(fixed, settings.candidates, tables, device)
         logits, cache = self.read_window(sequences, state, settings)
         target = float(settings.seconds)
         begun = float(state.seconds.min().item())  # where the prompt ends
-        if prompt is not None and begun >= target:
+        if fixed is None and begun_with_music and begun >= target:
             raise MuseNetError(f"the prompt lasts {begun:.1f} s, and seconds ({target:g}) counts the whole piece, "
                                "prompt included: ask for more seconds, or cut the prompt shorter")
-        state.earliest_end = begun + 0.9 * max(target - begun, 0.0)  # 90% of the new music, at least
+        # with a plan, the plan decides where the piece ends (tempo buckets only approximate its clock)
+        rules = settings if plan is None else replace(settings, seconds=1.25 * target + 10)
+        state.earliest_end = begun + 0.9 * max(target - begun, 0.0) if plan is None else 0.0
         bar = tqdm(total=int(target), unit="s", desc="composing", disable=not progress, dynamic_ncols=True)
         shown = steps = 0
         while not bool(state.finished.all()) and steps != settings.max_tokens:
             steps += 1
             if self.model.config.context - cache.length < 1:
                 logits, cache = self.read_window(sequences, state, settings)
-            mask = allowed_tokens(state, settings, tables, allowed_on, needs_tempo)
+            mask = allowed_tokens(state, rules, tables, allowed_on, needs_tempo, None if plan is None else plan.own)
+            if plan is not None:
+                mask = plan.rule(mask, state.steps, state.finished)
             token = sample_tokens(logits, mask, settings, generator, tables)
             needs_tempo = False
             token = torch.where(state.finished, torch.full_like(token, vocab.PAD), token)
+            if plan is not None:
+                plan.after(token, logits)
             features = next_features(token, state, tables, target)
             advance(state, token, tables)
+            taken_forced = [False] * len(token) if plan is None else plan.forced.tolist()
             for row, value in enumerate(token.tolist()):  # finished rows take pad, to stay in step
                 sequences[row].append(value)
+                forced[row].append(taken_forced[row])
             logits = self.model(token[:, None], features, cache)[:, -1]
             now = min(state.seconds.min().item(), target)
             if int(now) > shown:
@@ -118,7 +147,12 @@ class Generator:
         bar.close()
         if on_step is not None:
             on_step(1.0)
-        return [self.close(seq, state.sounding[row]) for row, seq in enumerate(sequences)]
+        closed = [self.close(seq, state.sounding[row]) for row, seq in enumerate(sequences)]
+        flags = []
+        for row, sequence in enumerate(sequences):  # the closing note-offs and `end` count as forced
+            taken = np.array(forced[row], bool)[np.isin(sequence, (vocab.PAD, vocab.END), invert=True)]
+            flags.append(np.concatenate([taken, np.ones(len(closed[row]) - len(taken), bool)]))
+        return closed, flags, plan
 
     def read_window(self, sequences: list[list[int]], state: DecodeState, settings: Settings):
         """(Re)fill a new KV cache from each candidate's header plus its most recent tokens

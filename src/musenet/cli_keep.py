@@ -1,0 +1,100 @@
+"""`musenet accompany` and `musenet infill`: composing around a user's own music."""
+
+from __future__ import annotations
+
+import argparse
+
+from .cli import add_composing_options, check_wav, print_pieces
+from .errors import MuseNetError
+from .instruments import FAMILIES
+
+
+def _words(text: str | None) -> list[str] | None:
+    return [w.strip() for w in text.split(",") if w.strip()] if text else None
+
+
+def _sampling(args: argparse.Namespace) -> dict:
+    return {"style": args.style, "temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p,
+            "seed": args.seed, "candidates": args.candidates}
+
+
+def _write(args, composer, pieces, task: dict) -> None:
+    from .composer import write_pieces
+
+    model = composer.model_path + (" (int8)" if args.int8 else "")
+    paths = write_pieces(pieces, args.out, pieces[0].settings, model, prompt=args.song, wav=args.wav, png=args.png,
+                         soundfont=args.soundfont, stem=task["task"], task=task)
+    print_pieces(paths, pieces)
+
+
+def _cmd_accompany(args: argparse.Namespace) -> None:
+    from .composer import Composer
+
+    keep, add = _words(args.keep), _words(args.add)
+    if not keep or not add:
+        raise MuseNetError("give the parts to keep (--keep) and the families to add (--add)")
+    composer = Composer.load(args.model, int8=args.int8)
+    check_wav(args)
+    pieces = composer.accompany(args.song, keep, add, progress=True, seconds=args.seconds, **_sampling(args))
+    _write(args, composer, pieces, {"task": "accompany", "keep": keep, "add": add})
+
+
+def _cmd_infill(args: argparse.Namespace) -> None:
+    from .composer import Composer
+    from .song import bars_to_seconds
+
+    if args.bars:
+        if args.start is not None or args.stop is not None:
+            raise MuseNetError("give --bars or --from/--to, not both")
+        try:
+            first, last = (int(x) for x in args.bars.split("-"))
+        except ValueError:
+            raise MuseNetError(f"--bars {args.bars!r}: give FIRST-LAST, e.g. 9-16") from None
+        start, stop = bars_to_seconds(args.song, first, last)
+    elif args.start is None or args.stop is None:
+        raise MuseNetError("give the span to rewrite: --from S --to S (seconds) or --bars FIRST-LAST")
+    else:
+        start, stop = args.start, args.stop
+    composer = Composer.load(args.model, int8=args.int8)
+    check_wav(args)
+    pieces = composer.infill(args.song, start, stop, _words(args.instruments), rank=not args.no_rank, progress=True,
+                             **_sampling(args))
+    _write(args, composer, pieces, {"task": "infill", "from": round(start, 3), "to": round(stop, 3)})
+
+
+def add_keep_commands(commands) -> None:
+    """accompany and infill."""
+    accompany = commands.add_parser(
+        "accompany", help="keep parts of a song note for note and compose new parts around them",
+        description="Keep the parts --keep of SONG.mid exactly (every note: pitch, onset, duration, velocity) and "
+        "compose the families --add around them for the whole song, in time with them. Writes "
+        "OUT/accompany-N.mid with a JSON sidecar.",
+    )
+    accompany.add_argument("song", metavar="SONG.mid", help="the song whose parts are kept")
+    accompany.add_argument("--keep", required=True, metavar="PART,...",
+                           help="parts to keep: families (voice), track names (Melody) or track numbers (0 is the "
+                           "first track); an unknown name lists the song's tracks")
+    accompany.add_argument("--add", required=True, metavar="A,B,...",
+                           help=f"families to compose, from: {', '.join(FAMILIES)}")
+    accompany.add_argument("--style", help="a style the model knows (musenet styles lists them)")
+    accompany.add_argument("--seconds", type=float, help="how much of the song (default: all of it)")
+    add_composing_options(accompany)
+    accompany.set_defaults(run=_cmd_accompany)
+
+    infill = commands.add_parser(
+        "infill", help="rewrite a span of a song: what comes before and after stays note for note",
+        description="Keep SONG.mid before --from and from --to on exactly, and compose the span between anew "
+        "(--bars 9-16 reads bars from the song's time signature). With several --candidates they come best "
+        "first: ranked by how likely the model finds the 8 s after the span, given each new middle (the "
+        "sidecar's `fit`). Writes OUT/infill-N.mid with a JSON sidecar.",
+    )
+    infill.add_argument("song", metavar="SONG.mid", help="the song to rewrite a span of")
+    infill.add_argument("--from", dest="start", type=float, metavar="S", help="start of the span, in seconds")
+    infill.add_argument("--to", dest="stop", type=float, metavar="S", help="end of the span, in seconds")
+    infill.add_argument("--bars", metavar="FIRST-LAST", help="the span as bars, from 1, both included (e.g. 9-16)")
+    infill.add_argument("--instruments", metavar="A,B,...",
+                        help="families the new span may use (default: those playing in the span)")
+    infill.add_argument("--style", help="a style the model knows (musenet styles lists them)")
+    infill.add_argument("--no-rank", action="store_true", help="keep the candidates in the order they were drawn")
+    add_composing_options(infill, candidates=4)
+    infill.set_defaults(run=_cmd_infill)

@@ -1,0 +1,91 @@
+"""A user's song, for accompanying and infilling: its parts chosen by family, track name or
+track number, its length, and bars read as seconds."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import MuseNetError
+from .instruments import DRUMS, FAMILIES, PROGRAM_FAMILY
+from .notes import NoteTable, load_score, read_midi, source_name
+
+
+def parts(song, keep: list[str]) -> tuple[NoteTable, NoteTable]:
+    """(kept, the rest) of a song (path, bytes, symusic Score or NoteTable). `keep` names
+    families (`voice`), track names (`Melody`, any case) or track numbers (0 is the first
+    track); a NoteTable can only be split by family."""
+    if not keep:
+        raise MuseNetError("name at least one part to keep (a family, a track name or a track number)")
+    if isinstance(song, NoteTable):
+        table = song
+        chosen = _families(keep, "this piece")
+        mask = np.isin(table.family, chosen)
+        return table.select(np.flatnonzero(mask)), table.select(np.flatnonzero(~mask))
+    name = source_name(song)
+    score = load_score(song)
+    table = read_midi(score)  # a damaged file is refused here, with the reason
+    tracks = list(score.tracks)
+    sounding = [i for i, t in enumerate(tracks) if len(t.notes)]  # read_midi reads these, in order
+    families = [FAMILIES[f] for f in np.unique(table.family)]
+    kept_tracks: set[int] = set()
+    kept_families: list[int] = []
+    for word in keep:
+        word = word.strip()
+        named = {i for i in sounding if tracks[i].name.strip().lower() == word.lower()}
+        if word in FAMILIES:
+            kept_families.append(FAMILIES.index(word))
+        elif word.isdigit() and int(word) in sounding:
+            kept_tracks.add(int(word))
+        elif named:
+            kept_tracks |= named
+        else:
+            listing = ", ".join(f"{i} {tracks[i].name.strip() or '(no name)'}" for i in sounding)
+            raise MuseNetError(f"{name} has no part {word!r}: its families are {', '.join(families)}; "
+                               f"its tracks with notes {listing}")
+    keep_track = [i in kept_tracks or _family(tracks[i]) in kept_families for i in range(len(tracks))]
+    if not any(keep_track[i] for i in sounding):
+        raise MuseNetError(f"{name}: the parts named to keep have no notes")
+    kept = read_midi(_with_tracks(score, [t for t, k in zip(tracks, keep_track, strict=True) if k]))
+    others = [t for i, t in enumerate(tracks) if not keep_track[i] and i in sounding]
+    rest = read_midi(_with_tracks(score, others)) if others else kept.select(np.zeros(0, np.int64))
+    return kept, rest
+
+
+def _family(track) -> int:
+    return DRUMS if track.is_drum else int(PROGRAM_FAMILY[track.program % 128])
+
+
+def _with_tracks(score, tracks):
+    """The score with only these tracks (tempo map and the rest unchanged)."""
+    part = score.copy()
+    part.tracks = type(score.tracks)(tracks)
+    return part
+
+def _families(words: list[str], where: str) -> list[int]:
+    unknown = [w for w in words if w not in FAMILIES]
+    if unknown:
+        raise MuseNetError(f"{where} can be split only by family, not {unknown[0]!r}; choose from "
+                           f"{', '.join(FAMILIES)}")
+    return [FAMILIES.index(w) for w in words]
+
+
+def length_seconds(table: NoteTable) -> float:
+    """Seconds from the start to the end of the last note."""
+    if len(table) == 0:
+        return 0.0
+    return float(table.seconds(np.array([(table.onset + table.duration).max()]))[0])
+
+
+def bars_to_seconds(song, first: int, last: int) -> tuple[float, float]:
+    """Bars `first` to `last` (from 1, both included) as (start, stop) seconds, read from the
+    song's first time signature (4/4 if it has none)."""
+    if first < 1 or last < first:
+        raise MuseNetError(f"bars {first}-{last}: give FIRST-LAST with 1 <= FIRST <= LAST")
+    score = load_score(song) if not isinstance(song, NoteTable) else None
+    beats_per_bar = 4.0
+    if score is not None and len(score.time_signatures):
+        signature = score.time_signatures[0]
+        beats_per_bar = signature.numerator * 4.0 / signature.denominator
+    table = song if score is None else read_midi(score)
+    start, stop = table.seconds(np.array([(first - 1) * beats_per_bar, last * beats_per_bar]))
+    return float(start), float(stop)

@@ -1,0 +1,131 @@
+"""Accompanying and infilling with a tiny random-weight model, on real songs: kept notes come
+back exactly, the new notes stay in their families and span, the seams are clean."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from musenet import Composer, MuseNetError
+from musenet.checkpoint import save_checkpoint
+from musenet.cli import main
+from musenet.fixed import beats_at, plan
+from musenet.instruments import DRUMS, FAMILIES
+from musenet.model import build_model
+from musenet.notes import NoteTable, read_midi
+from musenet.song import bars_to_seconds, parts
+from musenet.vocab import default_vocab, to_text
+
+
+@pytest.fixture(scope="module")
+def composer(tmp_path_factory):
+    torch.manual_seed(0)
+    vocab = default_vocab()
+    model = build_model("tiny", vocab.size, context=96)  # a short context: the window slides often
+    return Composer.load(save_checkpoint(tmp_path_factory.mktemp("model") / "tiny", model, vocab))
+
+
+def notes_of(table: NoteTable) -> set:
+    """Every note as (onset, duration, pitch, velocity, family), rounded past float noise."""
+    return set(zip(np.round(table.onset, 6), np.round(table.duration, 6), table.pitch.tolist(),
+                   table.velocity.tolist(), table.family.tolist(), strict=True))
+
+
+def test_parts_by_family_track_name_and_number(shared_midi):
+    song = shared_midi / "multitrack" / "Mr. Blue Sky.mid"
+    whole = read_midi(song)
+    melody, rest = parts(song, ["Melody"])
+    assert len(melody) == 437 and len(melody) + len(rest) == len(whole)
+    assert notes_of(melody) | notes_of(rest) == notes_of(whole)
+    by_number, _ = parts(song, ["0", "2"])
+    bass, _ = parts(song, ["bass"])
+    assert len(by_number) == 437 + 507 and notes_of(bass) <= notes_of(by_number)
+    with pytest.raises(MuseNetError, match="no part 'kazoo'.*0 Melody, 1 Piano"):
+        parts(song, ["kazoo"])
+
+
+def test_accompaniment_keeps_every_note_and_adds_only_the_asked_families(composer, shared_midi):
+    song = shared_midi / "multitrack" / "Mr. Blue Sky.mid"
+    melody, _ = parts(song, ["Melody"])
+    pieces = composer.accompany(song, ["Melody"], ["piano", "bass", "drums"], seconds=12, candidates=2, seed=1)
+    assert len(pieces) == 2
+    kept = melody.select(np.flatnonzero(melody.seconds(melody.onset) < 12))
+    added_families = {FAMILIES.index(f) for f in ("piano", "bass", "drums")}
+    for piece in pieces:
+        table = piece.table
+        assert notes_of(kept) <= notes_of(table)                     # every kept note, exactly
+        added = table.select(np.flatnonzero([n not in notes_of(kept) for n in notes_of_rows(table)]))
+        assert len(added) and set(added.family.tolist()) <= added_families
+        assert (added.seconds(added.onset) < 12.5).all()
+        np.testing.assert_array_equal(table.tempo_qpm, melody.tempo_qpm)  # the song's own tempo map
+    again = composer.accompany(song, ["Melody"], ["piano", "bass", "drums"], seconds=12, candidates=2, seed=1)
+    assert [p.text for p in again] == [p.text for p in pieces]
+
+
+def notes_of_rows(table: NoteTable) -> list:
+    return list(zip(np.round(table.onset, 6), np.round(table.duration, 6), table.pitch.tolist(),
+                    table.velocity.tolist(), table.family.tolist(), strict=True))
+
+
+def test_infill_keeps_both_sides_and_closes_the_seams(composer, shared_midi):
+    song = shared_midi / "one-track" / "Maestro_1.mid"
+    whole = read_midi(song)
+    onset = whole.seconds(whole.onset)
+    outside = whole.select(np.flatnonzero((onset < 6) | (onset >= 10)))
+    pieces = composer.infill(song, 6.0, 10.0, candidates=3, seed=2, right_seconds=3.0)
+    assert [p.fit for p in pieces] == sorted((p.fit for p in pieces), reverse=True)  # best first
+    for piece in pieces:
+        table = piece.table
+        assert notes_of(outside) <= notes_of(table)
+        assert len(table) - len(outside) == len(set(notes_of_rows(table)) - notes_of(outside)) > 0
+        new = [row for row, n in enumerate(notes_of_rows(table)) if n not in notes_of(outside)]
+        start, end = table.seconds(table.onset[new]), table.seconds(table.onset[new] + table.duration[new])
+        assert (start >= 6 - 1e-6).all() and (start < 10).all() and (end <= 10 + 1e-6).all()  # no stuck notes
+        assert piece.fit < 0
+    unranked = composer.infill(song, 6.0, 10.0, candidates=3, seed=2, right_seconds=3.0, rank=False)
+    assert sorted(p.fit for p in unranked) == sorted(p.fit for p in pieces)
+
+
+def test_plan_splits_a_piece_at_the_span(composer):
+    vocab = composer.vocab
+    table = NoteTable(onset=np.array([0.0, 1.0, 2.0, 5.0]), duration=np.array([1.0, 2.0, 0.5, 1.0]),
+                      pitch=np.array([60, 62, 36, 67]), velocity=np.array([80, 80, 100, 80]),
+                      family=np.array([0, 0, DRUMS, 0]), tempo_qpm=np.array([120.0]))
+    fixed = plan(table, vocab, None, ["bass"], (1.0, 2.0), right_seconds=1.0)  # beats 2 to 4 at 120 BPM
+    assert to_text(fixed.opening, vocab) == ("unknown piano bass drums start tempo:120 piano:v80:C4 wait:12 "
+                                             "piano:v0:C4 piano:v80:D4 wait:12")  # up to the span
+    assert fixed.span == (24, 48)
+    # in the span: events at their steps; after it (1 s = 2 beats): events and waits, in order
+    assert to_text(fixed.tokens, vocab) == "drums:v96:C2 piano:v0:D4 wait:12 piano:v80:G4"
+    assert fixed.steps.tolist() == [24, 36, 48, 48] and fixed.exact.tolist() == [False, False, True, True]
+    assert beats_at(table, np.array([0.0, 1.0, 2.5])).tolist() == [0.0, 2.0, 5.0]
+    right = plan(table, vocab, None, ["bass"], (0.5, 1.25), right_seconds=1.5)
+    assert to_text(right.tokens[right.exact], vocab) == "wait:6 piano:v0:D4 wait:24 piano:v80:G4"
+
+
+def test_bars_and_errors(composer, shared_midi):
+    song = shared_midi / "multitrack" / "Mr. Blue Sky.mid"
+    start, stop = bars_to_seconds(song, 2, 3)
+    table = read_midi(song)
+    assert stop > start > 0 and abs(float(beats_at(table, start)) - 4.0) < 1e-6
+    with pytest.raises(MuseNetError, match="empty"):
+        composer.infill(song, 5.0, 5.0)
+    with pytest.raises(MuseNetError, match="after the song ends"):
+        composer.infill(song, 10_000.0, 10_001.0)
+    with pytest.raises(MuseNetError, match="unknown instrument"):
+        composer.accompany(song, ["Melody"], ["kazoo"])
+
+
+def test_cli_accompany_and_infill(composer, shared_midi, tmp_path, capsys):
+    song = str(shared_midi / "multitrack" / "Girls Just Want to Have Fun.mid")
+    model = composer.model_path
+    assert main(["accompany", song, "--keep", "Melody,bass", "--add", "drums,guitar", "--seconds", "8",
+                 "--candidates", "2", "--model", model, "--out", str(tmp_path)]) == 0
+    sidecar = json.loads((tmp_path / "accompany-1.json").read_text())
+    assert sidecar["task"] == {"task": "accompany", "keep": ["Melody", "bass"], "add": ["drums", "guitar"]}
+    assert main(["infill", song, "--bars", "3-4", "--candidates", "2", "--model", model, "--out", str(tmp_path)]) == 0
+    sidecar = json.loads((tmp_path / "infill-2.json").read_text())
+    assert sidecar["task"]["task"] == "infill" and sidecar["fit"] < 0
+    assert main(["infill", song, "--from", "3", "--model", model, "--out", str(tmp_path)]) == 1
+    assert "give the span" in capsys.readouterr().err
