@@ -1,0 +1,115 @@
+"""Accompanying and infilling on held-out music: the figures of issue #16, as tables.
+
+    python benchmarks/keep.py --model DIR --data data/band --corpora ../shared/corpora --out OUT
+
+- Accompaniment (POP909 test songs, melody as voice, bridge and piano as the accompaniment):
+  bits per accompaniment note given the melody against alone (by the chain rule, and its note
+  tokens only); the share of onsets in POP909's annotated chord, real against composed
+  (the melody kept, piano composed by constrained decoding: `Composer.accompany`).
+- Infilling (test pieces of every style of a built dataset, a span of 6 s from 10 s): bits per
+  note of the real middle given the left side; composed middles' seams (longest silence
+  within 2 s of a seam against the real piece's, stuck notes, kept notes unchanged); piano
+  rolls of two pieces, real and infilled, from 5 s before the span to 5 s after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from musenet.composer import Composer
+from musenet.dataset import Dataset
+from musenet.encoding import decode_tokens
+from musenet.evaluate import keep
+from musenet.render import pianoroll_png
+from musenet.sequence import sequence_seconds
+
+SPAN = (10.0, 16.0)
+
+
+def test_pieces(data: Dataset, per_style: int) -> list[tuple]:
+    """(note table, style) of up to `per_style` test pieces of each style that last 26 s or more."""
+    chosen, count = [], {}
+    for row in data.rows:
+        style = data.style_of(row)
+        if count.get(style, 0) >= per_style:
+            continue
+        tokens = data.piece(row)
+        if sequence_seconds(tokens, data.vocab) < SPAN[1] + 10:
+            continue
+        chosen.append((decode_tokens(tokens, data.vocab), style))
+        count[style] = count.get(style, 0) + 1
+    return chosen
+
+
+def excerpt(table, start: float, stop: float):
+    onset = table.seconds(table.onset)
+    return table.select(np.flatnonzero((onset >= start) & (onset < stop)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", help="a checkpoint or run directory (default: the bundled model)")
+    parser.add_argument("--data", required=True, help="a built dataset (its test split gives the infill pieces)")
+    parser.add_argument("--corpora", required=True, help="a folder with pop909/ (e.g. ../shared/corpora)")
+    parser.add_argument("--songs", type=int, default=8, help="held-out POP909 songs (default 8)")
+    parser.add_argument("--seconds", type=float, default=30.0, help="of each song after the melody enters")
+    parser.add_argument("--per-style", type=int, default=2, help="infill pieces per style (default 2)")
+    parser.add_argument("--candidates", type=int, default=2)
+    parser.add_argument("--out", required=True, help="folder for figures.json and the piano rolls")
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    composer = Composer.load(args.model)
+    model, vocab, device = composer.model, composer.vocab, composer.device
+    root = Path(args.corpora) / "pop909"
+    style = "pop" if "pop" in composer.styles else None
+    began = time.perf_counter()
+    bits = keep.accompaniment_bits(model, vocab, root, args.songs, device, args.seconds, style)
+    chords = keep.accompaniment_chords(composer, root, args.songs, args.seconds, args.candidates, style)
+    pieces = [(t, s) for t, s in test_pieces(Dataset(args.data, "test"), args.per_style) if s in composer.styles]
+    middle = keep.infill_bits(model, vocab, pieces, SPAN, device)
+    seams = keep.infill_seams(composer, pieces, SPAN, args.candidates)
+    for number, (table, piece_style) in enumerate(pieces[:2], 1):
+        made = composer.infill(table, *SPAN, candidates=1, style=piece_style)[0].table
+        window = (SPAN[0] - 5, SPAN[1] + 5)
+        pianoroll_png(excerpt(table, *window), out / f"infill-{number}-real.png", f"{piece_style}: real, {window}")
+        pianoroll_png(excerpt(made, *window), out / f"infill-{number}-composed.png",
+                      f"{piece_style}: {SPAN[0]:g}-{SPAN[1]:g} s composed")
+    figures = {"model": composer.model_path, "accompaniment_bits": bits, "accompaniment_chords": chords,
+               "infill_bits": middle, "infill_seams": seams, "seconds": round(time.perf_counter() - began, 1)}
+    (out / "figures.json").write_text(json.dumps(figures, indent=2, default=float) + "\n")
+    print(f"model {composer.model_path}; {bits['notes']} accompaniment notes of {len(bits['songs'])} POP909 test "
+          f"songs; {len(pieces)} test pieces for infilling; {figures['seconds']:.0f} s\n")
+    print("| accompaniment | given the melody | alone | reduction |\n|---|---:|---:|---:|")
+    print(f"| bits per note (chain rule) | {bits['given_melody']:.3f} | {bits['alone']:.3f} | "
+          f"{bits['reduction']:.1%} |")
+    print(f"| bits per note (its note tokens) | {bits['notes_given_melody']:.3f} | {bits['notes_alone']:.3f} | "
+          f"{bits['notes_reduction']:.1%} |\n")
+    print("| onsets in the annotated chord | share | onsets |\n|---|---:|---:|")
+    print(f"| real accompaniment | {chords['real']:.3f} | {chords['real_onsets']} |")
+    print(f"| composed (melody kept) | {chords['composed']:.3f} | {chords['composed_onsets']} |\n")
+    print(f"melody kept exactly in every composed piece: {chords['kept_exact']}\n")
+    print("| infilling | value |\n|---|---:|")
+    print(f"| bits per note of the real middle given the left side | {middle['given_left']:.3f} "
+          f"({middle['notes']} notes) |")
+    rows = seams["pieces"]
+    print(f"| composed middles | {len(rows)} |")
+    print(f"| kept notes unchanged | {sum(r['kept_exact'] for r in rows)} of {len(rows)} |")
+    print(f"| model notes sounding past the span | {seams['stuck']} |")
+    print(f"| seams with a longer silence than the real piece's (within 2 s) | "
+          f"{seams['silence_longer_than_real']} of {len(rows)} |")
+    print(f"| longest silence at a seam, composed / real (mean s) | "
+          f"{np.mean([r['silence_composed'] for r in rows]):.2f} / {np.mean([r['silence_real'] for r in rows]):.2f} |")
+
+
+if __name__ == "__main__":
+    main()

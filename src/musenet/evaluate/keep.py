@@ -1,0 +1,218 @@
+"""Accompanying and infilling, measured on held-out music.
+
+- Accompaniment, on POP909 test songs with the melody as `voice` and the bridge and piano
+  parts as the accompaniment (`piano`): bits per accompaniment note given the melody, by the
+  chain rule (bits of melody and accompaniment together minus bits of the melody alone),
+  against the bits of the accompaniment alone; and the share of accompaniment onsets whose
+  pitch class is in POP909's annotated chord, real against composed (`Composer.accompany`
+  with the melody kept).
+- Infilling, on test pieces of every style: bits per note of the real middle given the
+  left side; the seams of composed middles (`Composer.infill`): the longest silence around
+  each seam against the real piece's there, notes still sounding at the span's end that the
+  model struck, and kept notes unchanged.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..arrange import in_chord
+from ..corpus.pop909 import MELODY, read_chords, read_song
+from ..encoding import encode_notes
+from ..errors import MuseNetError
+from ..instruments import FAMILY_ID
+from ..model import FEATURES
+from ..notes import NoteTable
+from ..sequence import header_length, sequence_seconds, side_features, window_of
+from ..song import length_seconds
+from .harmony import held_out_songs
+
+
+@torch.no_grad()
+def token_bits(model, vocab, tokens: np.ndarray, device, overlap: float = 0.5) -> np.ndarray:
+    """Bits of each token of a sequence after the first (aligned with tokens[1:]) under the
+    model: a long sequence in windows (each with the header in front) that overlap by
+    `overlap`, each token scored once."""
+    context = model.config.context
+    head = header_length(tokens, vocab)
+    body = context + 1 - head
+    stride = max(1, int(body * (1 - overlap)))
+    total_seconds = sequence_seconds(tokens, vocab)
+    parts, start = [], 0
+    while True:
+        window, start_seconds = window_of(tokens, vocab, head, start, context + 1)
+        features = side_features(window, vocab, total_seconds, start_seconds)
+        inputs = torch.from_numpy(window[None, :-1]).to(device)
+        feats = {name: torch.from_numpy(features[name][None, :-1]).to(device) for name in FEATURES}
+        logp = torch.log_softmax(model(inputs, feats).float(), dim=-1)[0]
+        targets = torch.from_numpy(window[1:]).to(device)
+        nats = -logp.gather(1, targets[:, None])[:, 0].cpu().numpy()
+        skip = 0 if start == 0 else head - 1 + body - stride
+        parts.append(nats[skip:] / np.log(2))
+        if start + body >= len(tokens) - head:
+            return np.concatenate(parts)
+        start += stride
+
+
+def sequence_bits(model, vocab, tokens: np.ndarray, device) -> float:
+    return float(token_bits(model, vocab, tokens, device).sum())
+
+
+def _note_bits(model, vocab, tokens: np.ndarray, family: str, device) -> float:
+    """Bits of the note tokens (on and off) of one family in a sequence."""
+    bits = token_bits(model, vocab, tokens, device)
+    return float(bits[vocab.tables["family"][tokens[1:]] == FAMILY_ID[family]].sum())
+
+
+def _as(table: NoteTable, rows: np.ndarray, family: str) -> NoteTable:
+    part = table.select(rows)
+    part.family = np.full(len(rows), FAMILY_ID[family], np.int64)
+    return part
+
+
+def _together(a: NoteTable, b: NoteTable) -> NoteTable:
+    return NoteTable(*(np.concatenate([getattr(a, k), getattr(b, k)]) for k in
+                       ("onset", "duration", "pitch", "velocity", "family")), a.tempo_time, a.tempo_qpm).sorted()
+
+
+def melody_and_accompaniment(path: Path, seconds: float | None = None) -> tuple[NoteTable, NoteTable]:
+    """A POP909 song's melody (as voice) and accompaniment (bridge and piano, as piano), up
+    to `seconds` after the melody enters (intros are often long), if given."""
+    table, roles = read_song(path)
+    if seconds is not None:
+        onset = table.seconds(table.onset)
+        enters = float(onset[roles == MELODY].min()) if (roles == MELODY).any() else 0.0
+        keep = onset < enters + seconds
+        table, roles = table.select(np.flatnonzero(keep)), roles[keep]
+    return _as(table, np.flatnonzero(roles == MELODY), "voice"), _as(table, np.flatnonzero(roles != MELODY), "piano")
+
+
+def accompaniment_bits(model, vocab, root: str | Path, songs: int, device, seconds: float = 60.0,
+                       style: str | None = "pop") -> dict:
+    """Bits per accompaniment note given the melody and alone, over the first `songs`
+    held-out POP909 songs (up to `seconds` after the melody enters): by the chain rule (all
+    tokens: bits of both minus bits of the melody alone), and counting only the
+    accompaniment's note tokens (its note choices, the waits left out) in each sequence."""
+    rows = []
+    for path, song in held_out_songs(root, songs):
+        melody, accompaniment = melody_and_accompaniment(path, seconds)
+        if len(melody) == 0 or len(accompaniment) == 0:
+            continue
+        together = encode_notes(_together(melody, accompaniment), vocab, style)
+        alone = encode_notes(accompaniment, vocab, style)
+        both = sequence_bits(model, vocab, together, device)
+        melody_bits = sequence_bits(model, vocab, encode_notes(melody, vocab, style), device)
+        rows.append({"song": song, "notes": len(accompaniment),
+                     "given_melody": (both - melody_bits) / len(accompaniment),
+                     "alone": sequence_bits(model, vocab, alone, device) / len(accompaniment),
+                     "notes_given_melody": _note_bits(model, vocab, together, "piano", device) / len(accompaniment),
+                     "notes_alone": _note_bits(model, vocab, alone, "piano", device) / len(accompaniment)})
+    notes = sum(r["notes"] for r in rows)
+    if not notes:
+        raise MuseNetError(f"{root}: no held-out song with a melody and an accompaniment")
+    out = {"songs": rows, "notes": notes}
+    for key in ("given_melody", "alone", "notes_given_melody", "notes_alone"):
+        out[key] = sum(r[key] * r["notes"] for r in rows) / notes
+    out["reduction"] = 1 - out["given_melody"] / out["alone"]
+    out["notes_reduction"] = 1 - out["notes_given_melody"] / out["notes_alone"]
+    return out
+
+
+def chord_share(table: NoteTable, rows: np.ndarray, chords) -> tuple[int, int]:
+    """(onsets in the annotated chord, onsets where a chord is annotated) of `rows`."""
+    hit = in_chord(table, rows, chords)
+    return int((hit == 1).sum()), int((hit >= 0).sum())
+
+
+def accompaniment_chords(composer, root: str | Path, songs: int, seconds: float = 30.0, candidates: int = 2,
+                         style: str | None = "pop", seed: int = 0) -> dict:
+    """Share of accompaniment onsets in POP909's annotated chord: the real accompaniment's
+    and that of accompaniments composed for the same melodies (piano, the melody kept)."""
+    real, made, kept_exact = [0, 0], [0, 0], True
+    for path, _song in held_out_songs(root, songs):
+        melody, accompaniment = melody_and_accompaniment(path, seconds)
+        if len(melody) == 0 or len(accompaniment) == 0:
+            continue
+        chords = read_chords(path.parent)
+        hit, total = chord_share(accompaniment, np.arange(len(accompaniment)), chords)
+        real = [real[0] + hit, real[1] + total]
+        pieces = composer.accompany(melody, ["voice"], ["piano"], seconds=length_seconds(accompaniment),
+                                    candidates=candidates,
+                                    seed=seed, style=style)
+        for piece in pieces:
+            table = piece.table
+            added = np.flatnonzero(table.family == FAMILY_ID["piano"])
+            hit, total = chord_share(table, added, chords)
+            made = [made[0] + hit, made[1] + total]
+            voice = table.select(np.flatnonzero(table.family == FAMILY_ID["voice"]))
+            kept_exact &= bool(np.array_equal(voice.onset, melody.onset) and np.array_equal(voice.pitch, melody.pitch)
+                               and np.array_equal(voice.duration, melody.duration)
+                               and np.array_equal(voice.velocity, melody.velocity))
+    return {"real": real[0] / max(real[1], 1), "composed": made[0] / max(made[1], 1), "real_onsets": real[1],
+            "composed_onsets": made[1], "kept_exact": kept_exact}
+
+
+def longest_silence(table: NoteTable, start: float, stop: float) -> float:
+    """The longest time in [start, stop] seconds with no note sounding."""
+    on, off = table.seconds(table.onset), table.seconds(table.onset + table.duration)
+    near = (off > start) & (on < stop)
+    spans = sorted(zip(np.clip(on[near], start, stop), np.clip(off[near], start, stop), strict=True))
+    longest, reached = 0.0, start
+    for begin, end in spans:
+        longest = max(longest, begin - reached)
+        reached = max(reached, end)
+    return max(longest, stop - reached)
+
+
+def infill_seams(composer, pieces: list[tuple[NoteTable, str]], span: tuple[float, float], candidates: int = 2,
+                 margin: float = 2.0, seed: int = 0) -> dict:
+    """For each (table, style): compose `span` anew and measure its seams: the longest
+    silence within `margin` s of each seam, composed and real; model notes sounding past the
+    span's end; kept notes unchanged."""
+    start, stop = span
+    rows = []
+    for table, style in pieces:
+        onset = table.seconds(table.onset)
+        outside = table.select(np.flatnonzero((onset < start) | (onset >= stop)))
+        kept = set(_rows(outside))
+        for piece in composer.infill(table, start, stop, candidates=candidates, seed=seed, style=style):
+            made = piece.table
+            new = np.array([n not in kept for n in _rows(made)])
+            rows.append({
+                "style": style,
+                "kept_exact": kept <= set(_rows(made)),
+                # drums decode to a fixed 16th; the span's end is on the grid (half a step at most off)
+                "stuck": int((made.seconds(made.onset + made.duration)[new & ~made.drum] > stop + 0.05).sum()),
+                "silence_real": max(longest_silence(table, s - margin, s + margin) for s in span),
+                "silence_composed": max(longest_silence(made, s - margin, s + margin) for s in span),
+                "new_notes": int(new.sum()),
+                "real_notes": int(((onset >= start) & (onset < stop)).sum()),
+            })
+    return {"pieces": rows, "kept_exact": all(r["kept_exact"] for r in rows),
+            "stuck": sum(r["stuck"] for r in rows),
+            "silence_longer_than_real": sum(r["silence_composed"] > r["silence_real"] + 0.05 for r in rows)}
+
+
+def _rows(table: NoteTable) -> list[tuple]:
+    return list(zip(np.round(table.onset, 6), np.round(table.duration, 6), table.pitch.tolist(),
+                    table.velocity.tolist(), table.family.tolist(), strict=True))
+
+
+def infill_bits(model, vocab, pieces: list[tuple[NoteTable, str]], span: tuple[float, float], device) -> dict:
+    """Bits per note of the real middle given the left side: bits(left + middle) - bits(left)."""
+    start, stop = span
+    total_bits = total_notes = 0.0
+    for table, style in pieces:
+        onset = table.seconds(table.onset)
+        left = table.select(np.flatnonzero(onset < start))
+        both = table.select(np.flatnonzero(onset < stop))
+        middle = len(both) - len(left)
+        if middle == 0 or len(left) == 0 or length_seconds(table) < stop:
+            continue
+        total_bits += sequence_bits(model, vocab, encode_notes(both, vocab, style), device) - sequence_bits(
+            model, vocab, encode_notes(left, vocab, style), device)
+        total_notes += middle
+    return {"given_left": total_bits / max(total_notes, 1), "notes": int(total_notes)}
