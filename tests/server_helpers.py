@@ -47,3 +47,15 @@ def live_server(app) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+def song_excerpt(source: Path, tracks: list[str], first_beat: float, last_beat: float) -> bytes:
+    """MIDI bytes of some tracks of a real song, the beats [first_beat, last_beat) moved to the start."""
+    import symusic
+
+    score = symusic.Score(str(source))
+    start, stop = (round(beat * score.ticks_per_quarter) for beat in (first_beat, last_beat))
+    part = score.clip(start, stop).shift_time(-start)
+    part.tracks = type(part.tracks)([t for t in part.tracks if t.name in tracks])
+    part.tempos = type(part.tempos)(score.tempos[:1])
+    return bytes(part.dumps_midi())

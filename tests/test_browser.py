@@ -1,5 +1,6 @@
 """The co-composer page in a real headless browser (Debian's chromium, driven by Playwright) against
-a real uvicorn server: compose, pick, continue, cancel, undo, download; screenshots in the `artifacts` folder."""
+a real uvicorn server: compose, pick, continue, cancel, undo, download; accompany an uploaded melody and
+rewrite a span; screenshots in the `artifacts` folder."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ import os
 import shutil
 
 import httpx
+import numpy as np
 import pytest
-from server_helpers import live_server, make_tiny_model
+from server_helpers import live_server, make_tiny_model, song_excerpt
 
 from musenet import Composer
 from musenet.notes import read_midi
@@ -158,3 +160,75 @@ def test_bad_upload_shows_the_reason(page, tmp_path):
     page.click("#generate")
     expect(page.locator("#error")).to_have_text("prompt_midi: not a MIDI file (no MThd header)")
     expect(page.locator("#candidates .candidate")).to_have_count(0)
+
+
+def exact_notes(table, keep=None) -> set:
+    """Every note (onset, duration, pitch, velocity, family), or those where `keep` is true."""
+    rows = np.flatnonzero(keep) if keep is not None else np.arange(len(table))
+    return set(zip(np.round(table.onset[rows], 6).tolist(), np.round(table.duration[rows], 6).tolist(),
+                   table.pitch[rows].tolist(), table.velocity[rows].tolist(), table.family[rows].tolist(), strict=True))
+
+
+def test_accompany_a_melody_rewrite_a_span_undo(page, server, shared_midi, tmp_path, artifacts):
+    expect = sync_api.expect
+    melody_file = tmp_path / "blue-sky-melody.mid"  # Mr. Blue Sky's tune, 4 bars from its first sung note
+    melody_file.write_bytes(song_excerpt(shared_midi / "multitrack" / "Mr. Blue Sky.mid", ["Melody"], 48, 64))
+    melody = exact_notes(read_midi(melody_file))
+
+    def piece_midi() -> bytes:
+        return httpx.get(f"{server}{page.get_attribute('#download-midi', 'href')}", timeout=30).content
+
+    page.click("#accompany-go")
+    expect(page.locator("#error")).to_have_text("choose a MIDI file to accompany")
+    page.set_input_files("#melody", str(melody_file))
+    page.wait_for_function("() => state.melody !== null")
+    for family in ("bass", "drums", "strings"):  # piano, bass, drums at first: now piano and strings
+        page.click(f".family[data-family={family}]")
+    page.select_option("#accompany-style", "pop")
+    page.click("#accompany-go")
+    cards = page.locator("#candidates .candidate")
+    expect(cards).to_have_count(4, timeout=60_000)
+    wait_idle(page)
+    expect(page.locator("#candidates-title")).to_have_text("Accompaniments for your melody")
+    expect(cards.first.locator("h3")).to_have_text("Accompaniment 1")
+    page.wait_for_function("() => [...document.querySelectorAll('#candidates img')].every(i => i.complete)")
+    assert all_images_loaded(page, "#candidates img")
+    page.screenshot(path=str(artifacts / "co-composer-accompaniments.png"), full_page=True)
+
+    cards.nth(2).locator(".pick").click()
+    expect(page.locator("#piece")).to_be_visible()
+    expect(page.locator("#piece-info")).to_contain_text("2 picks")  # the melody, then its accompaniment
+    expect(page.locator("#notice")).to_contain_text("Your melody is accompanied")
+    expect(cards).to_have_count(0)
+    accompanied = piece_midi()
+    table = read_midi(accompanied)
+    assert melody <= exact_notes(table) and len(table) > len(melody)  # the melody note for note, and more
+
+    page.locator("#rewrite-from").fill("3")
+    page.locator("#rewrite-to").fill("2")
+    page.click("#rewrite-go")
+    expect(page.locator("#error")).to_have_text("give the span to rewrite: from must come before to")
+    page.locator("#rewrite-from").fill("1")
+    page.locator("#rewrite-to").fill("3")
+    page.click("#rewrite-go")
+    expect(cards).to_have_count(4, timeout=60_000)
+    wait_idle(page)
+    expect(page.locator("#candidates-title")).to_have_text("Rewrites of 1.0-3.0 s")
+    expect(cards.first.locator(".pick")).to_have_text("Use this rewrite")
+    page.wait_for_function("() => [...document.querySelectorAll('#candidates img')].every(i => i.complete)")
+    assert all_images_loaded(page, "#candidates img")
+    page.screenshot(path=str(artifacts / "co-composer-rewrites.png"), full_page=True)
+    cards.nth(0).locator(".pick").click()
+    expect(page.locator("#piece-info")).to_contain_text("3 picks")
+    expect(page.locator("#notice")).to_contain_text("The span is rewritten")
+    onset = table.seconds(table.onset)
+    outside = exact_notes(table, (onset < 1) | (onset >= 3))
+    assert outside <= exact_notes(read_midi(piece_midi()))  # before and after the span: unchanged
+
+    page.click("#undo")
+    expect(page.locator("#piece-info")).to_contain_text("2 picks")
+    assert piece_midi() == accompanied
+    page.click("#undo")
+    expect(page.locator("#piece-info")).to_contain_text("1 pick")
+    expect(page.locator("#undo")).to_be_disabled()
+    assert exact_notes(read_midi(piece_midi())) == melody  # the melody alone, as uploaded

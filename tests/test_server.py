@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from helpers import make_score
-from server_helpers import live_server, make_tiny_model
+from server_helpers import live_server, make_tiny_model, song_excerpt
 
 from musenet import Composer
 from musenet.cli import build_parser, main
@@ -26,6 +26,7 @@ from musenet.render import wav_seconds
 from musenet.server import create_app
 from musenet.server.jobs import CANCELLED, DONE, FAILED, JobQueue, QueueFull
 from musenet.settings import LIMITS
+from musenet.song import parts
 
 
 @pytest.fixture(scope="module")
@@ -164,7 +165,8 @@ def test_page_static_files_and_docs(client):
     paths = client.get("/openapi.json").json()["paths"]
     for route in ("/api/styles", "/api/instruments", "/api/intros", "/api/info", "/api/compose", "/api/jobs",
                   "/api/jobs/{job_id}", "/api/candidates/{candidate_id}/{kind}", "/api/candidates/{candidate_id}/pick",
-                  "/api/pieces/{piece_id}", "/api/pieces/{piece_id}/undo", "/api/pieces/{piece_id}/{kind}"):
+                  "/api/pieces/{piece_id}", "/api/pieces/{piece_id}/undo", "/api/pieces/{piece_id}/{kind}",
+                  "/api/accompany", "/api/rewrite"):
         assert route in paths
 
 
@@ -420,6 +422,164 @@ def test_old_results_are_cleaned_up(composer, tmp_path):
     with TestClient(temporary):
         assert root.is_dir()
     assert not root.exists()
+
+
+# ---- accompanying an upload, rewriting a span -------------------------------------------------------
+
+def exact_notes(table) -> set:
+    """Every note as (onset, duration, pitch, velocity, family): what "note for note" means."""
+    return set(zip(np.round(table.onset, 6).tolist(), np.round(table.duration, 6).tolist(), table.pitch.tolist(),
+                   table.velocity.tolist(), table.family.tolist(), strict=True))
+
+
+def blue_sky(shared_midi) -> bytes:
+    """Mr. Blue Sky's melody and bass, 8 bars from its first sung note (175 BPM: 11 s)."""
+    return song_excerpt(shared_midi / "multitrack" / "Mr. Blue Sky.mid", ["Melody", "Bass"], 48, 80)
+
+
+def upload(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def test_accompany_keeps_the_melody_and_undo_gives_it_back(client, shared_midi):
+    song = blue_sky(shared_midi)
+    body = {"melody_midi": upload(song), "keep": ["Melody"], "add": ["piano", "strings"], "style": "pop",
+            "seconds": 4, "seed": 1, "candidates": 2}
+    started = client.post("/api/accompany", json=body)
+    assert started.status_code == 202, started.text
+    job = wait_for(client, started.json())
+    assert job["status"] == "done" and job["result"]["seed"] == 1 and job["result"]["piece_id"] is None
+    melody = parts(song, ["Melody"])[0]
+    melody = exact_notes(melody.select(np.flatnonzero(melody.seconds(melody.onset) < 4)))
+    candidates = job["result"]["candidates"]
+    assert len(candidates) == 2 and len(melody) >= 8
+    for candidate in candidates:
+        assert candidate["task"] == "accompany" and candidate["prompt_seconds"] == 0
+        assert set(candidate["families"]) <= {"winds", "piano", "strings"}  # the melody is a flute: winds
+        table = read_midi(client.get(candidate["midi_url"]).content)
+        assert melody <= exact_notes(table) and len(table) > len(melody)  # every melody note, and more
+        assert FAMILIES.index("bass") not in table.family                # the bass was not kept
+    assert client.get(candidates[0]["pianoroll_url"]).content[:4] == b"\x89PNG"
+
+    piece = client.post(f"/api/candidates/{candidates[1]['id']}/pick").json()
+    assert piece["versions"] == 2 and piece["style"] == "pop"     # the song, then its accompaniment
+    assert client.get(piece["midi_url"]).content == client.get(candidates[1]["midi_url"]).content
+    assert melody <= exact_notes(read_midi(client.get(piece["midi_url"]).content))
+    back = client.post(f"/api/pieces/{piece['id']}/undo").json()
+    assert back["versions"] == 1 and back["families"] == ["winds"]
+    assert exact_notes(read_midi(client.get(back["midi_url"]).content)) == melody  # the melody alone, as sent
+
+    duet = bytes(make_score([{"program": 0, "notes": [(i, 1, 60 + i, 80) for i in range(8)]},
+                             {"program": 33, "notes": [(2 * i, 2, 36 + i, 90) for i in range(4)]}]).dumps_midi())
+    body = {"melody_midi": upload(duet), "add": ["strings"], "seed": 1, "candidates": 1}  # keep: all of it
+    whole = wait_for(client, client.post("/api/accompany", json=body).json())["result"]["candidates"][0]
+    assert exact_notes(read_midi(duet)) <= exact_notes(read_midi(client.get(whole["midi_url"]).content))
+    assert whole["seconds"] >= 4 and set(whole["families"]) <= {"piano", "bass", "strings"}  # the whole song
+
+
+def test_rewrite_keeps_the_outside_and_undo_restores(client):
+    composed = client.post("/api/compose", json={"style": "pop", "instruments": ["piano", "bass"], "seconds": 8,
+                                                 "seed": 3, "candidates": 1}).json()["candidates"][0]
+    piece = client.post(f"/api/candidates/{composed['id']}/pick").json()
+    before_bytes = client.get(piece["midi_url"]).content
+    before = read_midi(before_bytes)
+    onset = before.seconds(before.onset)
+    outside = exact_notes(before.select(np.flatnonzero((onset < 2) | (onset >= 5))))
+    started = client.post("/api/rewrite", json={"piece_id": piece["id"], "start": 2, "stop": 5, "seed": 2,
+                                                "candidates": 3})
+    assert started.status_code == 202, started.text
+    job = wait_for(client, started.json())
+    assert job["status"] == "done" and job["result"]["piece_id"] == piece["id"]
+    rewrites = job["result"]["candidates"]
+    assert len(rewrites) == 3
+    for rewrite in rewrites:
+        assert rewrite["task"] == "rewrite" and (rewrite["prompt_seconds"], rewrite["stop_seconds"]) == (2, 5)
+        table = read_midi(client.get(rewrite["midi_url"]).content)
+        notes = exact_notes(table)
+        assert outside <= notes                                   # before and after the span: unchanged
+        new = table.select(np.flatnonzero([n not in outside for n in notes_in_order(table)]))
+        start, end = new.seconds(new.onset), new.seconds(new.onset + new.duration)
+        assert (start >= 2 - 1e-6).all() and (start < 5).all() and (end <= 5 + 1e-6).all()
+    assert client.get(rewrites[0]["pianoroll_url"]).content[:4] == b"\x89PNG"
+
+    picked = client.post(f"/api/candidates/{rewrites[2]['id']}/pick").json()
+    assert picked["id"] == piece["id"] and picked["versions"] == 2 and picked["style"] == "pop"
+    assert client.get(picked["midi_url"]).content == client.get(rewrites[2]["midi_url"]).content
+    back = client.post(f"/api/pieces/{piece['id']}/undo").json()
+    assert back["versions"] == 1 and client.get(back["midi_url"]).content == before_bytes
+
+
+def notes_in_order(table) -> list:
+    return list(zip(np.round(table.onset, 6).tolist(), np.round(table.duration, 6).tolist(), table.pitch.tolist(),
+                    table.velocity.tolist(), table.family.tolist(), strict=True))
+
+
+@pytest.mark.parametrize("route, body, field", [
+    ("accompany", {"add": []}, "add"), ("accompany", {"add": ["kazoo"]}, "add"),
+    ("accompany", {"add": ["piano", "piano"]}, "named twice"), ("accompany", {"add": "piano"}, "add"),
+    ("accompany", {"keep": []}, "keep"), ("accompany", {"keep": [""]}, "keep"), ("accompany", {"keep": [0]}, "keep"),
+    ("accompany", {"seconds": 0}, "seconds"), ("accompany", {"seconds": 121}, "seconds"),
+    ("accompany", {"seconds": float("nan")}, "seconds"), ("accompany", {"temperature": 2.5}, "temperature"),
+    ("accompany", {"candidates": 9}, "candidates"), ("accompany", {"candidates": True}, "candidates"),
+    ("accompany", {"seed": -1}, "seed"), ("accompany", {"melody_midi": None}, "melody_midi"),
+    ("accompany", {"piece_id": "0123456789abcdef"}, "piece_id"),
+    ("rewrite", {"start": -1}, "start"), ("rewrite", {"stop": 0}, "stop"), ("rewrite", {"start": "1"}, "start"),
+    ("rewrite", {"start": 3, "stop": 3}, "is empty"), ("rewrite", {"start": 1, "stop": 122}, "over the 120 s limit"),
+    ("rewrite", {"start": float("nan")}, "start"), ("rewrite", {"stop": float("inf")}, "stop"),
+    ("rewrite", {"piece_id": "../../etc"}, "piece_id"), ("rewrite", {"instruments": []}, "instruments"),
+    ("rewrite", {"candidates": 0}, "candidates"), ("rewrite", {"temperature": 0}, "temperature"),
+    ("rewrite", {"seconds": 5}, "seconds"),
+])
+def test_accompany_and_rewrite_bounds_are_422(client, route, body, field):
+    valid = {"accompany": {"melody_midi": upload(small_midi()), "add": ["piano"]},
+             "rewrite": {"piece_id": "0123456789abcdef", "start": 1, "stop": 2}}[route]
+    sent = {key: value for key, value in {**valid, **body}.items() if value is not None}
+    answer = client.post(f"/api/{route}", content=json.dumps(sent), headers={"content-type": "application/json"})
+    assert answer.status_code == 422, answer.text
+    assert field in json.dumps(answer.json()["detail"])
+
+
+def test_accompany_and_rewrite_bounds_are_the_settings_limits(client):
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    for name in ("AccompanyRequest", "RewriteRequest"):
+        fields = schemas[name]["properties"]
+        assert (fields["temperature"]["minimum"], fields["temperature"]["maximum"]) == LIMITS["temperature"]
+        assert (fields["seed"]["anyOf"][0]["minimum"], fields["candidates"]["minimum"]) == (0, LIMITS["candidates"][0])
+
+
+def test_a_bad_upload_or_span_gets_a_one_line_reason(client):
+    good = {"add": ["piano"], "seconds": 2, "candidates": 1}
+    cases = [
+        ("accompany", {"melody_midi": upload(b"RIFF....WAVEfmt ")}, 400, "melody_midi: not a MIDI file"),
+        ("accompany", {"melody_midi": upload(small_midi()[:30])}, 400, "melody_midi: corrupted MIDI"),
+        ("accompany", {"melody_midi": "%%% not base64 %%%"}, 400, "melody_midi is not valid base64"),
+        ("accompany", {"melody_midi": upload(b"MThd" + bytes(1 << 20))}, 413, "over the 1024 KB limit"),
+        ("accompany", {"melody_midi": upload(small_midi()), "keep": ["kazoo"]}, 422,
+         "melody_midi has no part 'kazoo': its families are piano; its tracks with notes 0"),
+        ("accompany", {"melody_midi": upload(small_midi()), "style": "dubstep"}, 422, "unknown style 'dubstep'"),
+        ("rewrite", {"piece_id": "0123456789abcdef", "start": 1, "stop": 2}, 404, "no piece 0123456789abcdef"),
+    ]
+    for route, body, status, reason in cases:
+        answer = client.post(f"/api/{route}", json={**(good if route == "accompany" else {}), **body})
+        assert answer.status_code == status, (body, answer.text)
+        detail = answer.json()["detail"]
+        assert reason in detail and "\n" not in detail, detail
+    composed = client.post("/api/compose", json={"seconds": 3, "candidates": 1}).json()["candidates"][0]
+    piece = client.post(f"/api/candidates/{composed['id']}/pick").json()
+    late = client.post("/api/rewrite", json={"piece_id": piece["id"], "start": 60, "stop": 70})
+    assert late.status_code == 422 and "after the piece ends" in late.json()["detail"]
+    assert client.get("/api/info").json()["busy"] == 0  # nothing was queued for a refused request
+
+
+def test_an_accompaniment_job_reports_progress_and_cancels(client):
+    long = {"melody_midi": upload(small_midi()), "add": ["piano", "drums"], "seconds": 120, "candidates": 8,
+            "temperature": 2.0, "seed": 1}
+    job = wait_for(client, client.post("/api/accompany", json=long).json(),
+                   until=lambda j: j["status"] != "queued" and j["progress"] > 0)
+    assert job["status"] == "running" and job["stage"] == "accompanying" and 0 < job["progress"] < 1
+    client.delete(job["url"])
+    job = wait_for(client, job, timeout=10)
+    assert job["status"] == "cancelled" and job["result"] is None
 
 
 # ---- under load --------------------------------------------------------------------------------------

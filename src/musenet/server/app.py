@@ -9,8 +9,6 @@ own store by generated id only (see `store`); old results are dropped on a sched
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
 import importlib.util
 import logging
@@ -33,11 +31,12 @@ from ..corpus.intros import INTROS, intro_table
 from ..corpus.styles import style_description
 from ..errors import MidiError, MuseNetError
 from ..instruments import FAMILIES, PITCH_RANGE
-from ..notes import NoteTable, read_midi
+from ..notes import NoteTable
 from ..render import FAMILY_COLORS, find_soundfont, fluidsynth_program, midi_seconds
 from ..settings import Settings, cut_prompt
 from ..version import __version__
 from .jobs import ACTIVE, CANCELLED, DONE, FAILED, Job, JobQueue, QueueFull
+from .keep_routes import add_keep_routes
 from .schemas import (
     MAX_BODY_BYTES,
     MAX_CANDIDATES,
@@ -56,6 +55,7 @@ from .schemas import (
     StyleOut,
 )
 from .store import KINDS, Candidate, Conflict, NotFound, Store, StoredPiece, families_of, new_id, write_file
+from .uploads import read_upload
 
 log = logging.getLogger("musenet.server")
 
@@ -103,26 +103,33 @@ class CoComposer:
             pieces = self.composer.generate(
                 prompt=prompt, settings=settings, on_step=lambda share: job.report("composing", 0.95 * share))
             job.report("saving", 0.95)
-            made = []
-            for piece in pieces:
-                used = asdict(piece.settings or settings)  # instruments as resolved by the composer
-                candidate = Candidate(new_id(), piece.table, start, piece_id, version, used)
-                write_file(candidate.table, self.store.path(candidate.id, "midi"), "midi")
-                self.store.add_candidate(candidate)
-                made.append(candidate)
-            return {"candidates": [self.candidate_out(c) for c in made], "piece_id": piece_id,
-                    "seed": settings.seed}
+            return self.save(pieces, settings, start, piece_id, version)
 
         return self.jobs.submit(work)
+
+    def save(self, pieces: list, settings: Settings, start: float, piece_id: str | None = None, version: int = 0,
+             **extra) -> dict:
+        """Store composed pieces as candidates (their MIDI written); a job's result. `extra`:
+        the candidates' task, stop_seconds and origin (see `Candidate`)."""
+        made = []
+        for piece in pieces:
+            used = asdict(piece.settings or settings)  # instruments as resolved by the composer
+            candidate = Candidate(new_id(), piece.table, start, piece_id, version, used, **extra)
+            write_file(candidate.table, self.store.path(candidate.id, "midi"), "midi")
+            self.store.add_candidate(candidate)
+            made.append(candidate)
+        return {"candidates": [self.candidate_out(c) for c in made], "piece_id": piece_id, "seed": settings.seed}
 
     def audio_url(self, url: str) -> str | None:
         return None if self.audio_error else url
 
     def candidate_out(self, candidate: Candidate) -> dict:
         base = f"/api/candidates/{candidate.id}"
-        return {"id": candidate.id, "midi_url": f"{base}/midi", "audio_url": self.audio_url(f"{base}/audio"),
-                "pianoroll_url": f"{base}/pianoroll", "seconds": round(candidate.seconds, 3),
-                "prompt_seconds": round(candidate.prompt_seconds, 3), "notes": len(candidate.table),
+        stop = candidate.stop_seconds
+        return {"id": candidate.id, "task": candidate.task, "midi_url": f"{base}/midi",
+                "audio_url": self.audio_url(f"{base}/audio"), "pianoroll_url": f"{base}/pianoroll",
+                "seconds": round(candidate.seconds, 3), "prompt_seconds": round(candidate.prompt_seconds, 3),
+                "stop_seconds": None if stop is None else round(stop, 3), "notes": len(candidate.table),
                 "families": families_of(candidate.table)}
 
     def piece_out(self, piece: StoredPiece) -> dict:
@@ -141,22 +148,6 @@ class CoComposer:
         dropped = self.store.cleanup() + self.jobs.cleanup(self.store.ttl)
         if dropped:
             log.info("cleanup: dropped %d old results", dropped)
-
-
-def read_upload(encoded: str) -> NoteTable:
-    """An uploaded MIDI file (base64) -> notes; 413 when over 1 MB, 400 when not MIDI."""
-    if len(encoded) > (MAX_UPLOAD_BYTES * 4) // 3 + 8:
-        raise HTTPException(413, f"prompt_midi is over the {MAX_UPLOAD_BYTES // 1024} KB limit")
-    try:
-        data = base64.b64decode(encoded, validate=True)
-    except (binascii.Error, ValueError):
-        raise HTTPException(400, "prompt_midi is not valid base64") from None
-    if len(data) > MAX_UPLOAD_BYTES:
-        raise HTTPException(413, f"prompt_midi is {len(data)} bytes, over the {MAX_UPLOAD_BYTES // 1024} KB limit")
-    try:
-        return read_midi(data)
-    except MidiError as err:
-        raise HTTPException(400, str(err).replace("<bytes>", "prompt_midi", 1)) from None
 
 
 class BodyLimit:
@@ -233,13 +224,15 @@ def create_app(model_dir: str | Path | None = None, *, composer: Composer | None
 
     app = FastAPIOffline(title="MuseNet co-composer", version=__version__, lifespan=lifespan,
                          description="Compose with the model: choose a style, instruments and an intro; pick one "
-                         "of several continuations; go on from there.")
+                         "of several continuations; go on from there. Or have a song of your own accompanied, "
+                         "and rewrite a span of the piece.")
     app.state.cocomposer = service
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     add_error_handlers(app)
     add_catalogue_routes(app, service, workers, queue_size)
     add_compose_routes(app, service)
+    add_keep_routes(app, service)
     return app
 
 

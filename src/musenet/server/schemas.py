@@ -53,12 +53,7 @@ class ComposeRequest(BaseModel):
     prompt_seconds: float = setting_field("prompt_seconds", 30.0, "how much of prompt_midi to use")
     piece_id: str | None = Field(None, pattern=ID_PATTERN, description="continue this piece")
 
-    @field_validator("instruments")
-    @classmethod
-    def _unique(cls, value: list[str] | None) -> list[str] | None:
-        if value is not None and len(set(value)) != len(value):
-            raise ValueError("an instrument is named twice")
-        return value
+    _unique_instruments = field_validator("instruments")(lambda cls, value: _no_repeats(value))
 
     @field_validator("intro")
     @classmethod
@@ -75,13 +70,71 @@ class ComposeRequest(BaseModel):
         return self
 
 
+class AccompanyRequest(BaseModel):
+    """Accompany an uploaded song: keep its parts `keep` note for note, compose `add` around them."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, json_schema_extra={"examples": [
+        {"melody_midi": "TVRoZAAAAAYAAQ...", "keep": ["Melody"], "add": ["piano", "bass", "drums"],
+         "style": "pop", "seed": 1, "candidates": 4}]})
+
+    melody_midi: str = Field(description="the song (a MIDI file as base64, at most 1 MB)")
+    keep: list[Annotated[str, Field(min_length=1, max_length=64)]] | None = Field(
+        None, min_length=1, max_length=16,
+        description="its parts to keep: families (voice), track names (Melody) or track numbers as strings "
+        "(\"0\" is the first track); none: all of it")
+    add: list[Family] = Field(min_length=1, max_length=len(FAMILIES), description="families to compose")
+    style: str | None = Field(None, max_length=64, description="a style from /api/styles (none: unknown)")
+    seconds: float | None = Field(None, ge=1.0, le=MAX_NEW_SECONDS,
+                                  description=f"how much of the song (none: all of it, up to {MAX_NEW_SECONDS:g} s)")
+    temperature: float = setting_field("temperature", 1.0, "creativity: higher is wilder")
+    seed: int | None = setting_field("seed", None, "random seed (none: a fresh one)")
+    candidates: int = setting_field("candidates", 4, "how many options to compose", high=MAX_CANDIDATES)
+
+    _unique_add = field_validator("add")(lambda cls, value: _no_repeats(value))
+
+
+class RewriteRequest(BaseModel):
+    """Rewrite a span of a piece: what comes before `start` and from `stop` on stays note for note."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, json_schema_extra={"examples": [
+        {"piece_id": "0123456789abcdef", "start": 4.0, "stop": 8.0, "seed": 1, "candidates": 4}]})
+
+    piece_id: str = Field(pattern=ID_PATTERN, description="the piece to rewrite a span of")
+    start: float = Field(ge=0.0, le=MAX_PIECE_SECONDS, description="start of the span, in seconds")
+    stop: float = Field(gt=0.0, le=MAX_PIECE_SECONDS, description="end of the span, in seconds")
+    instruments: list[Family] | None = Field(None, min_length=1, max_length=len(FAMILIES),
+                                             description="families the span may use (none: those playing in it)")
+    style: str | None = Field(None, max_length=64, description="a style from /api/styles (none: the piece's)")
+    temperature: float = setting_field("temperature", 1.0, "creativity: higher is wilder")
+    seed: int | None = setting_field("seed", None, "random seed (none: a fresh one)")
+    candidates: int = setting_field("candidates", 4, "how many options to compose", high=MAX_CANDIDATES)
+
+    _unique_instruments = field_validator("instruments")(lambda cls, value: _no_repeats(value))
+
+    @model_validator(mode="after")
+    def _a_span(self) -> RewriteRequest:
+        if self.stop <= self.start:
+            raise ValueError(f"the span {self.start:g}-{self.stop:g} s is empty: stop must come after start")
+        if self.stop - self.start > MAX_NEW_SECONDS:
+            raise ValueError(f"the span is {self.stop - self.start:g} s, over the {MAX_NEW_SECONDS:g} s limit")
+        return self
+
+
+def _no_repeats(value: list[str] | None) -> list[str] | None:
+    if value is not None and len(set(value)) != len(value):
+        raise ValueError("an instrument is named twice")
+    return value
+
+
 class CandidateOut(BaseModel):
     id: str
+    task: Literal["continue", "accompany", "rewrite"] = Field(description="how it was composed")
     midi_url: str
     audio_url: str | None = Field(description="null when the server has no synthesizer")
     pianoroll_url: str
     seconds: float = Field(description="length of the whole candidate (the piece so far included)")
     prompt_seconds: float = Field(description="where the new music starts")
+    stop_seconds: float | None = Field(None, description="a rewrite: where the new music ends")
     notes: int
     families: list[str]
 

@@ -48,14 +48,18 @@ def families_of(table: NoteTable) -> list[str]:
 
 @dataclass
 class Candidate:
-    """One composed option: the whole piece so far plus its continuation."""
+    """One composed option: the whole piece so far plus its continuation (or with a span
+    rewritten, or an uploaded song with an accompaniment)."""
 
     id: str
     table: NoteTable
-    prompt_seconds: float            # where the continuation starts
+    prompt_seconds: float            # where the new music starts
     piece_id: str | None             # the piece it continues (None: a new piece)
     piece_version: int               # that piece's number of versions when it was composed
     settings: dict
+    task: str = "continue"           # or "accompany", "rewrite"
+    stop_seconds: float | None = None  # a rewrite: where the new music ends
+    origin: NoteTable | None = None  # a new piece's first version, before this pick (the song accompanied)
     touched: float = field(default_factory=time.monotonic)
 
     @property
@@ -122,11 +126,13 @@ class Store:
         return self._use(self.pieces, piece_id, "piece")
 
     def pick(self, candidate_id: str) -> StoredPiece:
-        """Make the candidate the piece's newest version (a new piece if it continued none)."""
+        """Make the candidate the piece's newest version (a new piece if it continued none,
+        whose first version is the candidate's `origin` when it has one, so undo goes back to it)."""
         with self._lock:
             candidate = self.candidate(candidate_id)
             if candidate.piece_id is None:
-                piece = StoredPiece(new_id(), [(candidate.id, candidate.table)], dict(candidate.settings))
+                first = [] if candidate.origin is None else [(new_id(), candidate.origin)]
+                piece = StoredPiece(new_id(), [*first, (candidate.id, candidate.table)], dict(candidate.settings))
                 self.pieces[piece.id] = piece
                 return piece
             piece = self.piece(candidate.piece_id)
@@ -151,11 +157,11 @@ class Store:
         with self._lock:
             if item_id in self.candidates:
                 candidate = self.candidate(item_id)
-                path, table, marker = self.path(item_id, kind), candidate.table, candidate.prompt_seconds
-                title = None
+                path, table, title = self.path(item_id, kind), candidate.table, None
+                marker = (candidate.prompt_seconds, candidate.stop_seconds)
             else:
                 piece = self.piece(item_id)
-                path, table, marker = self.path(item_id, kind, piece.versions[-1][0]), piece.table, None
+                path, table, marker = self.path(item_id, kind, piece.versions[-1][0]), piece.table, (None, None)
                 title = f"{piece.settings.get('style') or 'piece'}, {midi_seconds(table):.0f} s"
             lock = self._render_locks.setdefault(path.name, threading.Lock())
         with lock:
@@ -183,9 +189,10 @@ class Store:
 
 
 def write_file(table: NoteTable, path: Path, kind: str, *, soundfont: str | None = None,
-               title: str | None = None, marker: float | None = None) -> None:
+               title: str | None = None, marker: tuple[float | None, float | None] = (None, None)) -> None:
     """Write `table` as MIDI, WAV (FluidSynth) or a piano-roll PNG, whole or not at all. A
-    `marker` (seconds) draws a line where a continuation starts and shows the last 20 s before it."""
+    `marker` (start, stop seconds) draws a line where new music starts (and one where a rewritten
+    span stops) and shows the last 20 s before it."""
     from .. import render
 
     if kind == "midi":
@@ -194,10 +201,13 @@ def write_file(table: NoteTable, path: Path, kind: str, *, soundfont: str | None
         render.render_wav(table, path, soundfont=soundfont)
     else:
         fig, _ = render.pianoroll_figure(table, title)
-        if marker:
+        start, stop = marker
+        if start or stop is not None:  # not for an accompaniment: all of it is new
             ax = fig.axes[0]
-            ax.axvline(marker, color="black", linewidth=1, linestyle="--")
-            ax.set_xlim(left=max(marker - 20.0, ax.get_xlim()[0]))
+            for line in (start, stop):
+                if line is not None:
+                    ax.axvline(line, color="black", linewidth=1, linestyle="--")
+            ax.set_xlim(left=max(start - 20.0, ax.get_xlim()[0]))
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png", dpi=80)
         write_atomic(path, buffer.getvalue())

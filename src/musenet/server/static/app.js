@@ -1,8 +1,9 @@
 // The co-composer page: settings -> a compose job (polled, cancellable) -> candidates -> pick -> more.
+// Accompanying an uploaded melody and rewriting a span of the piece are jobs with candidates too.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { piece: null, job: null, upload: null, audio: true, busy: false };
+const state = { piece: null, job: null, upload: null, melody: null, audio: true, busy: false };
 
 // ---- talking to the server ----------------------------------------------------------------
 
@@ -42,7 +43,7 @@ function showNotice(message) {
 
 function setBusy(busy) {
   state.busy = busy;
-  for (const id of ["generate", "new-piece"]) $(id).disabled = busy;
+  for (const id of ["generate", "new-piece", "accompany-go", "rewrite-go"]) $(id).disabled = busy;
   $("undo").disabled = busy || !state.piece || state.piece.versions < 2;
   for (const button of document.querySelectorAll(".pick")) button.disabled = busy;
   $("status").hidden = !busy;
@@ -59,29 +60,13 @@ async function loadSettings() {
     $("audio-note").textContent = `No audio on this server (${info.audio_error}); MIDI and piano rolls still work.`;
     $("audio-note").hidden = false;
   }
-  for (const style of styles) {
-    const option = new Option(`${style.name}: ${style.description}`, style.name);
-    $("style").add(option);
-  }
   const named = styles.find((style) => style.name !== "unknown");
-  if (named) $("style").value = named.name;  // a real style by default; "unknown" stays a choice
-  const box = document.createElement("div");
-  box.className = "toggles";
-  for (const family of instruments) {
-    const button = document.createElement("button");
-    button.type = "button";
-    button.className = "instrument";
-    button.textContent = family.name;
-    button.dataset.family = family.name;
-    button.style.setProperty("--family", family.color);
-    button.setAttribute("aria-pressed", family.name === "piano" ? "true" : "false");
-    button.addEventListener("click", () => {
-      const on = button.getAttribute("aria-pressed") === "true";
-      button.setAttribute("aria-pressed", on ? "false" : "true");
-    });
-    box.append(button);
+  for (const select of [$("style"), $("accompany-style")]) {
+    for (const style of styles) select.add(new Option(`${style.name}: ${style.description}`, style.name));
+    if (named) select.value = named.name;  // a real style by default; "unknown" stays a choice
   }
-  $("instruments").append(box);
+  $("instruments").append(toggles(instruments, "instrument", ["piano"]));
+  $("add-families").append(toggles(instruments, "family", ["piano", "bass", "drums"]));
   for (const intro of intros) {
     const option = new Option(`${intro.title} (${intro.composer})`, intro.id);
     option.dataset.style = intro.style;
@@ -89,8 +74,28 @@ async function loadSettings() {
   }
 }
 
-function chosenInstruments() {
-  return [...document.querySelectorAll(".instrument[aria-pressed=true]")].map((b) => b.dataset.family);
+function toggles(instruments, className, pressed) {
+  const box = document.createElement("div");
+  box.className = "toggles";
+  for (const family of instruments) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = className;
+    button.textContent = family.name;
+    button.dataset.family = family.name;
+    button.style.setProperty("--family", family.color);
+    button.setAttribute("aria-pressed", pressed.includes(family.name) ? "true" : "false");
+    button.addEventListener("click", () => {
+      const on = button.getAttribute("aria-pressed") === "true";
+      button.setAttribute("aria-pressed", on ? "false" : "true");
+    });
+    box.append(button);
+  }
+  return box;
+}
+
+function chosenInstruments(className = "instrument") {
+  return [...document.querySelectorAll(`.${className}[aria-pressed=true]`)].map((b) => b.dataset.family);
 }
 
 function onIntroChange() {
@@ -99,16 +104,16 @@ function onIntroChange() {
   if (selected && selected.dataset.style) $("style").value = selected.dataset.style;  // a good default
 }
 
-function onUpload() {
-  state.upload = null;
-  const file = $("upload").files[0];
+function readFile(input, key) {  // the chosen file as base64, into state[key]
+  state[key] = null;
+  const file = $(input).files[0];
   if (!file) return;
   if (file.size > 1024 * 1024) {
     showError(`${file.name} is ${Math.round(file.size / 1024)} KB; the limit is 1 MB`);
     return;
   }
   const reader = new FileReader();
-  reader.onload = () => { state.upload = String(reader.result).split(",", 2)[1]; showError(""); };
+  reader.onload = () => { state[key] = String(reader.result).split(",", 2)[1]; showError(""); };
   reader.readAsDataURL(file);
 }
 
@@ -132,15 +137,42 @@ function request() {
   return body;
 }
 
+function accompanyRequest() {
+  if (!state.melody) throw new Error("choose a MIDI file to accompany");
+  const add = chosenInstruments("family");
+  if (!add.length) throw new Error("choose at least one family to add");
+  const body = {
+    melody_midi: state.melody, add, style: $("accompany-style").value || null,
+    temperature: Number($("temperature").value), candidates: 4,
+  };
+  const keep = $("keep").value.split(",").map((part) => part.trim()).filter(Boolean);
+  if (keep.length) body.keep = keep;  // else all of it
+  return body;
+}
+
+function rewriteRequest() {
+  if (!state.piece) throw new Error("start a piece first");
+  const start = Number($("rewrite-from").value);
+  const stop = Number($("rewrite-to").value);
+  if (!$("rewrite-from").value || !$("rewrite-to").value || !(start < stop)) {
+    throw new Error("give the span to rewrite: from must come before to");
+  }
+  return { piece_id: state.piece.id, start, stop, temperature: Number($("temperature").value), candidates: 4 };
+}
+
 // ---- composing -----------------------------------------------------------------------------
 
-async function compose() {
+const compose = () => run("/api/jobs", request);
+const accompany = () => run("/api/accompany", accompanyRequest);
+const rewrite = () => run("/api/rewrite", rewriteRequest);
+
+async function run(url, makeBody) {  // start a job, follow it, show its candidates
   if (state.busy) return;
   showError("");
   showNotice("");
   let body;
   try {
-    body = request();
+    body = makeBody();
   } catch (err) {
     showError(err.message);
     return;
@@ -149,7 +181,7 @@ async function compose() {
   $("progress").value = 0;
   $("stage").textContent = "sending";
   try {
-    state.job = await api("POST", "/api/jobs", body);
+    state.job = await api("POST", url, body);
     const job = await follow(state.job);
     if (job.status === "done") showCandidates(job.result.candidates);
     else if (job.status === "cancelled") showNotice("Cancelled: nothing was added.");
@@ -185,20 +217,47 @@ async function cancel() {
   }
 }
 
+const NAMES = { continue: "Idea", accompany: "Accompaniment", rewrite: "Rewrite" };
+
+function describeCandidate(candidate) {
+  const families = candidate.families.join(", ") || "silence";
+  if (candidate.task === "rewrite") {
+    const span = `${candidate.prompt_seconds.toFixed(1)}-${candidate.stop_seconds.toFixed(1)} s`;
+    return `${span} rewritten, ${candidate.notes} notes in all: ${families}`;
+  }
+  if (candidate.task === "accompany") return `${candidate.seconds.toFixed(1)} s, ${candidate.notes} notes: ${families}`;
+  const added = candidate.seconds - candidate.prompt_seconds;
+  return `${added.toFixed(1)} s new, ${candidate.notes} notes: ${families}`;
+}
+
+function pickLabel(task) {
+  if (task === "rewrite") return "Use this rewrite";
+  if (task === "accompany") return state.piece ? "Start a new piece with this" : "Start the piece with this";
+  return state.piece ? "Add this to the piece" : "Start the piece with this";
+}
+
+function candidatesTitle(first) {
+  if (!first || first.task === "continue") {
+    return state.piece ? "Ideas for what comes next" : "Ideas for the opening";
+  }
+  if (first.task === "accompany") return "Accompaniments for your melody";
+  return `Rewrites of ${first.prompt_seconds.toFixed(1)}-${first.stop_seconds.toFixed(1)} s`;
+}
+
 function showCandidates(candidates) {
   const grid = $("candidates");
   grid.replaceChildren();
   candidates.forEach((candidate, index) => {
     const card = document.createElement("article");
     card.className = "candidate panel";
+    const name = `${NAMES[candidate.task] || "Idea"} ${index + 1}`;
     const title = document.createElement("h3");
-    title.textContent = `Idea ${index + 1}`;
+    title.textContent = name;
     const roll = new Image();
     roll.src = candidate.pianoroll_url;
-    roll.alt = `piano roll of idea ${index + 1}`;
+    roll.alt = `piano roll of ${name.toLowerCase()}`;
     const about = document.createElement("p");
-    const added = candidate.seconds - candidate.prompt_seconds;
-    about.textContent = `${added.toFixed(1)} s new, ${candidate.notes} notes: ${candidate.families.join(", ") || "silence"}`;
+    about.textContent = describeCandidate(candidate);
     card.append(title, roll);
     if (candidate.audio_url) {
       const audio = document.createElement("audio");
@@ -214,12 +273,12 @@ function showCandidates(candidates) {
     const pick = document.createElement("button");
     pick.type = "button";
     pick.className = "pick primary";
-    pick.textContent = state.piece ? "Add this to the piece" : "Start the piece with this";
+    pick.textContent = pickLabel(candidate.task);
     pick.addEventListener("click", () => choose(candidate));
     card.append(about, pick);
     grid.append(card);
   });
-  $("candidates-title").textContent = state.piece ? "Ideas for what comes next" : "Ideas for the opening";
+  $("candidates-title").textContent = candidatesTitle(candidates[0]);
   $("candidates-section").hidden = false;
 }
 
@@ -232,7 +291,13 @@ async function choose(candidate) {
     showError(err.message);
     return;
   }
-  await compose();  // offer what could come next
+  if (candidate.task === "continue") {
+    await compose();  // offer what could come next
+  } else {
+    hideCandidates();
+    showNotice(candidate.task === "rewrite" ? "The span is rewritten; undo takes it back."
+      : "Your melody is accompanied; undo takes the accompaniment back.");
+  }
 }
 
 // ---- the piece -----------------------------------------------------------------------------
@@ -255,6 +320,15 @@ function showPiece(piece) {
     $("piece-audio").src = piece.audio_url;
   }
   $("undo").disabled = state.busy || piece.versions < 2;
+  // the span to rewrite stays inside the piece
+  $("rewrite-from").max = $("rewrite-to").max = piece.seconds.toFixed(1);
+  if (Number($("rewrite-from").value) >= piece.seconds) $("rewrite-from").value = 0;
+  if (Number($("rewrite-to").value) > piece.seconds + 0.05) $("rewrite-to").value = piece.seconds.toFixed(1);
+}
+
+function hideCandidates() {
+  $("candidates").replaceChildren();
+  $("candidates-section").hidden = true;
 }
 
 async function undo() {
@@ -262,8 +336,7 @@ async function undo() {
   showError("");
   try {
     showPiece(await api("POST", `/api/pieces/${state.piece.id}/undo`));
-    $("candidates").replaceChildren();
-    $("candidates-section").hidden = true;
+    hideCandidates();
   } catch (err) {
     showError(err.message);
   }
@@ -271,8 +344,7 @@ async function undo() {
 
 function newPiece() {
   showPiece(null);
-  $("candidates").replaceChildren();
-  $("candidates-section").hidden = true;
+  hideCandidates();
 }
 
 // ---- wiring --------------------------------------------------------------------------------
@@ -287,8 +359,11 @@ document.addEventListener("DOMContentLoaded", async () => {
   bindRange("seconds", (v) => `${v} s`);
   bindRange("temperature", (v) => v.toFixed(2));
   $("intro").addEventListener("change", onIntroChange);
-  $("upload").addEventListener("change", onUpload);
+  $("upload").addEventListener("change", () => readFile("upload", "upload"));
+  $("melody").addEventListener("change", () => readFile("melody", "melody"));
   $("generate").addEventListener("click", compose);
+  $("accompany-go").addEventListener("click", accompany);
+  $("rewrite-go").addEventListener("click", rewrite);
   $("cancel").addEventListener("click", cancel);
   $("undo").addEventListener("click", undo);
   $("new-piece").addEventListener("click", newPiece);
