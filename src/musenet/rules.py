@@ -4,11 +4,11 @@
 - `DecodeState` and `advance`: what each candidate's next mask and features depend on
   (sounding notes, the clock, the tempo), updated after every token.
 - `allowed_tokens`: the mask. Strict instruments (no note-on of a family not asked for);
-  grammar (a note-off only for a note sounding since an earlier instant, no re-strike of a sounding key, at most
-  `max_polyphony` notes at once, no run of waits longer than `max_rest_seconds`, no note
-  held past `max_note_seconds`: no wait may carry one past it, and a note that cannot last
-  another step is released next); length (no `end` before `earliest_end`, no wait past
-  110% of the length, `end` forced at 100%).
+  grammar (a note-off only for a note sounding since an earlier instant, no re-strike of a
+  sounding key or of a drum in its instant, at most `max_polyphony` notes at once, no run of
+  waits longer than `max_rest_seconds`, no note held past `max_note_seconds`: no wait may
+  carry one past it, and a note that cannot last another step is released next); length
+  (no `end` before `earliest_end`, no wait past 110% of the length, `end` forced at 100%).
 - `release_boost`: where a family has one note sounding, the model's probability of that
   family's masked note-offs goes to the sounding note's.
 - `sample_tokens`: temperature, mask, top-k, top-p by inverse transform.
@@ -66,6 +66,7 @@ class DecodeState:
     window_steps: torch.Tensor   # (batch,) grid steps since the model's window began
     steps: torch.Tensor          # (batch,) grid steps since the piece began
     instant_ons: torch.Tensor    # (batch,) note-ons so far in the current instant
+    instant_drums: torch.Tensor  # (batch, 128) bool: drum keys struck in the current instant
     tempo: torch.Tensor          # (batch,) BPM in force
     finished: torch.Tensor       # (batch,) bool: `end` taken
     earliest_end: float = field(default=0.0)  # `end` is masked before this many seconds
@@ -78,7 +79,8 @@ class DecodeState:
         return cls(sounding=zeros(torch.bool, KEYS), onset=zeros(torch.float64, KEYS), polyphony=zeros(torch.long),
                    rest_seconds=zeros(torch.float64), seconds=zeros(torch.float64), window_steps=zeros(torch.long),
                    steps=zeros(torch.long),
-                   instant_ons=zeros(torch.long), tempo=torch.full((batch,), 120.0, dtype=torch.float64, device=device),
+                   instant_ons=zeros(torch.long), instant_drums=zeros(torch.bool, 128),
+                   tempo=torch.full((batch,), 120.0, dtype=torch.float64, device=device),
                    finished=zeros(torch.bool))
 
 
@@ -94,6 +96,8 @@ def advance(state: DecodeState, token: torch.Tensor, tables: TokenTables) -> Non
     state.sounding[rows[off], key[off]] = False
     state.polyphony += melodic_on.long() - off.long()
     state.instant_ons += t.is_on[token].long()
+    drum_on = t.is_on[token] & t.is_drum[token]
+    state.instant_drums[rows[drum_on], (key[drum_on] % 128)] = True
     steps = t.wait[token]
     waited = steps > 0
     seconds = steps * seconds_per_step(t.vocab, state.tempo)
@@ -103,6 +107,7 @@ def advance(state: DecodeState, token: torch.Tensor, tables: TokenTables) -> Non
     state.rest_seconds = torch.where(t.is_note[token], torch.zeros_like(state.rest_seconds),
                                      state.rest_seconds + seconds)
     state.instant_ons = torch.where(waited, torch.zeros_like(state.instant_ons), state.instant_ons)
+    state.instant_drums &= ~waited[:, None]
     state.tempo = torch.where(t.is_tempo[token], t.tempo[token].double(), state.tempo)
     state.finished |= token == t.vocab.END
 
@@ -130,6 +135,7 @@ def allowed_tokens(state: DecodeState, settings: Settings, tables: TokenTables, 
     mask = (~t.never & allowed_on)[None, :].repeat(len(state.seconds), 1)
     mask &= ~(t.is_off[None, :] & ~own[:, t.key])                    # off only when sounding
     mask &= ~(t.is_on[None, :] & ~t.is_drum[None, :] & sounding)     # no re-strike of a sounding key
+    mask &= ~(t.is_on[None, :] & t.is_drum[None, :] & state.instant_drums[:, t.key % 128])  # a drum once an instant
     full = state.polyphony >= settings.max_polyphony
     mask &= ~(t.is_on[None, :] & full[:, None])
     step_seconds = seconds_per_step(vocab, state.tempo)
