@@ -129,3 +129,25 @@ def test_cli_accompany_and_infill(composer, shared_midi, tmp_path, capsys):
     assert sidecar["task"]["task"] == "infill" and sidecar["fit"] < 0
     assert main(["infill", song, "--from", "3", "--model", model, "--out", str(tmp_path)]) == 1
     assert "give the span" in capsys.readouterr().err
+
+
+def test_evaluation_helpers(composer, shared_midi):
+    from musenet.encoding import encode_notes
+    from musenet.evaluate.keep import longest_silence, token_bits
+
+    table = NoteTable(onset=np.array([0.0, 4.0, 5.0]), duration=np.array([2.0, 2.0, 1.0]), pitch=np.array([60, 62, 64]),
+                      velocity=np.full(3, 80), family=np.zeros(3, np.int64), tempo_qpm=np.array([60.0]))
+    assert longest_silence(table, 0.0, 6.0) == 2.0 and longest_silence(table, 1.0, 9.0) == 3.0
+    model, vocab = composer.model, composer.vocab
+    tokens = encode_notes(read_midi(shared_midi / "one-track" / "Maestro_1.mid"), vocab, "bach")[:400]
+    bits = token_bits(model, vocab, tokens, composer.device)
+    assert bits.shape == (len(tokens) - 1,) and (bits > 0).all()  # every token after the first, once
+    short = tokens[:90]  # within the context: one window, the plain forward pass
+    with torch.no_grad():
+        from musenet.sequence import sequence_seconds, side_features
+
+        features = side_features(short, vocab, sequence_seconds(short, vocab))
+        inputs = {k: torch.from_numpy(v[None, :-1]) for k, v in features.items()}
+        logp = torch.log_softmax(model(torch.from_numpy(short[None, :-1]), inputs).float(), -1)[0]
+        direct = -logp.gather(1, torch.from_numpy(short[1:, None]))[:, 0] / np.log(2)
+    np.testing.assert_allclose(token_bits(model, vocab, short, composer.device), direct.numpy(), rtol=1e-4)
