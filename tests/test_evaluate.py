@@ -240,6 +240,22 @@ def tiny_setup(tmp_path_factory):
     return root, data, model
 
 
+def test_two_sample_test_tells_apart_what_differs_and_not_what_does_not():
+    from musenet.evaluate.two_sample import two_sample_test, wilson
+
+    rng = np.random.default_rng(0)
+    styles = ["a"] * 30 + ["b"] * 30
+    real = rng.normal(size=(60, 20))
+    apart = two_sample_test(real, styles, rng.normal(2.0, 1.0, size=(60, 20)), styles)
+    assert apart["accuracy"] > 0.95 and apart["pieces"] == 120 and set(apart["by_style"]) == {"a", "b"}
+    alike = two_sample_test(real, styles, rng.normal(size=(60, 20)), styles)
+    low, high = alike["interval"]
+    assert low < 0.5 < high and 0.3 < alike["accuracy"] < 0.7
+    fewer = two_sample_test(real, styles, rng.normal(size=(10, 20)), ["a"] * 10)  # balanced: 10 real of style a
+    assert fewer["pieces"] == 20 and list(fewer["by_style"]) == ["a"]
+    assert abs(wilson(0, 10)[0]) < 1e-12 and abs(wilson(5, 10)[0] - 0.2366) < 1e-3
+
+
 def test_eval_writes_the_report(tiny_setup, capsys):
     root, data, model = tiny_setup
     assert sorted(np.bincount(data.index["split"], minlength=3).tolist()) == [0, 2, 6]

@@ -42,6 +42,8 @@ def headline(report: dict) -> list[dict]:
         ("generated pieces classified as their style", style["generated_rate"], "", None),
         ("style ratio generated / real", ratio, f">= {TARGETS['style_ratio']}",
          ratio >= TARGETS["style_ratio"] if np.isfinite(ratio) else None),
+        ("two-sample test: real told from generated (0.5: indistinguishable)",
+         style.get("two_sample", {}).get("accuracy", float("nan")), "", None),
         ("strict instrument adherence", inst["strict"], "= 1.0",
          inst["strict"] >= TARGETS["strict_adherence"] if np.isfinite(inst["strict"]) else None),
         ("soft instrument adherence", inst["soft"], "", None),
@@ -260,6 +262,21 @@ def _style_lines(report: dict) -> list[str]:
         named = ", ".join(f"{s} {n}" for s, n in v["generated_named_as"].items())
         lines.append(f"| {name} | {v['train_pieces']} | {_fmt(v['real_accuracy'], 2)} ({v['real_pieces']}) | "
                      f"{_fmt(v['generated_rate'], 2)} ({v['generated_pieces']}) | {named} |")
+    return lines + ["", *_two_sample_lines(style.get("two_sample"))]
+
+
+def _two_sample_lines(test: dict | None) -> list[str]:
+    if not test or not test.get("by_style"):
+        return []
+    low, high = test["interval"]
+    lines = ["### Real or generated?", "",
+             f"A classifier that never saw the model ({test['classifier']}, the same features) trained to tell "
+             f"held-out real pieces from generated ones of the same style and length, {test['folds']}-fold "
+             f"cross-validated on {test['pieces']} pieces (as many real as generated per style): accuracy "
+             f"{_fmt(test['accuracy'])} (95% interval {_fmt(low)}-{_fmt(high)}); 0.5 means they cannot be told apart.",
+             "", "| style | pieces | accuracy | generated caught |", "|---|---:|---:|---:|"]
+    for name, v in test["by_style"].items():
+        lines.append(f"| {name} | {v['pieces']} | {_fmt(v['accuracy'], 2)} | {_fmt(v['generated_caught'], 2)} |")
     return lines
 
 

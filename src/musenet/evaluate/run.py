@@ -27,6 +27,7 @@ from .long_pieces import health_summary, long_piece_health
 from .music import HISTOGRAMS, MAX_REAL_PER_STYLE, compare, excerpt, music_stats
 from .report import headline, write_report
 from .style import MAX_TRAIN_PER_STYLE, style_adherence
+from .two_sample import two_sample_test
 
 Stage = Callable[[str], AbstractContextManager]
 
@@ -201,7 +202,8 @@ def compose_styles(composer: Composer, train: Dataset, styles: list[str], pieces
 
 def compare_with_real(real: RealPieces, generated: dict[str, list], styles: list[str], time_mode: str,
                       seed: int) -> tuple[dict, dict]:
-    """(music statistics per style, style adherence): the generated pieces beside the real ones."""
+    """(music statistics per style, style adherence with the two-sample test of real against
+    generated): the generated pieces beside the real held-out ones."""
     stats, generated_x, generated_y = {}, [], []
     for style in styles:
         generated_stats = [music_stats(t, time_mode) for t in generated[style]]
@@ -210,6 +212,8 @@ def compare_with_real(real: RealPieces, generated: dict[str, list], styles: list
         stats[style] = compare(real.stats[style], generated_stats, real.reference[style])
     style = style_adherence(real.train_x, real.train_y, real.held_x, real.held_y, np.array(generated_x),
                             generated_y, styles, seed)
+    style["two_sample"] = two_sample_test(real.held_x, real.held_y, np.array(generated_x), generated_y, seed) \
+        if len(real.held_y) else {"accuracy": float("nan"), "pieces": 0, "by_style": {}}
     return stats, style
 
 
