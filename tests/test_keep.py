@@ -61,6 +61,10 @@ def test_accompaniment_keeps_every_note_and_adds_only_the_asked_families(compose
         np.testing.assert_array_equal(table.tempo_qpm, melody.tempo_qpm)  # the song's own tempo map
     again = composer.accompany(song, ["Melody"], ["piano", "bass", "drums"], seconds=12, candidates=2, seed=1)
     assert [p.text for p in again] == [p.text for p in pieces]
+    assert all(p.fit < 0 for p in pieces)  # the kept melody's log-probability beside each accompaniment
+    ranked = composer.accompany(song, ["Melody"], ["piano", "bass", "drums"], seconds=12, candidates=2, seed=1,
+                                rank=True)
+    assert [p.fit for p in ranked] == sorted((p.fit for p in pieces), reverse=True)
 
 
 def notes_of_rows(table: NoteTable) -> list:

@@ -35,7 +35,8 @@ def _cmd_accompany(args: argparse.Namespace) -> None:
         raise MuseNetError("give the parts to keep (--keep) and the families to add (--add)")
     composer = Composer.load(args.model, int8=args.int8)
     check_wav(args)
-    pieces = composer.accompany(args.song, keep, add, progress=True, seconds=args.seconds, **_sampling(args))
+    pieces = composer.accompany(args.song, keep, add, rank=args.rank, progress=True, seconds=args.seconds,
+                                **_sampling(args))
     _write(args, composer, pieces, {"task": "accompany", "keep": keep, "add": add})
 
 
@@ -78,6 +79,9 @@ def add_keep_commands(commands) -> None:
                            help=f"families to compose, from: {', '.join(FAMILIES)}")
     accompany.add_argument("--style", help="a style the model knows (musenet styles lists them)")
     accompany.add_argument("--seconds", type=float, help="how much of the song (default: all of it)")
+    accompany.add_argument("--rank", action="store_true",
+                           help="candidates best first: by how likely the model finds the kept parts beside each "
+                           "(the sidecar's `fit`)")
     add_composing_options(accompany)
     accompany.set_defaults(run=_cmd_accompany)
 

@@ -55,7 +55,7 @@ class Piece:
     table: NoteTable
     vocab: Vocab
     settings: Settings | None = None
-    fit: float | None = None  # infilling: log-probability (nats) of the music after the span, given the new one
+    fit: float | None = None  # log-probability (nats) of the kept music given the new (`accompany`, `infill`)
 
     @property
     def score(self) -> symusic.Score:
@@ -145,11 +145,13 @@ class Composer:
         sequences = self.sampler.generate(chosen, table, progress=progress, on_step=on_step)
         return [Piece(tokens, decode_tokens(tokens, self.vocab), self.vocab, chosen) for tokens in sequences]
 
-    def accompany(self, song, keep: list[str], add: list[str], progress: bool = False, on_step=None,
-                  **settings) -> list[Piece]:
+    def accompany(self, song, keep: list[str], add: list[str], rank: bool = False, progress: bool = False,
+                  on_step=None, **settings) -> list[Piece]:
         """Pieces that keep the parts `keep` of `song` (families, track names or numbers;
         `song.parts`) note for note and add the families `add` around them, for the whole
-        song (or `seconds`). Other settings as `generate` (style, candidates, seed, ...)."""
+        song (or `seconds`). Other settings as `generate` (style, candidates, seed, ...).
+        `Piece.fit` is how likely the model finds the kept parts beside each accompaniment;
+        with `rank` the candidates come best first by it."""
         from .song import length_seconds, parts
 
         kept, _ = parts(song, keep)
@@ -158,7 +160,7 @@ class Composer:
         self.check(chosen)
         kept = kept.select(np.flatnonzero(kept.seconds(kept.onset) < seconds))
         fixed = plan(kept, self.vocab, chosen.style, chosen.instruments, (0.0, seconds))
-        return self._pieces(self.sampler.keep(chosen, fixed, progress, on_step), fixed, chosen, rank=False)
+        return self._pieces(self.sampler.keep(chosen, fixed, progress, on_step), fixed, chosen, rank, "kept")
 
     def infill(self, song, start: float, stop: float, instruments: list[str] | None = None, rank: bool = True,
                right_seconds: float = 8.0, progress: bool = False, on_step=None, **settings) -> list[Piece]:
@@ -183,11 +185,11 @@ class Composer:
         self.check(chosen)
         kept = table.select(np.flatnonzero(~inside))
         fixed = plan(kept, self.vocab, chosen.style, chosen.instruments, (start, stop), right_seconds)
-        return self._pieces(self.sampler.keep(chosen, fixed, progress, on_step), fixed, chosen, rank)
+        return self._pieces(self.sampler.keep(chosen, fixed, progress, on_step), fixed, chosen, rank, "right")
 
-    def _pieces(self, results, fixed: FixedPlan, settings: Settings, rank: bool) -> list[Piece]:
-        pieces = [Piece(tokens, merge(tokens, forced, fixed, self.vocab), self.vocab, settings, fit)
-                  for tokens, forced, fit in results]
+    def _pieces(self, results, fixed: FixedPlan, settings: Settings, rank: bool, fit: str) -> list[Piece]:
+        pieces = [Piece(tokens, merge(tokens, forced, fixed, self.vocab), self.vocab, settings, scores[fit])
+                  for tokens, forced, scores in results]
         return sorted(pieces, key=lambda p: -p.fit) if rank else pieces
 
     def check(self, settings: Settings) -> None:

@@ -117,7 +117,8 @@ class FixedState:
         self.next = torch.zeros(batch, dtype=torch.long, device=device)  # next fixed token per row
         self.own = torch.zeros(batch, KEYS, dtype=torch.bool, device=device)  # keys the model holds
         self.forced = torch.zeros(batch, dtype=torch.bool, device=device)  # was the last token forced
-        self.right_logprob = torch.zeros(batch, dtype=torch.float64, device=device)
+        self.right_logprob = torch.zeros(batch, dtype=torch.float64, device=device)  # the right side's
+        self.kept_logprob = torch.zeros(batch, dtype=torch.float64, device=device)   # kept notes in the span
 
     @property
     def done(self) -> torch.Tensor:
@@ -168,15 +169,17 @@ class FixedState:
 
     def after(self, token: torch.Tensor, logits: torch.Tensor) -> None:
         """Account for the tokens just taken: the plan moves on where a fixed one was taken,
-        the model's own keys follow its own note-ons and note-offs, and the right side's
-        log-probability (under the model, before any mask) adds up."""
+        the model's own keys follow its own note-ons and note-offs, and the log-probability
+        (under the model, before any mask) of the kept tokens adds up: those in the span (how
+        well the model's music fits the kept parts) and the right side's."""
         t = self.tables
         forced = self.forced
-        if len(self.tokens):
-            scored = forced & self.exact[self._index()]
-            if bool(scored.any()):
-                logp = torch.log_softmax(logits.float(), dim=-1).gather(1, token[:, None])[:, 0].double()
-                self.right_logprob += torch.where(scored, logp, torch.zeros_like(logp))
+        if len(self.tokens) and bool(forced.any()):
+            exact = self.exact[self._index()]
+            logp = torch.log_softmax(logits.float(), dim=-1).gather(1, token[:, None])[:, 0].double()
+            logp = torch.where(forced, logp, torch.zeros_like(logp))
+            self.right_logprob += torch.where(exact, logp, torch.zeros_like(logp))
+            self.kept_logprob += torch.where(exact, torch.zeros_like(logp), logp)
         self.next += forced.long()
         rows = torch.arange(len(token), device=token.device)
         mine = ~forced

@@ -84,14 +84,15 @@ class Generator:
         return sequences
 
     def keep(self, settings: Settings, fixed: FixedPlan, progress: bool = False,
-             on_step: Callable[[float], None] | None = None) -> list[tuple[np.ndarray, np.ndarray, float]]:
-        """Accompanying and infilling: (tokens, forced, right-side log-probability) of each
-        candidate, composed around the kept notes of `fixed` (see `fixed.py`); `forced` marks
-        the tokens that were kept ones."""
+             on_step: Callable[[float], None] | None = None) -> list[tuple[np.ndarray, np.ndarray, dict]]:
+        """Accompanying and infilling: (tokens, forced, log-probabilities) of each candidate,
+        composed around the kept notes of `fixed` (see `fixed.py`); `forced` marks the tokens
+        that were kept ones; the log-probabilities (nats) are the model's for the kept tokens
+        in the span (`kept`) and for the right side (`right`)."""
         settings.check(self.vocab)
         sequences, forced, plan_state = self.run(settings, fixed.opening.tolist(), True, fixed, progress, on_step)
-        scores = plan_state.right_logprob.tolist()
-        return [(seq, forced[row], scores[row]) for row, seq in enumerate(sequences)]
+        kept, right = plan_state.kept_logprob.tolist(), plan_state.right_logprob.tolist()
+        return [(seq, forced[row], {"kept": kept[row], "right": right[row]}) for row, seq in enumerate(sequences)]
 
     @torch.inference_mode()
     def run(self, settings: Settings, opening: list[int], begun_with_music: bool, fixed: FixedPlan | None,
