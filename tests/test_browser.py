@@ -169,6 +169,19 @@ def exact_notes(table, keep=None) -> set:
                    table.pitch[rows].tolist(), table.velocity[rows].tolist(), table.family[rows].tolist(), strict=True))
 
 
+def four_candidates(page, title: str, screenshot):
+    """Wait for four candidates under `title`, their pictures loaded; keep a screenshot."""
+    expect = sync_api.expect
+    cards = page.locator("#candidates .candidate")
+    expect(cards).to_have_count(4, timeout=60_000)
+    wait_idle(page)
+    expect(page.locator("#candidates-title")).to_have_text(title)
+    page.wait_for_function("() => [...document.querySelectorAll('#candidates img')].every(i => i.complete)")
+    assert all_images_loaded(page, "#candidates img")
+    page.screenshot(path=str(screenshot), full_page=True)
+    return cards
+
+
 def test_accompany_a_melody_rewrite_a_span_undo(page, server, shared_midi, tmp_path, artifacts):
     expect = sync_api.expect
     melody_file = tmp_path / "blue-sky-melody.mid"  # Mr. Blue Sky's tune, 4 bars from its first sung note
@@ -186,14 +199,8 @@ def test_accompany_a_melody_rewrite_a_span_undo(page, server, shared_midi, tmp_p
         page.click(f".family[data-family={family}]")
     page.select_option("#accompany-style", "pop")
     page.click("#accompany-go")
-    cards = page.locator("#candidates .candidate")
-    expect(cards).to_have_count(4, timeout=60_000)
-    wait_idle(page)
-    expect(page.locator("#candidates-title")).to_have_text("Accompaniments for your melody")
+    cards = four_candidates(page, "Accompaniments for your melody", artifacts / "co-composer-accompaniments.png")
     expect(cards.first.locator("h3")).to_have_text("Accompaniment 1")
-    page.wait_for_function("() => [...document.querySelectorAll('#candidates img')].every(i => i.complete)")
-    assert all_images_loaded(page, "#candidates img")
-    page.screenshot(path=str(artifacts / "co-composer-accompaniments.png"), full_page=True)
 
     cards.nth(2).locator(".pick").click()
     expect(page.locator("#piece")).to_be_visible()
@@ -211,13 +218,8 @@ def test_accompany_a_melody_rewrite_a_span_undo(page, server, shared_midi, tmp_p
     page.locator("#rewrite-from").fill("1")
     page.locator("#rewrite-to").fill("3")
     page.click("#rewrite-go")
-    expect(cards).to_have_count(4, timeout=60_000)
-    wait_idle(page)
-    expect(page.locator("#candidates-title")).to_have_text("Rewrites of 1.0-3.0 s")
+    cards = four_candidates(page, "Rewrites of 1.0-3.0 s", artifacts / "co-composer-rewrites.png")
     expect(cards.first.locator(".pick")).to_have_text("Use this rewrite")
-    page.wait_for_function("() => [...document.querySelectorAll('#candidates img')].every(i => i.complete)")
-    assert all_images_loaded(page, "#candidates img")
-    page.screenshot(path=str(artifacts / "co-composer-rewrites.png"), full_page=True)
     cards.nth(0).locator(".pick").click()
     expect(page.locator("#piece-info")).to_contain_text("3 picks")
     expect(page.locator("#notice")).to_contain_text("The span is rewritten")

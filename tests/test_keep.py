@@ -10,7 +10,7 @@ import torch
 from musenet import Composer, MuseNetError
 from musenet.checkpoint import save_checkpoint
 from musenet.cli import main
-from musenet.fixed import beats_at, plan
+from musenet.fixed import plan
 from musenet.instruments import DRUMS, FAMILIES
 from musenet.model import build_model
 from musenet.notes import NoteTable, read_midi
@@ -103,7 +103,7 @@ def test_plan_splits_a_piece_at_the_span(composer):
     # in the span: events at their steps; after it (1 s = 2 beats): events and waits, in order
     assert to_text(fixed.tokens, vocab) == "drums:v96:C2 piano:v0:D4 wait:12 piano:v80:G4"
     assert fixed.steps.tolist() == [24, 36, 48, 48] and fixed.exact.tolist() == [False, False, True, True]
-    assert beats_at(table, np.array([0.0, 1.0, 2.5])).tolist() == [0.0, 2.0, 5.0]
+    assert table.beats(np.array([0.0, 1.0, 2.5])).tolist() == [0.0, 2.0, 5.0]
     right = plan(table, vocab, None, ["bass"], (0.5, 1.25), right_seconds=1.5)
     assert to_text(right.tokens[right.exact], vocab) == "wait:6 piano:v0:D4 wait:24 piano:v80:G4"
 
@@ -112,7 +112,7 @@ def test_bars_and_errors(composer, shared_midi):
     song = shared_midi / "multitrack" / "Mr. Blue Sky.mid"
     start, stop = bars_to_seconds(song, 2, 3)
     table = read_midi(song)
-    assert stop > start > 0 and abs(float(beats_at(table, start)) - 4.0) < 1e-6
+    assert stop > start > 0 and abs(float(table.beats(start)) - 4.0) < 1e-6
     with pytest.raises(MuseNetError, match="empty"):
         composer.infill(song, 5.0, 5.0)
     with pytest.raises(MuseNetError, match="after the song ends"):

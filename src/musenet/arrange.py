@@ -71,14 +71,6 @@ _PIANO = FAMILY_ID["piano"]
 
 # ---- time and harmony ---------------------------------------------------------------------
 
-def table_beats(table: NoteTable, seconds: np.ndarray) -> np.ndarray:
-    """Seconds -> the table's beats, through its tempo map (the inverse of `table.seconds`)."""
-    seconds_per_beat = 60.0 / table.tempo_qpm
-    starts = np.concatenate([[0.0], np.cumsum(np.diff(table.tempo_time) * seconds_per_beat[:-1])])
-    i = np.clip(np.searchsorted(starts, seconds, side="right") - 1, 0, None)
-    return table.tempo_time[i] + (np.asarray(seconds, np.float64) - starts[i]) / seconds_per_beat[i]
-
-
 def beat_seconds(beats: Beats, position: np.ndarray) -> np.ndarray:
     """A fractional index into a song's annotated beats -> seconds (linear beyond the ends)."""
     i = np.clip(np.floor(position).astype(np.int64), 0, len(beats.seconds) - 2)
@@ -323,8 +315,8 @@ def loop_groove(table: NoteTable, beats: Beats, drums: NoteTable, bar_beats: int
     song_bar, idx = song_bar[fits], idx[fits]
     position = starts[song_bar] + offset[idx]
     rows = order[idx]
-    onset = table_beats(table, beat_seconds(beats, position))
-    end = table_beats(table, beat_seconds(beats, position + drums.duration[rows]))
+    onset = table.beats(beat_seconds(beats, position))
+    end = table.beats(beat_seconds(beats, position + drums.duration[rows]))
     return NoteTable(onset, np.maximum(end - onset, 1e-3), drums.pitch[rows].copy(), drums.velocity[rows].copy(),
                      np.full(len(rows), DRUMS, np.int64), table.tempo_time, table.tempo_qpm)
 
@@ -345,9 +337,7 @@ def groove_under(table: NoteTable, beats: Beats, grooves: Sequence[Take], rng: n
     if take is None:
         return table
     drums = loop_groove(table, beats, _take_notes(str(take.path)), bar_beats)
-    return NoteTable(*(np.concatenate([getattr(table, k), getattr(drums, k)])
-                       for k in ("onset", "duration", "pitch", "velocity", "family")),
-                     tempo_time=table.tempo_time, tempo_qpm=table.tempo_qpm)
+    return NoteTable.joined([table, drums])
 
 
 # ---- whole arrangements ---------------------------------------------------------------------

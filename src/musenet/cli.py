@@ -106,7 +106,7 @@ def _cmd_generate(args: argparse.Namespace) -> None:
         raise MuseNetError("give --prompt-notes or --prompt-seconds, not both")
     if (args.prompt_notes is not None or args.prompt_seconds is not None) and not args.prompt:
         raise MuseNetError("--prompt-notes and --prompt-seconds need --prompt FILE.mid")
-    instruments = [name.strip() for name in args.instruments.split(",") if name.strip()] if args.instruments else None
+    instruments = comma_list(args.instruments)
     if instruments == ["any"]:
         instruments = "any"
     settings = Settings(
@@ -308,6 +308,11 @@ def add_generate_command(commands) -> None:
                           "included (default 60; a prompt that long is refused)")
     add_composing_options(generate)
     generate.set_defaults(run=_cmd_generate)
+
+
+def comma_list(text: str | None) -> list[str] | None:
+    """`a, b,c` -> ["a", "b", "c"]; None for no text."""
+    return [word.strip() for word in text.split(",") if word.strip()] if text else None
 
 
 def add_composing_options(command, candidates: int = 1) -> None:

@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from .cli import add_composing_options, check_wav, print_pieces
+from .cli import add_composing_options, check_wav, comma_list, print_pieces
 from .errors import MuseNetError
 from .instruments import FAMILIES
-
-
-def _words(text: str | None) -> list[str] | None:
-    return [w.strip() for w in text.split(",") if w.strip()] if text else None
 
 
 def _sampling(args: argparse.Namespace) -> dict:
@@ -30,7 +26,7 @@ def _write(args, composer, pieces, task: dict) -> None:
 def _cmd_accompany(args: argparse.Namespace) -> None:
     from .composer import Composer
 
-    keep, add = _words(args.keep), _words(args.add)
+    keep, add = comma_list(args.keep), comma_list(args.add)
     if not keep or not add:
         raise MuseNetError("give the parts to keep (--keep) and the families to add (--add)")
     composer = Composer.load(args.model, int8=args.int8)
@@ -58,7 +54,7 @@ def _cmd_infill(args: argparse.Namespace) -> None:
         start, stop = args.start, args.stop
     composer = Composer.load(args.model, int8=args.int8)
     check_wav(args)
-    pieces = composer.infill(args.song, start, stop, _words(args.instruments), rank=not args.no_rank, progress=True,
+    pieces = composer.infill(args.song, start, stop, comma_list(args.instruments), rank=not args.no_rank, progress=True,
                              **_sampling(args))
     _write(args, composer, pieces, {"task": "infill", "from": round(start, 3), "to": round(stop, 3)})
 

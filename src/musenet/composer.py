@@ -63,9 +63,7 @@ class Piece:
 
     @property
     def seconds(self) -> float:
-        if len(self.table) == 0:
-            return 0.0
-        return float(self.table.seconds(np.array([(self.table.onset + self.table.duration).max()]))[0])
+        return self.table.end_seconds()
 
     @property
     def text(self) -> str:
@@ -152,10 +150,10 @@ class Composer:
         song (or `seconds`). Other settings as `generate` (style, candidates, seed, ...).
         `Piece.fit` is how likely the model finds the kept parts beside each accompaniment;
         with `rank` the candidates come best first by it."""
-        from .song import length_seconds, parts
+        from .song import parts
 
         kept, _ = parts(song, keep)
-        seconds = settings.pop("seconds", None) or length_seconds(kept)
+        seconds = settings.pop("seconds", None) or kept.end_seconds()
         chosen = Settings(instruments=list(add), seconds=seconds, **settings)
         self.check(chosen)
         kept = kept.select(np.flatnonzero(kept.seconds(kept.onset) < seconds))
@@ -168,10 +166,8 @@ class Composer:
         compose the span between anew, for `instruments` (default: the families playing in the
         span). With `rank`, the candidates come best first: by how likely the model finds the
         first `right_seconds` of what follows the span (`Piece.fit`)."""
-        from .song import length_seconds
-
         table = song if isinstance(song, NoteTable) else read_midi(song)
-        total = length_seconds(table)
+        total = table.end_seconds()
         if not 0 <= start < stop:
             raise MuseNetError(f"the span {start:g}-{stop:g} s is empty: give 0 <= start < stop")
         if start >= total:

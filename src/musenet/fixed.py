@@ -22,12 +22,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .encoding import decode_tokens, encode_notes, with_waits
+from .encoding import decode_tokens, encode_notes, time_steps, with_waits
 from .errors import MuseNetError
 from .instruments import FAMILIES
 from .notes import NoteTable
 from .rules import KEYS, TokenTables
-from .vocab import STEP_SECONDS, STEPS_PER_BEAT, Vocab
+from .vocab import Vocab
 
 
 @dataclass
@@ -40,19 +40,9 @@ class FixedPlan:
     kept: NoteTable          # the notes that come back verbatim
 
 
-def beats_at(table: NoteTable, seconds) -> np.ndarray:
-    """Seconds -> beats through the table's tempo map (the inverse of `NoteTable.seconds`)."""
-    seconds = np.asarray(seconds, np.float64)
-    knots = table.seconds(table.tempo_time)
-    i = np.clip(np.searchsorted(knots, seconds, side="right") - 1, 0, None)
-    return table.tempo_time[i] + (seconds - knots[i]) * table.tempo_qpm[i] / 60.0
-
-
 def grid_step(table: NoteTable, seconds: float, vocab: Vocab) -> int:
     """The grid step at `seconds` of a piece with `table`'s tempo map."""
-    if vocab.time_mode == "beat":
-        return int(np.floor(float(beats_at(table, seconds)) * STEPS_PER_BEAT + 0.5))
-    return int(np.floor(seconds / STEP_SECONDS + 0.5))
+    return int(time_steps(table, table.beats(seconds), vocab.time_mode))
 
 
 def plan(kept: NoteTable, vocab: Vocab, style: str | None, added: list[str], span_seconds: tuple[float, float],
@@ -64,7 +54,7 @@ def plan(kept: NoteTable, vocab: Vocab, style: str | None, added: list[str], spa
     span = (grid_step(kept, span_seconds[0], vocab), grid_step(kept, span_seconds[1], vocab))
     if span[1] <= span[0]:
         raise MuseNetError("the span to compose is empty: its end must come after its start")
-    encoded = encode_notes(kept, vocab, style) if len(kept) else _empty(kept, vocab, style)
+    encoded = encode_notes(kept, vocab, style)
     start = int(np.argmax(encoded == vocab.START))
     families = set((encoded[1:start] - vocab.family_offset).tolist()) | {FAMILIES.index(f) for f in added}
     header = [vocab.style_token(style), *(vocab.family_offset + f for f in sorted(families)), vocab.START]
@@ -77,25 +67,11 @@ def plan(kept: NoteTable, vocab: Vocab, style: str | None, added: list[str], spa
     rest, rest_step, rest_wait = body[cut:], step[cut:], wait[cut:]
     inside = (rest_step < span[1]) & (rest_wait == 0)
     right = _right_side(rest[rest_step >= span[1]], rest_step[rest_step >= span[1]], span[1], vocab,
-                        span[1] + _steps(kept, span_seconds[1], right_seconds, vocab))
+                        grid_step(kept, span_seconds[1] + right_seconds, vocab))
     steps = np.concatenate([rest_step[inside], np.full(len(right), span[1])]).astype(np.int64)
     tokens = np.concatenate([rest[inside], right]).astype(np.int64)
     exact = np.concatenate([np.zeros(int(inside.sum()), bool), np.ones(len(right), bool)])
     return FixedPlan(opening, steps, tokens, exact, span, kept)
-
-
-def _empty(kept: NoteTable, vocab: Vocab, style: str | None) -> np.ndarray:
-    """The encoding of a piece with no notes: header, the opening tempo (beat mode), end."""
-    probe = NoteTable(np.zeros(1), np.ones(1), np.array([60]), np.array([64]), np.zeros(1, np.int64),
-                      kept.tempo_time, kept.tempo_qpm)
-    tokens = encode_notes(probe, vocab, style)
-    start = int(np.argmax(tokens == vocab.START))
-    tempo = [int(tokens[start + 1])] if vocab.time_mode == "beat" else []
-    return np.array([tokens[0], vocab.START, *tempo, vocab.END], np.int64)
-
-
-def _steps(table: NoteTable, at_seconds: float, seconds: float, vocab: Vocab) -> int:
-    return grid_step(table, at_seconds + seconds, vocab) - grid_step(table, at_seconds, vocab)
 
 
 def _right_side(tokens: np.ndarray, steps: np.ndarray, stop: int, vocab: Vocab, until: int) -> np.ndarray:
@@ -108,34 +84,31 @@ def _right_side(tokens: np.ndarray, steps: np.ndarray, stop: int, vocab: Vocab, 
 class FixedState:
     """Where each candidate stands in a `FixedPlan`, and the keys the model itself holds."""
 
+    NEVER = 1 << 40  # the grid step of a sentinel after the last fixed token: never due
+
     def __init__(self, fixed: FixedPlan, batch: int, tables: TokenTables, device):
         self.fixed = fixed
         self.tables = tables
-        self.steps = torch.from_numpy(fixed.steps).to(device)
-        self.tokens = torch.from_numpy(fixed.tokens).to(device)
-        self.exact = torch.from_numpy(fixed.exact).to(device)
+        self.count = len(fixed.tokens)
+        self.steps = torch.from_numpy(np.append(fixed.steps, self.NEVER)).to(device)
+        self.tokens = torch.from_numpy(np.append(fixed.tokens, tables.vocab.PAD)).to(device)
+        self.exact = torch.from_numpy(np.append(fixed.exact, False)).to(device)
         self.next = torch.zeros(batch, dtype=torch.long, device=device)  # next fixed token per row
         self.own = torch.zeros(batch, KEYS, dtype=torch.bool, device=device)  # keys the model holds
         self.forced = torch.zeros(batch, dtype=torch.bool, device=device)  # was the last token forced
         self.right_logprob = torch.zeros(batch, dtype=torch.float64, device=device)  # the right side's
         self.kept_logprob = torch.zeros(batch, dtype=torch.float64, device=device)   # kept notes in the span
 
-    @property
-    def done(self) -> torch.Tensor:
-        return self.next >= len(self.tokens)
-
     def rule(self, mask: torch.Tensor, now: torch.Tensor, finished: torch.Tensor) -> torch.Tensor:
-        """The mask with the plan applied, for rows at grid step `now` (batch,)."""
+        """The mask (from `allowed_tokens` with the model's own keys) with the plan applied,
+        for rows at grid step `now` (batch,)."""
         t, vocab = self.tables, self.tables.vocab
         start, stop = self.fixed.span
-        pending = ~self.done
-        index = self._index()
-        next_step = torch.where(pending, self.steps[index], torch.full_like(now, 1 << 40)) if len(self.tokens) \
-            else torch.full_like(now, 1 << 40)
+        pending = self.next < self.count
+        next_step = self.steps[self.next]
         mask = mask & ~t.is_tempo[None, :]                              # the kept tempo map rules
-        mask &= ~(t.is_off[None, :] & ~self.own[:, t.key])             # the model releases only its own notes
         free = (now >= start) & (now < stop)
-        mask &= ~(t.is_on[None, :] & ~free[:, None])                    # it adds notes only in the span
+        mask &= ~(t.is_on[None, :] & ~free[:, None])                    # the model adds notes only in the span
         edge = torch.where(now < start, torch.full_like(now, start), torch.full_like(now, stop))
         limit = torch.where(now < stop, torch.minimum(next_step, edge), next_step)
         is_wait = t.wait[None, :] > 0
@@ -146,16 +119,14 @@ class FixedState:
         mask |= (~others.any(dim=1) & pending)[:, None] & waits_ok     # a rest rule never blocks the plan
         finish = ~pending & (now >= stop)
         mask[:, vocab.END] = finish
-        forced = pending & ((self.exact[index] & (now >= stop)) | (next_step == now)) if len(self.tokens) \
-            else torch.zeros_like(pending)
         releasing = (now >= stop) & self.own.any(dim=1)                 # the span is over: the model lets go
-        forced &= ~releasing & ~finished
+        forced = pending & ((self.exact[self.next] & (now >= stop)) | (next_step == now)) & ~releasing & ~finished
         if bool(releasing.any()):
             mask[releasing] = (t.is_off[None, :] & self.own[:, t.key])[releasing]
         if bool(forced.any()):
             rows = forced.nonzero()[:, 0]
             mask[rows] = False
-            mask[rows, self.tokens[index][rows]] = True
+            mask[rows, self.tokens[self.next][rows]] = True
         ending = finish & ~releasing & ~finished
         mask[ending] = False
         mask[ending, vocab.END] = True
@@ -164,9 +135,6 @@ class FixedState:
         self.forced = forced
         return mask
 
-    def _index(self) -> torch.Tensor:
-        return self.next.clamp(max=max(len(self.tokens) - 1, 0))
-
     def after(self, token: torch.Tensor, logits: torch.Tensor) -> None:
         """Account for the tokens just taken: the plan moves on where a fixed one was taken,
         the model's own keys follow its own note-ons and note-offs, and the log-probability
@@ -174,8 +142,8 @@ class FixedState:
         well the model's music fits the kept parts) and the right side's."""
         t = self.tables
         forced = self.forced
-        if len(self.tokens) and bool(forced.any()):
-            exact = self.exact[self._index()]
+        if bool(forced.any()):
+            exact = self.exact[self.next]
             logp = torch.log_softmax(logits.float(), dim=-1).gather(1, token[:, None])[:, 0].double()
             logp = torch.where(forced, logp, torch.zeros_like(logp))
             self.right_logprob += torch.where(exact, logp, torch.zeros_like(logp))
@@ -194,20 +162,12 @@ def merge(tokens: np.ndarray, forced: np.ndarray, fixed: FixedPlan, vocab: Vocab
     forced, on the grid) and the kept notes verbatim, on the input's tempo map."""
     wait = vocab.tables["wait"][tokens]
     own = ~forced | (wait > 0)
-    own[: len(fixed.opening)] = wait[: len(fixed.opening)] > 0
     start = int(np.argmax(fixed.opening == vocab.START))
     mine = decode_tokens(np.concatenate([fixed.opening[: start + 1], tokens[own]]), vocab)
     kept = fixed.kept
     if vocab.time_mode == "beat":
         onset, end = mine.onset, mine.onset + mine.duration
     else:  # decoded at a fixed tempo: back to seconds, then onto the input's beats
-        onset, end = (beats_at(kept, mine.seconds(x)) for x in (mine.onset, mine.onset + mine.duration))
-    return NoteTable(
-        onset=np.concatenate([kept.onset, onset]),
-        duration=np.concatenate([kept.duration, end - onset]),
-        pitch=np.concatenate([kept.pitch, mine.pitch]),
-        velocity=np.concatenate([kept.velocity, mine.velocity]),
-        family=np.concatenate([kept.family, mine.family]),
-        tempo_time=kept.tempo_time,
-        tempo_qpm=kept.tempo_qpm,
-    ).sorted()
+        onset, end = (kept.beats(mine.seconds(x)) for x in (mine.onset, mine.onset + mine.duration))
+    mine = NoteTable(onset, end - onset, mine.pitch, mine.velocity, mine.family)
+    return NoteTable.joined([kept, mine]).sorted()

@@ -56,6 +56,27 @@ class NoteTable:
         i = np.clip(i, 0, None)
         return start_seconds[i] + (beats - self.tempo_time[i]) * seconds_per_beat[i]
 
+    @staticmethod
+    def joined(tables: list[NoteTable]) -> NoteTable:
+        """The notes of all the tables, in that order, on the first one's tempo map."""
+        return NoteTable(*(np.concatenate([getattr(t, key) for t in tables])
+                           for key in ("onset", "duration", "pitch", "velocity", "family")),
+                         tempo_time=tables[0].tempo_time, tempo_qpm=tables[0].tempo_qpm)
+
+    def end_seconds(self) -> float:
+        """Seconds from the start to the end of the last note (0 with no notes)."""
+        if len(self) == 0:
+            return 0.0
+        return float(self.seconds((self.onset + self.duration).max()))
+
+    def beats(self, seconds) -> np.ndarray:
+        """Seconds -> beats through the tempo map (the inverse of `seconds`)."""
+        seconds = np.asarray(seconds, np.float64)
+        seconds_per_beat = 60.0 / self.tempo_qpm
+        start_seconds = np.concatenate([[0.0], np.cumsum(np.diff(self.tempo_time) * seconds_per_beat[:-1])])
+        i = np.clip(np.searchsorted(start_seconds, seconds, side="right") - 1, 0, None)
+        return self.tempo_time[i] + (seconds - start_seconds[i]) / seconds_per_beat[i]
+
     def sorted(self) -> NoteTable:
         """The same notes ordered by onset, then family, then pitch."""
         order = np.lexsort((self.pitch, self.family, self.onset))

@@ -125,9 +125,7 @@ def midi_seconds(midi: NoteTable | symusic.Score | bytes | str | Path) -> float:
     """Length in seconds (through the tempo map) of a NoteTable, symusic Score, MIDI bytes or
     path: the time of its last event, normally the last note-off (or pedal release)."""
     if isinstance(midi, NoteTable):
-        if len(midi) == 0:
-            return 0.0
-        return float(midi.seconds(np.array([(midi.onset + midi.duration).max()]))[0])
+        return midi.end_seconds()
     return float(load_score(midi).to("second").end())
 
 

@@ -101,7 +101,7 @@ class Generator:
         batch per token, under the rules (and the fixed plan, if any)."""
         vocab, tables, device = self.vocab, self.tables, self.device
         sequences = [list(opening) for _ in range(settings.candidates)]
-        forced = [[True] * len(opening) for _ in range(settings.candidates)]
+        taken = []  # with a plan: which rows took a forced token, step by step
         needs_tempo = vocab.time_mode == "beat" and not begun_with_music
         allowed_on = instrument_filter(settings, tables)
         generator = torch.Generator(device="cpu").manual_seed(settings.seed)
@@ -132,12 +132,11 @@ class Generator:
             token = torch.where(state.finished, torch.full_like(token, vocab.PAD), token)
             if plan is not None:
                 plan.after(token, logits)
+                taken.append(plan.forced.clone())
             features = next_features(token, state, tables, target)
             advance(state, token, tables)
-            taken_forced = [False] * len(token) if plan is None else plan.forced.tolist()
             for row, value in enumerate(token.tolist()):  # finished rows take pad, to stay in step
                 sequences[row].append(value)
-                forced[row].append(taken_forced[row])
             logits = self.model(token[:, None], features, cache)[:, -1]
             now = min(state.seconds.min().item(), target)
             if int(now) > shown:
@@ -149,10 +148,14 @@ class Generator:
         if on_step is not None:
             on_step(1.0)
         closed = [self.close(seq, state.sounding[row]) for row, seq in enumerate(sequences)]
+        if plan is None:
+            return closed, None, None
+        forced = torch.stack(taken, dim=1).cpu().numpy() if taken else np.zeros((len(sequences), 0), bool)
         flags = []
-        for row, sequence in enumerate(sequences):  # the closing note-offs and `end` count as forced
-            taken = np.array(forced[row], bool)[np.isin(sequence, (vocab.PAD, vocab.END), invert=True)]
-            flags.append(np.concatenate([taken, np.ones(len(closed[row]) - len(taken), bool)]))
+        for row, sequence in enumerate(sequences):  # the opening, closing note-offs and `end` count as forced
+            row_flags = np.concatenate([np.ones(len(opening), bool), forced[row]])
+            row_flags = row_flags[np.isin(sequence, (vocab.PAD, vocab.END), invert=True)]
+            flags.append(np.concatenate([row_flags, np.ones(len(closed[row]) - len(row_flags), bool)]))
         return closed, flags, plan
 
     def read_window(self, sequences: list[list[int]], state: DecodeState, settings: Settings):

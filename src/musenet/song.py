@@ -1,12 +1,12 @@
 """A user's song, for accompanying and infilling: its parts chosen by family, track name or
-track number, its length, and bars read as seconds."""
+track number, and bars read as seconds."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from .errors import MuseNetError
-from .instruments import DRUMS, FAMILIES, PROGRAM_FAMILY
+from .errors import MidiError, MuseNetError
+from .instruments import FAMILIES, family_of_program
 from .notes import NoteTable, load_score, read_midi, source_name
 
 
@@ -23,10 +23,11 @@ def parts(song, keep: list[str]) -> tuple[NoteTable, NoteTable]:
         return table.select(np.flatnonzero(mask)), table.select(np.flatnonzero(~mask))
     name = source_name(song)
     score = load_score(song)
-    table = read_midi(score)  # a damaged file is refused here, with the reason
     tracks = list(score.tracks)
-    sounding = [i for i, t in enumerate(tracks) if len(t.notes)]  # read_midi reads these, in order
-    families = [FAMILIES[f] for f in np.unique(table.family)]
+    sounding = [i for i, t in enumerate(tracks) if len(t.notes)]
+    if not sounding:
+        raise MidiError(f"{name}: no notes")
+    families = ", ".join(FAMILIES[f] for f in sorted({_family(tracks[i]) for i in sounding}))
     kept_tracks: set[int] = set()
     kept_families: list[int] = []
     for word in keep:
@@ -40,7 +41,7 @@ def parts(song, keep: list[str]) -> tuple[NoteTable, NoteTable]:
             kept_tracks |= named
         else:
             listing = ", ".join(f"{i} {tracks[i].name.strip() or '(no name)'}" for i in sounding)
-            raise MuseNetError(f"{name} has no part {word!r}: its families are {', '.join(families)}; "
+            raise MuseNetError(f"{name} has no part {word!r}: its families are {families}; "
                                f"its tracks with notes {listing}")
     keep_track = [i in kept_tracks or _family(tracks[i]) in kept_families for i in range(len(tracks))]
     if not any(keep_track[i] for i in sounding):
@@ -52,7 +53,7 @@ def parts(song, keep: list[str]) -> tuple[NoteTable, NoteTable]:
 
 
 def _family(track) -> int:
-    return DRUMS if track.is_drum else int(PROGRAM_FAMILY[track.program % 128])
+    return family_of_program(track.program % 128, track.is_drum)
 
 
 def _with_tracks(score, tracks):
@@ -61,19 +62,13 @@ def _with_tracks(score, tracks):
     part.tracks = type(score.tracks)(tracks)
     return part
 
+
 def _families(words: list[str], where: str) -> list[int]:
     unknown = [w for w in words if w not in FAMILIES]
     if unknown:
         raise MuseNetError(f"{where} can be split only by family, not {unknown[0]!r}; choose from "
                            f"{', '.join(FAMILIES)}")
     return [FAMILIES.index(w) for w in words]
-
-
-def length_seconds(table: NoteTable) -> float:
-    """Seconds from the start to the end of the last note."""
-    if len(table) == 0:
-        return 0.0
-    return float(table.seconds(np.array([(table.onset + table.duration).max()]))[0])
 
 
 def bars_to_seconds(song, first: int, last: int) -> tuple[float, float]:

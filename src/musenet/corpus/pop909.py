@@ -90,9 +90,7 @@ def read_song(source) -> tuple[NoteTable, np.ndarray]:
         note_roles.append(np.full(len(table), role, np.int64))
     if not tables:
         raise MidiError(f"{name}: no notes")
-    whole = NoteTable(*(np.concatenate([getattr(t, key) for t in tables])
-                        for key in ("onset", "duration", "pitch", "velocity", "family")),
-                      tempo_time=tables[0].tempo_time, tempo_qpm=tables[0].tempo_qpm)
+    whole = NoteTable.joined(tables)
     order = np.lexsort((whole.pitch, whole.family, whole.onset))  # NoteTable.sorted()'s order
     return whole.select(order), np.concatenate(note_roles)[order]
 

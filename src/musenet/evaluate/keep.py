@@ -27,7 +27,6 @@ from ..instruments import FAMILY_ID
 from ..model import FEATURES
 from ..notes import NoteTable
 from ..sequence import header_length, sequence_seconds, side_features, window_of
-from ..song import length_seconds
 from .harmony import held_out_songs
 
 
@@ -73,11 +72,6 @@ def _as(table: NoteTable, rows: np.ndarray, family: str) -> NoteTable:
     return part
 
 
-def _together(a: NoteTable, b: NoteTable) -> NoteTable:
-    return NoteTable(*(np.concatenate([getattr(a, k), getattr(b, k)]) for k in
-                       ("onset", "duration", "pitch", "velocity", "family")), a.tempo_time, a.tempo_qpm).sorted()
-
-
 def melody_and_accompaniment(path: Path, seconds: float | None = None) -> tuple[NoteTable, NoteTable]:
     """A POP909 song's melody (as voice) and accompaniment (bridge and piano, as piano), up
     to `seconds` after the melody enters (intros are often long), if given."""
@@ -101,7 +95,7 @@ def accompaniment_bits(model, vocab, root: str | Path, songs: int, device, secon
         melody, accompaniment = melody_and_accompaniment(path, seconds)
         if len(melody) == 0 or len(accompaniment) == 0:
             continue
-        together = encode_notes(_together(melody, accompaniment), vocab, style)
+        together = encode_notes(NoteTable.joined([melody, accompaniment]).sorted(), vocab, style)
         alone = encode_notes(accompaniment, vocab, style)
         both = sequence_bits(model, vocab, together, device)
         melody_bits = sequence_bits(model, vocab, encode_notes(melody, vocab, style), device)
@@ -139,7 +133,7 @@ def accompaniment_chords(composer, root: str | Path, songs: int, seconds: float 
         chords = read_chords(path.parent)
         hit, total = chord_share(accompaniment, np.arange(len(accompaniment)), chords)
         real = [real[0] + hit, real[1] + total]
-        pieces = composer.accompany(melody, ["voice"], ["piano"], seconds=length_seconds(accompaniment),
+        pieces = composer.accompany(melody, ["voice"], ["piano"], seconds=accompaniment.end_seconds(),
                                     candidates=candidates,
                                     seed=seed, style=style)
         for piece in pieces:
@@ -210,7 +204,7 @@ def infill_bits(model, vocab, pieces: list[tuple[NoteTable, str]], span: tuple[f
         left = table.select(np.flatnonzero(onset < start))
         both = table.select(np.flatnonzero(onset < stop))
         middle = len(both) - len(left)
-        if middle == 0 or len(left) == 0 or length_seconds(table) < stop:
+        if middle == 0 or len(left) == 0 or table.end_seconds() < stop:
             continue
         total_bits += sequence_bits(model, vocab, encode_notes(both, vocab, style), device) - sequence_bits(
             model, vocab, encode_notes(left, vocab, style), device)

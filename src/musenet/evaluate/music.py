@@ -24,18 +24,9 @@ SCALARS = ("notes_per_second", "scale_consistency", "mean_polyphony", "median_io
            "empty_beat_rate")
 
 
-def beats_at(table: NoteTable, seconds: np.ndarray) -> np.ndarray:
-    """Seconds -> beats through the tempo map (the inverse of NoteTable.seconds)."""
-    seconds = np.asarray(seconds, np.float64)
-    seconds_per_beat = 60.0 / table.tempo_qpm
-    start = np.concatenate([[0.0], np.cumsum(np.diff(table.tempo_time) * seconds_per_beat[:-1])])
-    i = np.clip(np.searchsorted(start, seconds, side="right") - 1, 0, None)
-    return table.tempo_time[i] + (seconds - start[i]) / seconds_per_beat[i]
-
-
 def excerpt(table: NoteTable, seconds: float) -> NoteTable:
     """The opening `seconds` of a piece: notes starting before it, cut off at it."""
-    limit = float(beats_at(table, np.array([seconds]))[0])
+    limit = float(table.beats(seconds))
     rows = np.flatnonzero(table.onset < limit)
     out = table.select(rows)
     out.duration = np.minimum(out.onset + out.duration, limit) - out.onset

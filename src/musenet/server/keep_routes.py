@@ -27,7 +27,7 @@ from ..errors import MuseNetError
 from ..notes import read_midi
 from ..render import midi_seconds
 from ..settings import LIMITS, Settings
-from ..song import length_seconds, parts
+from ..song import parts
 from .jobs import Job
 from .schemas import MAX_NEW_SECONDS, AccompanyRequest, JobOut, RewriteRequest
 from .store import families_of
@@ -46,7 +46,7 @@ def accompany_work(service: CoComposer, request: AccompanyRequest) -> Work:
     """Read the upload and check the request now; the job's work composes the candidates."""
     data = decode_upload(request.melody_midi, "melody_midi")
     song = named("melody_midi", lambda: read_midi(data) if request.keep is None else parts(data, request.keep)[0])
-    seconds = request.seconds or max(min(length_seconds(song), MAX_NEW_SECONDS), LIMITS["seconds"][0])
+    seconds = request.seconds or max(min(song.end_seconds(), MAX_NEW_SECONDS), LIMITS["seconds"][0])
     song = song.select(np.flatnonzero(song.seconds(song.onset) < seconds))  # what the pieces keep
     if len(song) == 0:
         raise MuseNetError(f"melody_midi: the parts to keep have no note in the first {seconds:g} s")
