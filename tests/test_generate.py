@@ -16,8 +16,16 @@ from musenet.cli import main
 from musenet.instruments import DRUMS, FAMILIES
 from musenet.model import build_model
 from musenet.notes import read_midi, write_midi
-from musenet.rules import DecodeState, TokenTables, allowed_tokens, sample_tokens
-from musenet.sequence import header_length, side_features, token_seconds
+from musenet.rules import (
+    DecodeState,
+    TokenTables,
+    advance,
+    allowed_tokens,
+    entrances,
+    requested_families,
+    sample_tokens,
+)
+from musenet.sequence import header_length, seconds_per_step, side_features, token_seconds
 from musenet.settings import Settings
 from musenet.vocab import default_vocab
 
@@ -79,6 +87,58 @@ def test_no_note_is_held_past_max_note_seconds(composer):
         assert note_seconds(piece.table).max() <= 1.0 + 1e-6
         assert_grammar(piece.tokens, composer.vocab)
         assert piece.seconds >= 0.9 * 10
+
+
+def test_a_silent_requested_family_is_brought_in_the_model_choosing_the_note(composer):
+    vocab = composer.vocab
+    tables = TokenTables(vocab, "cpu")
+    settings = Settings(instruments=["piano", "drums"], max_family_silence=4.0)
+    requested = requested_families(settings, "cpu")
+    state = DecodeState.new(2, "cpu")
+    mask = allowed_tokens(state, settings, tables, torch.ones(vocab.size, dtype=torch.bool), False)
+    piano_on = vocab.note_tokens(np.array([FAMILIES.index("piano")]), np.array([60]), np.array([80]))[0]
+    drum_on = vocab.note_tokens(np.array([DRUMS]), np.array([36]), np.array([80]))[0]
+    for token in (piano_on, drum_on):  # both play at 0 s
+        advance(state, torch.tensor([token, token]), tables)
+    state.seconds[:] = torch.tensor([3.9, 4.1])  # the piano sounds on; drums were struck 3.9 / 4.1 s ago
+    narrowed = entrances(mask, state, settings, tables, requested)
+    waits = tables.wait > 0
+    assert torch.equal(narrowed[0] & ~waits, mask[0] & ~waits)  # not yet due: everything but long waits
+    wait_seconds = tables.wait[narrowed[0] & waits] * seconds_per_step(vocab, state.tempo[:1])
+    assert len(wait_seconds) and float(wait_seconds.max()) <= 0.1 + 1e-9  # none carries it past 4 s
+    due = narrowed[1]
+    assert due.any() and bool((tables.is_on & tables.is_drum)[due].all())  # any drum note-on, nothing else
+    assert torch.equal(due, mask[1] & tables.is_on & tables.is_drum)
+    state.seconds[1] = 0.0
+    state.sounding[:] = False
+    state.seconds[:] = 10.0  # now the piano is silent too: either family may enter
+    narrowed = entrances(mask, state, settings, tables, requested)
+    assert set(tables.family[narrowed[0]].unique().tolist()) == {FAMILIES.index("piano"), DRUMS}
+    full = mask & ~tables.is_on[None, :]  # polyphony full: nothing can enter, the mask stays
+    assert torch.equal(entrances(full, state, settings, tables, requested), full)
+    for off in (Settings(instruments=["piano"], max_family_silence=0), Settings(instruments=["piano"],
+                instrument_mode="soft"), Settings(instruments="any")):
+        assert requested_families(off, "cpu") is None
+
+
+def test_strict_mode_brings_in_a_family_the_model_would_never_play(composer, monkeypatch):
+    vocab, tables = composer.vocab, composer.sampler.tables
+    model = composer.sampler.model
+    forward = model.forward
+    never = tables.is_on & tables.is_drum
+
+    def no_drums(*args, **kwargs):
+        return forward(*args, **kwargs).masked_fill(never, -1e4)
+
+    monkeypatch.setattr(model, "forward", no_drums)
+    request = dict(style="pop", instruments=["piano", "drums"], seconds=30, candidates=2, seed=4)
+    for piece in composer.generate(**request):
+        hits = piece.table.seconds(piece.table.onset[piece.table.family == DRUMS])
+        assert len(hits) >= 3 and hits[0] <= 2.5, hits  # 2 s in, then at most 8 s apart
+        assert np.diff(np.r_[hits, piece.seconds]).max() <= 8.5, hits
+        assert_grammar(piece.tokens, vocab)
+    for piece in composer.generate(**request, max_family_silence=0):
+        assert "drums" not in piece.families()
 
 
 def test_soft_mode_only_suggests(composer):

@@ -5,10 +5,13 @@
   (sounding notes, the clock, the tempo), updated after every token.
 - `allowed_tokens`: the mask. Strict instruments (no note-on of a family not asked for);
   grammar (a note-off only for a note sounding since an earlier instant, no re-strike of a
-  sounding key or of a drum in its instant, at most `max_polyphony` notes at once, no run of
+  sounding key or of a drum in its instant, at most `max_polyphony` melodic notes at once, no run of
   waits longer than `max_rest_seconds`, no note held past `max_note_seconds`: no wait may
   carry one past it, and a note that cannot last another step is released next); length
   (no `end` before `earliest_end`, no wait past 110% of the length, `end` forced at 100%).
+- `entrances`: strict mode's other half: a requested family silent for
+  `max_family_silence` seconds (the first time: 2 s into the new music) is brought in: the
+  next token is one of its note-ons, the model choosing which.
 - `release_boost`: where a family has one note sounding, the model's probability of that
   family's masked note-offs goes to the sounding note's.
 - `sample_tokens`: temperature, mask, top-k, top-p by inverse transform.
@@ -49,6 +52,7 @@ class TokenTables:
         self.wait = torch.from_numpy(t["wait"]).to(device)
         self.tempo = torch.from_numpy(t["tempo"]).to(device).float()
         self.is_tempo = self.tempo > 0
+        self.family_onehot = torch.nn.functional.one_hot(self.family, len(FAMILIES)).float() * self.is_on[:, None]
         ids = torch.arange(vocab.size, device=device)
         self.never = (ids == vocab.PAD) | (ids == vocab.START) | (ids >= vocab.style_offset) | (
             (ids >= vocab.family_offset) & (ids < vocab.tempo_offset))
@@ -69,7 +73,9 @@ class DecodeState:
     instant_drums: torch.Tensor  # (batch, 128) bool: drum keys struck in the current instant
     tempo: torch.Tensor          # (batch,) BPM in force
     finished: torch.Tensor       # (batch,) bool: `end` taken
+    family_last: torch.Tensor    # (batch, families) float64: each family's latest note-on (-inf: none)
     earliest_end: float = field(default=0.0)  # `end` is masked before this many seconds
+    entries_from: float = field(default=0.0)  # the new music begins here (`entrances` counts from it)
 
     @classmethod
     def new(cls, batch: int, device) -> DecodeState:
@@ -81,7 +87,9 @@ class DecodeState:
                    steps=zeros(torch.long),
                    instant_ons=zeros(torch.long), instant_drums=zeros(torch.bool, 128),
                    tempo=torch.full((batch,), 120.0, dtype=torch.float64, device=device),
-                   finished=zeros(torch.bool))
+                   finished=zeros(torch.bool),
+                   family_last=torch.full((batch, len(FAMILIES)), float("-inf"), dtype=torch.float64,
+                                          device=device))
 
 
 def advance(state: DecodeState, token: torch.Tensor, tables: TokenTables) -> None:
@@ -96,6 +104,8 @@ def advance(state: DecodeState, token: torch.Tensor, tables: TokenTables) -> Non
     state.sounding[rows[off], key[off]] = False
     state.polyphony += melodic_on.long() - off.long()
     state.instant_ons += t.is_on[token].long()
+    on = t.is_on[token]
+    state.family_last[rows[on], t.family[token][on]] = state.seconds[on]
     drum_on = t.is_on[token] & t.is_drum[token]
     state.instant_drums[rows[drum_on], (key[drum_on] % 128)] = True
     steps = t.wait[token]
@@ -122,6 +132,50 @@ def instrument_filter(settings: Settings, tables: TokenTables) -> torch.Tensor:
     return ~tables.is_on | chosen[tables.family]
 
 
+def requested_families(settings: Settings, device) -> torch.Tensor | None:
+    """The families strict mode guarantees (families,) bool, or None where it guarantees
+    none (soft mode, "any", no choice, or `max_family_silence` 0)."""
+    if (settings.instrument_mode != "strict" or settings.instruments in (None, "any")
+            or not settings.max_family_silence):
+        return None
+    chosen = torch.zeros(len(FAMILIES), dtype=torch.bool, device=device)
+    chosen[[FAMILIES.index(f) for f in settings.instruments]] = True
+    return chosen
+
+
+FIRST_ENTRY_SECONDS = 2.0  # a requested family that has not played yet enters this far into the new music
+
+
+def entrances(mask: torch.Tensor, state: DecodeState, settings: Settings, tables: TokenTables,
+              requested: torch.Tensor | None) -> torch.Tensor:
+    """Narrow `mask` so that no requested family stays silent longer than `max_family_silence`.
+
+    A family is quiet where none of its notes sounds; its silence counts from its latest
+    note-on, or for one that has not played from FIRST_ENTRY_SECONDS less `max_family_silence`
+    before the new music begins (so it enters 2 s in). While a quiet family could enter
+    (the mask allows one of its note-ons), no wait may carry the clock past its deadline; once
+    the shortest wait would, the row may take only a note-on of such a family, the model
+    choosing which (pitch, volume). Where the mask allows none of its note-ons (polyphony
+    full, `end` forced, a kept token due) the row is left as it is."""
+    if requested is None:
+        return mask
+    t = tables
+    batch = len(state.seconds)
+    playing = state.sounding.view(batch, len(FAMILIES), 128).any(dim=2)
+    silence = settings.max_family_silence
+    quiet_since = state.family_last.clamp_min(state.entries_from + min(silence, FIRST_ENTRY_SECONDS) - silence)
+    can_enter = (mask & t.is_on[None, :]).to(torch.float32) @ t.family_onehot > 0      # (batch, families)
+    enterable = requested[None, :] & ~playing & can_enter
+    deadline = torch.where(enterable, quiet_since + silence, float("inf")).min(dim=1).values
+    step_seconds = seconds_per_step(t.vocab, state.tempo)
+    due = state.seconds + step_seconds > deadline                                     # the shortest wait passes it
+    late = enterable & (state.seconds[:, None] + step_seconds[:, None] > quiet_since + silence)
+    entering = mask & t.is_on[None, :] & late[:, t.family]
+    passing = (t.wait[None, :] > 0) & (state.seconds[:, None] + t.wait[None, :] * step_seconds[:, None]
+                                       > deadline[:, None])
+    return torch.where(due[:, None], entering, mask & ~passing)
+
+
 def allowed_tokens(state: DecodeState, settings: Settings, tables: TokenTables, allowed_on: torch.Tensor,
                    needs_tempo: bool, own: torch.Tensor | None = None) -> torch.Tensor:
     """Which tokens each candidate may take next (batch, vocab) bool. `own` (batch, keys),
@@ -137,7 +191,7 @@ def allowed_tokens(state: DecodeState, settings: Settings, tables: TokenTables, 
     mask &= ~(t.is_on[None, :] & ~t.is_drum[None, :] & sounding)     # no re-strike of a sounding key
     mask &= ~(t.is_on[None, :] & t.is_drum[None, :] & state.instant_drums[:, t.key % 128])  # a drum once an instant
     full = state.polyphony >= settings.max_polyphony
-    mask &= ~(t.is_on[None, :] & full[:, None])
+    mask &= ~(t.is_on[None, :] & ~t.is_drum[None, :] & full[:, None])  # a drum hit holds no voice
     step_seconds = seconds_per_step(vocab, state.tempo)
     wait_seconds = t.wait[None, :] * step_seconds[:, None]
     target = float(settings.seconds)

@@ -33,8 +33,10 @@ from .rules import (
     TokenTables,
     advance,
     allowed_tokens,
+    entrances,
     instrument_filter,
     next_features,
+    requested_families,
     sample_tokens,
 )
 from .sequence import header_families, header_length, side_features, window_of
@@ -104,6 +106,7 @@ class Generator:
         taken = []  # with a plan: which rows took a forced token, step by step
         needs_tempo = vocab.time_mode == "beat" and not begun_with_music
         allowed_on = instrument_filter(settings, tables)
+        requested = requested_families(settings, device)
         generator = torch.Generator(device="cpu").manual_seed(settings.seed)
         state = DecodeState.new(settings.candidates, device)
         for token in opening:  # the prompt's notes sound, move time and set the tempo
@@ -118,6 +121,7 @@ class Generator:
         # with a plan, the plan decides where the piece ends (tempo buckets only approximate its clock)
         rules = settings if plan is None else replace(settings, seconds=1.25 * target + 10)
         state.earliest_end = begun + 0.9 * max(target - begun, 0.0) if plan is None else 0.0
+        state.entries_from = begun
         bar = tqdm(total=int(target), unit="s", desc="composing", disable=not progress, dynamic_ncols=True)
         shown = steps = 0
         while not bool(state.finished.all()) and steps != settings.max_tokens:
@@ -127,6 +131,7 @@ class Generator:
             mask = allowed_tokens(state, rules, tables, allowed_on, needs_tempo, None if plan is None else plan.own)
             if plan is not None:
                 mask = plan.rule(mask, state.steps, state.finished)
+            mask = entrances(mask, state, settings, tables, requested)
             token = sample_tokens(logits, mask, settings, generator, tables)
             needs_tempo = False
             token = torch.where(state.finished, torch.full_like(token, vocab.PAD), token)
@@ -176,6 +181,9 @@ class Generator:
             windows.append(window)
             features.append(side_features(window, vocab, float(settings.seconds), start_seconds))
             state.window_steps[row] = int(vocab.tables["wait"][window].sum())
+            # note-ons go on counting in the last instant, from where the window begins (as `chord_index`)
+            waited = np.flatnonzero(vocab.tables["wait"][window] > 0)
+            state.instant_ons[row] = int(features[-1]["chord"][waited[-1] + 1 if len(waited) else 0:].max(initial=0))
         if len({len(w) for w in windows}) > 1:  # all rows take one token per step, pad when finished
             raise MuseNetError("internal error: candidates fell out of step")
         batch = torch.from_numpy(np.stack(windows)).to(self.device)

@@ -28,6 +28,7 @@ LIMITS: dict[str, tuple[float, float]] = {
     "max_polyphony": (1, 128),
     "max_rest_seconds": (0.1, 60.0),
     "max_note_seconds": (0.1, 600.0),
+    "max_family_silence": (0.0, 600.0),
     "prompt_notes": (1, 1_000_000),
     "prompt_seconds": (0.1, 3600.0),
     "max_tokens": (1, 10_000_000),
@@ -54,6 +55,8 @@ class Settings:
     max_polyphony: int = 24
     max_rest_seconds: float = 6.0
     max_note_seconds: float = 8.0          # no note sounds longer (no stuck notes)
+    # strict mode: a requested family silent this long (the first time: 2 s in) plays next; 0: off
+    max_family_silence: float = 8.0
     prompt_notes: int | None = None
     prompt_seconds: float | None = None
     max_tokens: int | None = None          # stop after this many new tokens (a safety cap)
