@@ -184,11 +184,13 @@ def test_band_stages_end_to_end(composer, tmp_path):
     band = run_band(composer, ["pop", "drums-rock", "irish"], seconds=3, requests=3, pieces=1, prompts=prompts,
                     corpora=corpora, stage=stage, band_prompts=1 if corpora else 0, real_limit=2, prompt_seconds=4,
                     continue_seconds=2)
-    assert seen[:4] == ["coverage (strict)", "coverage (soft)", "band pieces (pop)", "band pieces (drums-rock)"]
+    assert seen[:5] == ["coverage (strict)", "coverage (soft)", "coverage (strict, no entrances)", "band pieces (pop)",
+                        "band pieces (drums-rock)"]
     assert set(band["timings"]) == set(seen)
     strict = band["coverage"]["strict"]
     assert [r["style"] for r in strict["requests"]] == ["pop", "irish", "irish"]
     assert 0 <= strict["overall"] <= 1 and 0 <= band["coverage"]["soft"]["overall"] <= 1
+    assert 0 <= band["coverage"]["strict_no_entrances"]["overall"] <= 1 and strict["median_notes"]["piano"] >= 0
     drums = band["drums"]["by_style"]
     assert set(drums) == {"pop", "drums-rock"} and drums["pop"]["pieces"] == 1
     assert band["harmony"]["generated"]["pieces"] == 1
@@ -206,7 +208,7 @@ def test_band_stages_end_to_end(composer, tmp_path):
     assert real["pieces"] == 2 and 0.5 < real["share"] < 1
     assert len(names) == 2 and names[1].startswith("POP909 ") and "band version" in names[1]
     rows = band_headline(plain(band))
-    assert len(rows) == 9 and rows[0][0].startswith("instrument coverage, strict")
+    assert len(rows) == 10 and rows[0][0].startswith("instrument coverage, strict")
     text = markdown({"band": band, **_minimal_report()})
     assert "## 6. Playing as a band" in text and "| drums-rock |" in text and "| POP909 test songs | 2 " in text
 

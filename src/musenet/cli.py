@@ -113,6 +113,7 @@ def _cmd_generate(args: argparse.Namespace) -> None:
         style=args.style, instruments=instruments, seconds=args.seconds, temperature=args.temperature,
         top_k=args.top_k, top_p=args.top_p, seed=args.seed, candidates=args.candidates,
         instrument_mode=args.instrument_mode, prompt_notes=args.prompt_notes, prompt_seconds=args.prompt_seconds,
+        max_family_silence=args.max_family_silence,
     )
     composer = Composer.load(args.model, int8=args.int8)
     composer.check(settings)
@@ -299,8 +300,11 @@ def add_generate_command(commands) -> None:
                           help=f"instrument families, from: {', '.join(FAMILIES)}; or 'any' (default: the "
                           "prompt's families, else the style's usual ensemble, e.g. bach: voice)")
     generate.add_argument("--instrument-mode", choices=("strict", "soft"), default="strict",
-                          help="strict: only the chosen families play (default); soft: they are only suggested, "
-                          "as in MuseNet")
+                          help="strict: only the chosen families play, and every one of them does (default); "
+                          "soft: they are only suggested, as in MuseNet")
+    generate.add_argument("--max-family-silence", type=float, default=8.0, metavar="S",
+                          help="strict mode: a chosen family silent for S seconds plays next, the model choosing "
+                          "its note; the first time 2 s in (default 8; 0: off, the model alone decides)")
     generate.add_argument("--prompt", metavar="FILE.mid", help="continue this piece (its opening)")
     generate.add_argument("--prompt-notes", type=int, metavar="N", help="use only the prompt's first N notes")
     generate.add_argument("--prompt-seconds", type=float, metavar="S", help="use only the prompt's first S seconds")

@@ -33,7 +33,7 @@ def band_styles(styles: list[str]) -> list[str]:
 
 def band_stage_count(styles: list[str], corpora, prompts) -> int:
     """How many stages `run_band` reports (for a progress bar)."""
-    return 2 + len(band_styles(styles)) + (1 if corpora else 0) + (1 if corpora or prompts else 0)
+    return 3 + len(band_styles(styles)) + (1 if corpora else 0) + (1 if corpora or prompts else 0)
 
 
 def check_inputs(corpora, prompts) -> None:
@@ -70,6 +70,8 @@ def run_band(composer, styles: list[str], seconds: float = 30.0, requests: int =
         strict = compose_grid(composer, grid, seconds, seed, "strict")
     with timed("coverage (soft)"):
         soft = compose_grid(composer, grid, seconds, seed, "soft")
+    with timed("coverage (strict, no entrances)"):
+        alone = compose_grid(composer, grid, seconds, seed, "strict", max_family_silence=0)
     generated = {}
     for style in band_styles(styles):
         with timed(f"band pieces ({style})"):
@@ -89,7 +91,8 @@ def run_band(composer, styles: list[str], seconds: float = 30.0, requests: int =
         "settings": {"requests": requests, "seconds": seconds, "pieces": pieces, "corpora": str(corpora or ""),
                      "prompts": str(prompts or ""), "prompt_seconds": prompt_seconds,
                      "continue_seconds": continue_seconds},
-        "coverage": {"strict": coverage(grid, strict), "soft": coverage(grid, soft)},
+        "coverage": {"strict": coverage(grid, strict), "soft": coverage(grid, soft),
+                     "strict_no_entrances": coverage(grid, alone)},
         "drums": drum_summary(generated, real_drums),
         "harmony": harmony_summary(generated.get("pop", []), real_harmony),
         "continuation": {**continued, **summary(continued["songs"])},
@@ -108,10 +111,11 @@ def _timer(stage: Stage, timings: dict[str, float]):
     return timed
 
 
-def compose_grid(composer, grid: list[tuple[str, tuple[str, ...]]], seconds: float, seed: int, mode: str) -> list:
-    """One piece per request (seed `seed * 1000 + i` for the i-th, in both modes): note tables."""
+def compose_grid(composer, grid: list[tuple[str, tuple[str, ...]]], seconds: float, seed: int, mode: str,
+                 **settings) -> list:
+    """One piece per request (seed `seed * 1000 + i` for the i-th, in every mode): note tables."""
     return [composer.generate(style=style, instruments=list(families), seconds=seconds, seed=seed * 1000 + i,
-                              instrument_mode=mode, max_tokens=int(seconds * 200) + 100)[0].table
+                              instrument_mode=mode, max_tokens=int(seconds * 200) + 100, **settings)[0].table
             for i, (style, families) in enumerate(grid)]
 
 

@@ -71,6 +71,8 @@ def coverage(grid: list[tuple[str, tuple[str, ...]]], tables: list[NoteTable]) -
     return {
         "overall": float(np.mean(everything)) if everything else float("nan"),
         "by_family": {name: float(np.mean(p)) if p else float("nan") for name, p in played.items()},
+        "median_notes": {name: float(np.median([r["notes"][name] for r in rows if name in r["notes"]]))
+                         for name, p in played.items() if p},
         "requested": {name: len(p) for name, p in played.items()},
         "requests": rows,
     }
