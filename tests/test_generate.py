@@ -332,6 +332,24 @@ def test_sampler_draws_the_nucleus_distribution(composer, top_p, expected):
     assert shares == pytest.approx(expected, abs=0.025) and shares[4] == 0 and bool(torch.isin(tokens, ids).all())
 
 
+@pytest.mark.parametrize("spread", [0.5, 3.0, 30.0])  # flat: a nucleus of thousands; peaked: a few tokens
+def test_top_p_looks_at_the_likeliest_first_and_draws_what_a_full_sort_draws(composer, spread):
+    vocab, rows = composer.vocab, 64
+    tables = TokenTables(vocab, "cpu")
+    logits = torch.randn(rows, vocab.size, generator=torch.Generator().manual_seed(1)) * spread
+    mask = torch.rand(rows, vocab.size, generator=torch.Generator().manual_seed(2)) < 0.9
+    mask &= ~tables.is_off[None, :]  # no release boost: the reference below is plain top-p
+    settings = Settings(top_p=0.9)
+    got = sample_tokens(logits, mask, settings, torch.Generator().manual_seed(3), tables)
+    probabilities = torch.softmax(logits.masked_fill(~mask, float("-inf")), dim=-1)
+    ordered, order = torch.sort(probabilities, descending=True, dim=-1)
+    cumulative = ordered.cumsum(dim=-1)
+    kept = (((cumulative - ordered) < 0.9) & (ordered > 0)).sum(dim=-1, keepdim=True)
+    draw = torch.rand(rows, 1, generator=torch.Generator().manual_seed(3))
+    index = torch.searchsorted(cumulative, draw * cumulative.gather(1, kept - 1), right=True).clamp_max(kept - 1)
+    assert torch.equal(got, order.gather(1, index)[:, 0])
+
+
 def test_note_off_probability_goes_to_a_lone_sounding_note(composer):
     vocab, rows = composer.vocab, 4000
     tables = TokenTables(vocab, "cpu")

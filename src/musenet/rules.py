@@ -238,11 +238,16 @@ def release_boost(logits: torch.Tensor, mask: torch.Tensor, tables: TokenTables)
     return logits + torch.where(allowed, boost[:, t.family], 0.0)
 
 
+NUCLEUS_FIRST_LOOK = 128  # the likeliest tokens top-p looks at first (it sorts them all only if it must)
+
+
 def sample_tokens(logits: torch.Tensor, mask: torch.Tensor, settings: Settings, generator: torch.Generator,
                   tables: TokenTables) -> torch.Tensor:
     """One token per row: temperature, the release boost, the mask, top-k, then top-p
-    (nucleus) sampling by inverse transform on the sorted probabilities (one sort, one
-    uniform draw per row; no sort when top_p is 1)."""
+    (nucleus) sampling by inverse transform on the sorted probabilities (one uniform draw per
+    row; no sort when top_p is 1). The nucleus nearly always lies among the 128 likeliest
+    tokens, so those are found first (`topk`, a partial sort) and the whole vocabulary is
+    sorted only where they hold less than top_p: the same tokens either way."""
     logits = release_boost(logits.float() / settings.temperature, mask, tables).masked_fill(~mask, float("-inf"))
     if settings.top_k:
         kth = torch.topk(logits, min(settings.top_k, logits.shape[-1]), dim=-1).values[:, -1:]
@@ -253,7 +258,9 @@ def sample_tokens(logits: torch.Tensor, mask: torch.Tensor, settings: Settings, 
         cumulative = probabilities.cumsum(dim=-1)
         index = torch.searchsorted(cumulative, draw * cumulative[:, -1:], right=True)
         return index.clamp_max(logits.shape[-1] - 1)[:, 0]
-    ordered, order = torch.sort(probabilities, descending=True, dim=-1)
+    ordered, order = torch.topk(probabilities, min(NUCLEUS_FIRST_LOOK, probabilities.shape[-1]), dim=-1)
+    if bool((ordered.sum(dim=-1) < settings.top_p).any()):  # a nucleus wider than the first look: sort all
+        ordered, order = torch.sort(probabilities, descending=True, dim=-1)
     cumulative = ordered.cumsum(dim=-1)
     # keep the token that crosses p, never one of probability 0 (masked)
     kept = (((cumulative - ordered) < settings.top_p) & (ordered > 0)).sum(dim=-1, keepdim=True)
