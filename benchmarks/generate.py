@@ -22,8 +22,9 @@ import time
 
 import torch
 
-from musenet.composer import Composer, quantize_int8
+from musenet.composer import Composer
 from musenet.model import SIZES, build_model
+from musenet.quantize import quantize_int8
 from musenet.sample import Generator
 from musenet.settings import Settings
 from musenet.vocab import default_vocab
@@ -92,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
         t_int8 = best_of(args.repeat, lambda b=batch: our_composing(generator_int8, b, args.tokens))
         t_hf = best_of(args.repeat, lambda p=prompt: hf_generate(hf, p, args.tokens))
         for name, seconds in (("ours, model loop", t_loop), ("ours, composing", t_full),
-                              ("ours, composing, --int8", t_int8), ("HF generate", t_hf)):
+                              ("ours, composing, int8 weights", t_int8), ("HF generate", t_hf)):
             rate = batch * args.tokens / seconds
             rows.append((batch, name, rate, t_hf / seconds))
     print(f"{args.size} model ({ours.parameter_count() / 1e6:.1f}M parameters), {args.tokens} new tokens, "
@@ -103,11 +104,11 @@ def main(argv: list[str] | None = None) -> None:
         print(f"| {batch} | {name} | {rate:,.0f} | {ratio:.2f}x |")
 
     for int8 in (False, True) if args.model else ():
-        composer = Composer.load(args.model, int8=int8)
+        composer = Composer.load(args.model, precision="int8" if int8 else "float32")
         start = time.perf_counter()
         piece = composer.generate(style=composer.styles[1], seconds=240, seed=0)[0]
         elapsed = time.perf_counter() - start
-        print(f"\n4-minute piece with {args.model}{' --int8' if int8 else ''}: {len(piece.tokens)} tokens, "
+        print(f"\n4-minute piece with {args.model}{' int8' if int8 else ' float32'}: {len(piece.tokens)} tokens, "
               f"{piece.seconds:.0f} s of music in {elapsed:.1f} s = {piece.seconds / elapsed:.1f} s of music "
               "per second of computing")
 

@@ -13,9 +13,11 @@ from helpers import make_score
 from musenet import Composer, MuseNetError
 from musenet.checkpoint import save_checkpoint
 from musenet.cli import main
+from musenet.encoding import encode_notes
 from musenet.instruments import DRUMS, FAMILIES
 from musenet.model import build_model
 from musenet.notes import read_midi, write_midi
+from musenet.quantize import Int8Linear
 from musenet.rules import (
     DecodeState,
     TokenTables,
@@ -266,7 +268,7 @@ def test_cli_writes_midi_and_sidecar_byte_identical_per_seed(model_dir, tmp_path
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
     sidecar = json.loads((tmp_path / "a" / "piece-1.json").read_text())
     assert sidecar["settings"]["seed"] == 5 and sidecar["settings"]["style"] == "scottish"
-    assert sidecar["model"] == str(model_dir)
+    assert sidecar["model"] in (f"{model_dir} (int8)", f"{model_dir} (float32)")  # the precision, auto's choice
     for name in ("piece-1.mid", "piece-2.mid"):  # every output reads in symusic and mido
         data = (tmp_path / "a" / name).read_bytes()
         assert symusic.Score.from_midi(data).note_num() > 0
@@ -369,7 +371,8 @@ def test_note_off_probability_goes_to_a_lone_sounding_note(composer):
 
 
 def test_int8_decoding_composes_nearly_the_same_distribution(model_dir):
-    plain, int8 = Composer.load(model_dir), Composer.load(model_dir, int8=True)
+    plain, int8 = Composer.load(model_dir, precision="float32"), Composer.load(model_dir, precision="int8")
+    assert isinstance(int8.model.head, Int8Linear) and int8.model_label.endswith("(int8)")
     tokens = torch.randint(0, plain.vocab.size, (1, 64))
     with torch.inference_mode():
         p = torch.log_softmax(plain.model(tokens), -1)
@@ -379,6 +382,24 @@ def test_int8_decoding_composes_nearly_the_same_distribution(model_dir):
     for a, b in zip(first, again, strict=True):
         assert np.array_equal(a.tokens, b.tokens)
         assert_grammar(a.tokens, int8.vocab)
+    with pytest.raises(MuseNetError, match="precision must be"):
+        Composer.load(model_dir, precision="int4")
+
+
+def test_the_bundled_model_in_int8_keeps_its_distribution_on_real_music(shared_midi):
+    """KL from float32 on windows of real piano and band MIDI (never trained on), under 0.01 nats."""
+    plain, int8 = Composer.load(precision="float32"), Composer.load(precision="int8")
+    vocab, context = plain.vocab, plain.model.config.context
+    files = [f for folder in ("one-track", "multitrack") for f in sorted((shared_midi / folder).glob("*.mid"))[:2]]
+    kls = []
+    for path in files:
+        tokens = encode_notes(read_midi(path), vocab, "pop")[:context]
+        features = {k: torch.from_numpy(v[None]) for k, v in side_features(tokens, vocab, 60.0).items()}
+        with torch.inference_mode():
+            p = torch.log_softmax(plain.model(torch.from_numpy(tokens[None]), features).float(), -1)
+            q = torch.log_softmax(int8.model(torch.from_numpy(tokens[None]), features).float(), -1)
+        kls.append(float((p.exp() * (p - q)).sum(-1).mean()))
+    assert len(kls) == 4 and max(kls) < 0.01, kls
 
 
 def test_without_instruments_a_style_gets_its_usual_ensemble(model_dir):

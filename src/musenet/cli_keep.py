@@ -17,7 +17,7 @@ def _sampling(args: argparse.Namespace) -> dict:
 def _write(args, composer, pieces, task: dict) -> None:
     from .composer import write_pieces
 
-    model = composer.model_path + (" (int8)" if args.int8 else "")
+    model = composer.model_label
     paths = write_pieces(pieces, args.out, pieces[0].settings, model, prompt=args.song, wav=args.wav, png=args.png,
                          soundfont=args.soundfont, stem=task["task"], task=task)
     print_pieces(paths, pieces)
@@ -29,7 +29,7 @@ def _cmd_accompany(args: argparse.Namespace) -> None:
     keep, add = comma_list(args.keep), comma_list(args.add)
     if not keep or not add:
         raise MuseNetError("give the parts to keep (--keep) and the families to add (--add)")
-    composer = Composer.load(args.model, int8=args.int8)
+    composer = Composer.load(args.model, precision=args.precision)
     check_wav(args)
     pieces = composer.accompany(args.song, keep, add, rank=args.rank, progress=True, seconds=args.seconds,
                                 **_sampling(args))
@@ -52,7 +52,7 @@ def _cmd_infill(args: argparse.Namespace) -> None:
         raise MuseNetError("give the span to rewrite: --from S --to S (seconds) or --bars FIRST-LAST")
     else:
         start, stop = args.start, args.stop
-    composer = Composer.load(args.model, int8=args.int8)
+    composer = Composer.load(args.model, precision=args.precision)
     check_wav(args)
     pieces = composer.infill(args.song, start, stop, comma_list(args.instruments), rank=not args.no_rank, progress=True,
                              **_sampling(args))

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import json
-import warnings
 from dataclasses import asdict, dataclass, replace
 from importlib import resources
 from pathlib import Path
@@ -27,6 +26,7 @@ from .files import write_atomic
 from .fixed import FixedPlan, merge, plan
 from .instruments import FAMILIES
 from .notes import NoteTable, midi_bytes, read_midi, to_score
+from .quantize import decoding_precision, quantize_int8
 from .sample import Generator
 from .settings import Settings
 from .vocab import Vocab, to_text
@@ -36,15 +36,6 @@ def bundled_model_path() -> Path | None:
     """The model shipped inside the package, if this install has one."""
     path = Path(str(resources.files("musenet") / "default_model"))
     return path if (path / "model.safetensors").exists() else None
-
-
-def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
-    """A copy of `model` whose linear layers (the output head too) keep 8-bit weights and
-    quantise activations on the fly: PyTorch dynamic quantisation, for CPU decoding."""
-    with warnings.catch_warnings():  # PyTorch warns that quantised tensors are moving to torchao
-        warnings.filterwarnings("ignore", message=".*(deprecated|torchao).*", category=DeprecationWarning)
-        warnings.filterwarnings("ignore", message=".*quantiz.*deprecated.*", category=UserWarning)
-        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
 
 
 @dataclass
@@ -85,11 +76,12 @@ class Composer:
 
     @classmethod
     def load(cls, path: str | Path | None = None, device: str | None = None, threads: int | None = None,
-             int8: bool = False) -> Composer:
-        """A composer for a checkpoint or run directory (the bundled model by default). `int8`
-        quantises the linear layers' weights to 8 bits for CPU decoding (PyTorch dynamic
-        quantisation): faster per token on a CPU (README: composing speed), with the next-token
-        distribution almost unchanged (KL about 0.001 nats per token on the bundled model)."""
+             precision: str = "auto") -> Composer:
+        """A composer for a checkpoint or run directory (the bundled model by default).
+        `precision`: "int8" decodes with 8-bit weights on a CPU (`quantize.py`: 2-3x faster per
+        token, the next-token distribution within a KL of 0.001 nats of float32's), "float32"
+        with the model's weights as they are, "auto" (default) int8 where the CPU computes in
+        bfloat16, else float32. The metadata's `precision` says which was taken."""
         if path is None:
             path = bundled_model_path()
             if path is None:
@@ -98,13 +90,17 @@ class Composer:
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         if threads:
             torch.set_num_threads(threads)
+        chosen = decoding_precision(precision, torch.device(device))
         model, vocab, metadata = load_checkpoint(path, device)
-        if int8:
-            if torch.device(device).type != "cpu":
-                raise MuseNetError("int8 is for CPU decoding; on a GPU compose in the model's own precision")
+        if chosen == "int8":
             model = quantize_int8(model)
-            metadata = {**metadata, "int8": True}
+        metadata = {**metadata, "precision": chosen}
         return cls(model, vocab, device, str(path), metadata)
+
+    @property
+    def model_label(self) -> str:
+        """The model's path and the precision it decodes in, for sidecars."""
+        return f"{self.model_path} ({self.metadata.get('precision', 'float32')})"
 
     @property
     def model(self) -> torch.nn.Module:
