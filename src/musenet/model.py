@@ -161,6 +161,9 @@ class Block(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x, rotary=None, cache=None, layer=0):
+        if not self.training:  # no dropout: skip its calls, which cost more than a token's arithmetic
+            x = x + self.attention(self.norm1(x), rotary, cache, layer)
+            return x + self.mlp(self.norm2(x))
         x = x + self.dropout(self.attention(self.norm1(x), rotary, cache, layer))
         return x + self.dropout(self.mlp(self.norm2(x)))
 
@@ -260,7 +263,8 @@ class MuseNet(nn.Module):
                       "countdown": c.countdown_buckets}
             for name, embedding in self.feature_embeddings.items():
                 x = x + embedding(features[name].clamp(0, limits[name] - 1))
-        x = self.dropout(x)
+        if self.training:
+            x = self.dropout(x)
         for layer, block in enumerate(self.blocks):
             x = block(x, rotary, cache, layer)
         if c.note_factors:

@@ -52,6 +52,11 @@ class TokenTables:
         self.wait = torch.from_numpy(t["wait"]).to(device)
         self.tempo = torch.from_numpy(t["tempo"]).to(device).float()
         self.is_tempo = self.tempo > 0
+        self.notes = slice(vocab.note_offset, vocab.style_offset)  # the vocabulary's blocks (vocab.py)
+        self.waits = slice(vocab.wait_offset, vocab.note_offset)
+        self.note_key = self.key[self.notes]
+        self.note_is_on = self.is_on[self.notes]
+        self.longest_wait = int(self.wait.max())
         self.family_onehot = torch.nn.functional.one_hot(self.family, len(FAMILIES)).float() * self.is_on[:, None]
         ids = torch.arange(vocab.size, device=device)
         self.never = (ids == vocab.PAD) | (ids == vocab.START) | (ids >= vocab.style_offset) | (
@@ -164,16 +169,20 @@ def entrances(mask: torch.Tensor, state: DecodeState, settings: Settings, tables
     playing = state.sounding.view(batch, len(FAMILIES), 128).any(dim=2)
     silence = settings.max_family_silence
     quiet_since = state.family_last.clamp_min(state.entries_from + min(silence, FIRST_ENTRY_SECONDS) - silence)
-    can_enter = (mask & t.is_on[None, :]).to(torch.float32) @ t.family_onehot > 0      # (batch, families)
-    enterable = requested[None, :] & ~playing & can_enter
-    deadline = torch.where(enterable, quiet_since + silence, float("inf")).min(dim=1).values
     step_seconds = seconds_per_step(t.vocab, state.tempo)
+    ends = quiet_since + silence                                                      # each family's deadline
+    near = requested[None, :] & ~playing & ((state.seconds + t.longest_wait * step_seconds)[:, None] > ends)
+    if not bool(near.any()):  # no wait can reach a deadline: nothing to do (most steps)
+        return mask
+    can_enter = (mask & t.is_on[None, :]).to(torch.float32) @ t.family_onehot > 0      # (batch, families)
+    enterable = near & can_enter
+    deadline = torch.where(enterable, ends, float("inf")).min(dim=1).values
     due = state.seconds + step_seconds > deadline                                     # the shortest wait passes it
-    late = enterable & (state.seconds[:, None] + step_seconds[:, None] > quiet_since + silence)
+    late = enterable & ((state.seconds + step_seconds)[:, None] > ends)
     entering = mask & t.is_on[None, :] & late[:, t.family]
-    passing = (t.wait[None, :] > 0) & (state.seconds[:, None] + t.wait[None, :] * step_seconds[:, None]
-                                       > deadline[:, None])
-    return torch.where(due[:, None], entering, mask & ~passing)
+    mask = mask.clone()
+    mask[:, t.waits] &= ~(state.seconds[:, None] + t.wait[t.waits][None, :] * step_seconds[:, None] > deadline[:, None])
+    return torch.where(due[:, None], entering, mask)
 
 
 def allowed_tokens(state: DecodeState, settings: Settings, tables: TokenTables, allowed_on: torch.Tensor,
@@ -185,23 +194,25 @@ def allowed_tokens(state: DecodeState, settings: Settings, tables: TokenTables, 
     if needs_tempo:
         return t.is_tempo[None, :].expand(len(state.seconds), -1).clone()
     own = state.sounding if own is None else own
-    sounding = state.sounding[:, t.key]                              # (batch, vocab)
     mask = (~t.never & allowed_on)[None, :].repeat(len(state.seconds), 1)
-    mask &= ~(t.is_off[None, :] & ~own[:, t.key])                    # off only when sounding
-    mask &= ~(t.is_on[None, :] & ~t.is_drum[None, :] & sounding)     # no re-strike of a sounding key
-    mask &= ~(t.is_on[None, :] & t.is_drum[None, :] & state.instant_drums[:, t.key % 128])  # a drum once an instant
+    # notes, key by key, then spread over the note tokens once: a note-off only for a note the
+    # model holds and struck before this instant; a note-on only for a silent key while fewer
+    # than max_polyphony melodic notes sound; a drum once an instant (a drum hit holds no voice)
     full = state.polyphony >= settings.max_polyphony
-    mask &= ~(t.is_on[None, :] & ~t.is_drum[None, :] & full[:, None])  # a drum hit holds no voice
+    strikable = ~state.sounding & ~full[:, None]
+    strikable[:, DRUMS * 128: (DRUMS + 1) * 128] = ~state.instant_drums
+    releasable = own & (state.onset != state.seconds[:, None])
+    mask[:, t.notes] &= torch.where(t.note_is_on[None, :], strikable[:, t.note_key], releasable[:, t.note_key])
+    # waits: none past max_rest_seconds of rest, 110% of the length, or max_note_seconds of a note
     step_seconds = seconds_per_step(vocab, state.tempo)
-    wait_seconds = t.wait[None, :] * step_seconds[:, None]
+    wait_seconds = t.wait[t.waits][None, :] * step_seconds[:, None]
     target = float(settings.seconds)
     held = torch.where(own, state.seconds[:, None] - state.onset, float("-inf"))  # (batch, keys)
-    mask &= ~(t.is_off[None, :] & (held == 0)[:, t.key])             # no note-off in its note-on's instant
     longest = held.max(dim=1).values                                 # -inf when nothing sounds
     too_long = (state.rest_seconds[:, None] + wait_seconds > settings.max_rest_seconds) | (
         state.seconds[:, None] + wait_seconds > 1.1 * target) | (
         longest[:, None] + wait_seconds > settings.max_note_seconds)
-    mask &= ~((t.wait[None, :] > 0) & too_long)
+    mask[:, t.waits] &= ~too_long
     overdue = held + step_seconds[:, None] > settings.max_note_seconds  # cannot last another step
     releasing = overdue.any(dim=1)
     if bool(releasing.any()):
