@@ -1,33 +1,45 @@
-"""Generation speed: our sampler against Hugging Face `generate`, in one run.
+"""Composing speed: our sampler against Hugging Face `generate`, and against an earlier
+version of this code, in one run.
 
-Both sides decode the same number of new tokens with a KV cache from the same 16-token
-prompt, with a GPT-2-shaped model of the same size (layers, width, heads, context, vocabulary;
-random weights, so no early `end`):
+1. **Against Hugging Face** (the `small` shape with random weights, so no early `end`; the
+   same number of new tokens from the same 16-token prompt, KV cache on both sides, best of
+   `--repeat`): "ours, composing" is the whole `Generator` (instrument, grammar, entrance
+   and length masks, side features: what `musenet generate` does per token) in float32 and
+   with int8 weights (`quantize.py`, the default on CPUs with bfloat16 arithmetic);
+   "HF generate" is `GPT2LMHeadModel.generate(do_sample=True, use_cache=True)`.
+2. **The bundled model, this code against `--baseline REV`** (a git revision, checked out
+   into a temporary worktree; each scenario in its own process, default settings, so the
+   old code decodes as it did): a dense four-minute piece (pop, voice, piano, bass and
+   drums) as composed, and 5,000 new tokens of a long piece (the same amount of work for every
+   version: what a dense four-minute piece takes), the co-composer's four 20-second ideas
+   (one batch of 4), and a continuation of a two-minute piece by 20 s (the co-composer
+   re-reads the whole piece; its new tokens are counted). Seconds, new tokens, tokens per
+   second and peak memory (the process's high-water mark); the speed-up is in tokens per
+   second, since the versions compose different music.
+3. **Divergence**: KL of the int8 next-token distribution from float32's on windows of the
+   real MIDI files in `--midi` (never trained on).
 
-- "ours, model loop": our model's cached forward and plain sampling, nothing else;
-- "ours, composing": the whole `Generator` (instrument, grammar and length masks, side
-  features), i.e. what `musenet generate` does per token;
-- "HF generate": `GPT2LMHeadModel.generate(do_sample=True, use_cache=True)`.
-
-With `--model DIR` it also composes a 4-minute piece with that trained model and reports
-seconds of music per second of computing.
-
-Run:  python benchmarks/generate.py [--size small] [--tokens 256] [--threads 2] [--model runs/small]
+Run:  python benchmarks/generate.py [--baseline 0b2bea0] [--midi ../shared/midi] [--threads 2]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 
-from musenet.composer import Composer
-from musenet.model import SIZES, build_model
-from musenet.quantize import quantize_int8
-from musenet.sample import Generator
-from musenet.settings import Settings
-from musenet.vocab import default_vocab
+ROOT = Path(__file__).resolve().parents[1]
+BAND = dict(style="pop", instruments=["voice", "piano", "bass", "drums"])
+SCENARIOS = {"5000-tokens": "5,000 new tokens of a long piece (a dense 4-minute piece's worth)",
+             "four-minute": "a 4-minute piece as composed", "four-ideas": "four 20-s ideas (batch 4)",
+             "continue": "continue a 2-minute piece by 20 s"}
 
 
 def best_of(repeat: int, fn) -> float:
@@ -40,77 +52,138 @@ def best_of(repeat: int, fn) -> float:
     return min(times)
 
 
-@torch.no_grad()
-def our_model_loop(model, prompt: torch.Tensor, new_tokens: int) -> None:
-    cache = model.new_cache()
-    logits = model(prompt, None, cache)[:, -1]
-    generator = torch.Generator().manual_seed(0)
-    for _ in range(new_tokens):
-        token = torch.multinomial(torch.softmax(logits, dim=-1), 1, generator=generator)
-        logits = model(token, None, cache)[:, -1]
+def against_hf(tokens: int, repeat: int) -> list[tuple]:
+    """Rows (batch, generator, tokens/s, ratio to HF) for batch 1 and 4."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from musenet.model import SIZES, build_model
+    from musenet.quantize import quantize_int8
+    from musenet.sample import Generator
+    from musenet.settings import Settings
+    from musenet.vocab import default_vocab
+
+    vocab, size = default_vocab(), dict(SIZES["small"])
+    torch.manual_seed(0)
+    ours = build_model("small", vocab.size).eval()
+    hf = GPT2LMHeadModel(GPT2Config(
+        vocab_size=vocab.size, n_positions=size["context"], n_embd=size["width"], n_layer=size["layers"],
+        n_head=size["heads"], activation_function="gelu", tie_word_embeddings=True)).eval()
+    generators = {"ours, composing, float32": Generator(ours, vocab),
+                  "ours, composing, int8 weights": Generator(quantize_int8(ours), vocab)}
+    rows = []
+    for batch in (1, 4):
+        prompt = torch.randint(0, vocab.size, (batch, 16))
+        settings = Settings(style="pop", seconds=3600, candidates=batch, seed=0, top_p=1.0, max_tokens=tokens)
+        t_hf = best_of(repeat, lambda p=prompt: hf.generate(
+            p, attention_mask=torch.ones_like(p), max_new_tokens=tokens, min_new_tokens=tokens, do_sample=True,
+            top_k=0, use_cache=True, pad_token_id=0))
+        for name, generator in generators.items():
+            seconds = best_of(repeat, lambda g=generator, s=settings: g.generate(s))
+            rows.append((batch, name, batch * tokens / seconds, t_hf / seconds))
+        rows.append((batch, "HF generate", batch * tokens / t_hf, 1.0))
+    return rows
 
 
-def our_composing(generator: Generator, batch: int, new_tokens: int) -> None:
-    """The full sampler, stopped after `new_tokens` steps (the requested length is far away)."""
-    generator.generate(Settings(style="pop", seconds=3600, candidates=batch, seed=0, top_p=1.0,
-                                max_tokens=new_tokens))
+def scenario(name: str) -> dict:
+    """One timed scenario with the bundled model at default settings (run in a child process;
+    only API that every version has)."""
+    from musenet import Composer
+
+    composer = Composer.load()
+    asked = {"5000-tokens": dict(seconds=3600, max_tokens=5000), "four-minute": dict(seconds=240),
+             "four-ideas": dict(seconds=20, candidates=4), "continue": dict(seconds=140)}[name]
+    before = 0
+    if name == "continue":  # a two-minute piece, composed once (untimed), continued by 20 s
+        prompt = composer.generate(seconds=120, seed=1, **BAND)[0]
+        asked["prompt"], before = prompt.table, len(prompt.tokens)
+    start = time.perf_counter()
+    pieces = composer.generate(seed=0, **BAND, **asked)
+    seconds = time.perf_counter() - start
+    peak = next(int(line.split()[1]) for line in Path("/proc/self/status").read_text().splitlines()
+                if line.startswith("VmHWM"))
+    return {"seconds": seconds, "tokens": int(sum(len(p.tokens) - before for p in pieces)),
+            "music_seconds": float(sum(p.seconds for p in pieces)), "peak_mb": peak / 1024}
 
 
-def hf_generate(hf_model, prompt: torch.Tensor, new_tokens: int) -> None:
-    hf_model.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=new_tokens,
-                      min_new_tokens=new_tokens, do_sample=True, top_k=0, use_cache=True, pad_token_id=0)
+def run_scenario(source: Path, name: str, threads: int) -> dict:
+    """`scenario(name)` in a fresh process importing the package from `source`/src."""
+    env = {**os.environ, "PYTHONPATH": str(source / "src"), "OMP_NUM_THREADS": str(threads)}
+    out = subprocess.run([sys.executable, __file__, "--scenario", name], env=env, check=True,
+                         capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def divergence(midi: Path, files: int = 4) -> list[float]:
+    """KL (nats per token) of int8 from float32 over the first context of real MIDI files."""
+    from musenet import Composer
+    from musenet.encoding import encode_notes
+    from musenet.notes import read_midi
+    from musenet.sequence import side_features
+
+    plain, int8 = Composer.load(precision="float32"), Composer.load(precision="int8")
+    context = plain.model.config.context
+    paths = [p for folder in ("one-track", "multitrack") for p in sorted((midi / folder).glob("*.mid"))[:files // 2]]
+    values = []
+    for path in paths:
+        tokens = encode_notes(read_midi(path), plain.vocab, "pop")[:context]
+        features = {k: torch.from_numpy(v[None]) for k, v in side_features(tokens, plain.vocab, 60.0).items()}
+        with torch.inference_mode():
+            p = torch.log_softmax(plain.model(torch.from_numpy(tokens[None]), features).float(), -1)
+            q = torch.log_softmax(int8.model(torch.from_numpy(tokens[None]), features).float(), -1)
+        values.append(float((p.exp() * (p - q)).sum(-1).mean()))
+    return values
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", default="small", choices=[s for s in SIZES if s != "musenet"])
-    parser.add_argument("--tokens", type=int, default=256, help="new tokens per run")
+    parser.add_argument("--tokens", type=int, default=256, help="new tokens per run against HF")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--model", help="a trained checkpoint: also time a 4-minute piece with it")
+    parser.add_argument("--baseline", metavar="REV", help="also time these scenarios with this git revision")
+    parser.add_argument("--midi", default=str(ROOT.parent / "shared" / "midi"), help="real MIDI for the divergence")
+    parser.add_argument("--scenario", help=argparse.SUPPRESS)  # internal: one timed scenario, JSON on stdout
     args = parser.parse_args(argv)
+    if args.scenario:
+        print(json.dumps(scenario(args.scenario)))
+        return
     torch.set_num_threads(args.threads)
 
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    vocab = default_vocab()
-    size = dict(SIZES[args.size])
-    torch.manual_seed(0)
-    ours = build_model(args.size, vocab.size, side_features=True).eval()
-    plain = build_model(args.size, vocab.size, side_features=False).eval()
-    hf = GPT2LMHeadModel(GPT2Config(
-        vocab_size=vocab.size, n_positions=size["context"], n_embd=size["width"], n_layer=size["layers"],
-        n_head=size["heads"], resid_pdrop=size["dropout"], embd_pdrop=size["dropout"], attn_pdrop=size["dropout"],
-        activation_function="gelu", tie_word_embeddings=True,
-    )).eval()
-    generator = Generator(ours, vocab)
-    generator_int8 = Generator(quantize_int8(ours), vocab)
-    rows = []
-    for batch in (1, 4):
-        prompt = torch.randint(0, vocab.size, (batch, 16))
-        t_loop = best_of(args.repeat, lambda b=batch, p=prompt: our_model_loop(plain, p, args.tokens))
-        t_full = best_of(args.repeat, lambda b=batch: our_composing(generator, b, args.tokens))
-        t_int8 = best_of(args.repeat, lambda b=batch: our_composing(generator_int8, b, args.tokens))
-        t_hf = best_of(args.repeat, lambda p=prompt: hf_generate(hf, p, args.tokens))
-        for name, seconds in (("ours, model loop", t_loop), ("ours, composing", t_full),
-                              ("ours, composing, int8 weights", t_int8), ("HF generate", t_hf)):
-            rate = batch * args.tokens / seconds
-            rows.append((batch, name, rate, t_hf / seconds))
-    print(f"{args.size} model ({ours.parameter_count() / 1e6:.1f}M parameters), {args.tokens} new tokens, "
-          f"best of {args.repeat}, {args.threads} threads\n")
-    print("| batch | generator | tokens/s | speed vs HF |")
-    print("|---:|---|---:|---:|")
-    for batch, name, rate, ratio in rows:
+    print(f"## Against Hugging Face (small shape, random weights, {args.tokens} new tokens, best of {args.repeat}, "
+          f"{args.threads} threads)\n")
+    print("| batch | generator | tokens/s | vs HF |\n|---:|---|---:|---:|")
+    for batch, name, rate, ratio in against_hf(args.tokens, args.repeat):
         print(f"| {batch} | {name} | {rate:,.0f} | {ratio:.2f}x |")
 
-    for int8 in (False, True) if args.model else ():
-        composer = Composer.load(args.model, precision="int8" if int8 else "float32")
-        start = time.perf_counter()
-        piece = composer.generate(style=composer.styles[1], seconds=240, seed=0)[0]
-        elapsed = time.perf_counter() - start
-        print(f"\n4-minute piece with {args.model}{' int8' if int8 else ' float32'}: {len(piece.tokens)} tokens, "
-              f"{piece.seconds:.0f} s of music in {elapsed:.1f} s = {piece.seconds / elapsed:.1f} s of music "
-              "per second of computing")
+    versions = {"this code": ROOT}
+    with tempfile.TemporaryDirectory() as scratch:
+        if args.baseline:
+            old = Path(scratch) / "baseline"
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(old), args.baseline],
+                           check=True, capture_output=True)
+            versions = {f"baseline {args.baseline}": old, **versions}
+        try:
+            results = {label: {name: run_scenario(path, name, args.threads)
+                               for name in SCENARIOS}
+                       for label, path in versions.items()}
+        finally:
+            if args.baseline:
+                subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(old)], check=False)
+    print("\n## The bundled model at default settings, each scenario in its own process\n")
+    print("| scenario | code | tokens | seconds | tokens/s | peak memory (MB) |\n|---|---|---:|---:|---:|---:|")
+    for name, label in SCENARIOS.items():
+        for version, result in results.items():
+            r = result[name]
+            print(f"| {label} | {version} | {r['tokens']:,} | {r['seconds']:.1f} | {r['tokens'] / r['seconds']:,.0f} "
+                  f"| {r['peak_mb']:,.0f} |")
+    if args.baseline:
+        old, new = results[f"baseline {args.baseline}"], results["this code"]
+        print("\nSpeed-up in tokens per second, this code / baseline: " + ", ".join(
+            f"{SCENARIOS[n]} {(new[n]['tokens'] / new[n]['seconds']) / (old[n]['tokens'] / old[n]['seconds']):.2f}x"
+            for n in SCENARIOS))
+    if Path(args.midi).is_dir():
+        kls = divergence(Path(args.midi))
+        print(f"\nKL of int8 from float32 on {len(kls)} real MIDI windows: mean {sum(kls) / len(kls):.5f}, "
+              f"max {max(kls):.5f} nats per token")
 
 
 if __name__ == "__main__":

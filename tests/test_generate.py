@@ -24,6 +24,7 @@ from musenet.rules import (
     advance,
     allowed_tokens,
     entrances,
+    opening_state,
     requested_families,
     sample_tokens,
 )
@@ -89,6 +90,24 @@ def test_no_note_is_held_past_max_note_seconds(composer):
         assert note_seconds(piece.table).max() <= 1.0 + 1e-6
         assert_grammar(piece.tokens, composer.vocab)
         assert piece.seconds >= 0.9 * 10
+
+
+def test_the_state_after_an_opening_is_what_token_by_token_gives(composer, shared_midi):
+    """`opening_state` over a whole prompt equals `advance` token by token, to the bit."""
+    vocab = composer.vocab
+    tables = TokenTables(vocab, "cpu")
+    for path in [*sorted((shared_midi / "multitrack").glob("*.mid"))[:2], *sorted((shared_midi / "one-track").glob(
+            "*.mid"))[:1]]:
+        for cut in (40, 700, 2000):
+            opening = encode_notes(read_midi(path), vocab, "pop")[:cut]
+            stepped = DecodeState.new(2, "cpu")
+            for token in opening:
+                advance(stepped, torch.full((2,), int(token)), tables)
+            whole = opening_state(opening, 2, tables, "cpu")
+            for name in ("sounding", "polyphony", "rest_seconds", "seconds", "steps", "instant_ons", "instant_drums",
+                         "tempo", "finished", "family_last"):
+                assert torch.equal(getattr(whole, name), getattr(stepped, name)), (path.name, cut, name)
+            assert torch.equal(whole.onset[whole.sounding], stepped.onset[stepped.sounding])
 
 
 def test_a_silent_requested_family_is_brought_in_the_model_choosing_the_note(composer):

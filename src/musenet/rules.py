@@ -25,10 +25,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from .instruments import DRUMS, FAMILIES
-from .sequence import COUNTDOWN_BUCKETS, POSITION_PARTS, countdown_steps, position_part, seconds_per_step
+from .sequence import (
+    COUNTDOWN_BUCKETS,
+    DEFAULT_TEMPO,
+    POSITION_PARTS,
+    countdown_steps,
+    position_part,
+    seconds_per_step,
+    tempo_in_force,
+)
 from .settings import Settings
 from .vocab import Vocab
 
@@ -95,6 +104,52 @@ class DecodeState:
                    finished=zeros(torch.bool),
                    family_last=torch.full((batch, len(FAMILIES)), float("-inf"), dtype=torch.float64,
                                           device=device))
+
+
+def opening_state(tokens, batch: int, tables: TokenTables, device) -> DecodeState:
+    """The state after `tokens` (a header and a prompt, the same for every candidate): what
+    `advance` token by token gives, computed over the whole array at once (a prompt can have
+    thousands of tokens). Sums run in token order, so the clock has the same bits."""
+    t, vocab = tables.vocab.tables, tables.vocab
+    tokens = np.asarray(tokens, np.int64)
+    state = DecodeState.new(batch, device)
+    if not len(tokens):
+        return state
+    family, pitch, velocity, wait = t["family"][tokens], t["pitch"][tokens], t["velocity"][tokens], t["wait"][tokens]
+    tempo = tempo_in_force(tokens, vocab, DEFAULT_TEMPO).astype(np.float32).astype(np.float64)
+    wait_seconds = wait * seconds_per_step(vocab, tempo)
+    clock = np.cumsum(wait_seconds)                                   # after each token
+    is_note = family >= 0
+    on, off = is_note & (velocity > 0), is_note & (velocity == 0)
+    melodic = is_note & (family != DRUMS)
+    key = np.where(is_note, family * 128 + pitch, 0)
+    sounding, onset = np.zeros(KEYS, bool), np.zeros(KEYS)
+    events = np.flatnonzero(melodic)
+    for k, i in {k: i for k, i in zip(key[events].tolist(), events.tolist(), strict=True)}.items():  # last event
+        sounding[k], onset[k] = bool(on[i]), clock[i]
+    family_last = np.full(len(FAMILIES), -np.inf)
+    for f in np.unique(family[on]):
+        family_last[f] = clock[np.flatnonzero(on & (family == f))[-1]]
+    notes, waited = np.flatnonzero(is_note), np.flatnonzero(wait > 0)
+    after_note = wait_seconds[notes[-1] + 1:] if len(notes) else wait_seconds
+    instant = slice(waited[-1] + 1 if len(waited) else 0, None)       # since the last wait
+    drums = np.zeros(128, bool)
+    drums[pitch[instant][on[instant] & (family[instant] == DRUMS)]] = True
+
+    def rows(values, dtype):
+        values = torch.as_tensor(np.asarray(values), dtype=dtype, device=device)
+        return values.expand(batch, *values.shape).clone()
+
+    state.sounding, state.onset = rows(sounding, torch.bool), rows(onset, torch.float64)
+    state.polyphony = rows(int((on & melodic).sum() - (off & melodic).sum()), torch.long)
+    state.rest_seconds = rows(np.cumsum(after_note)[-1] if len(after_note) else 0.0, torch.float64)
+    state.seconds, state.tempo = rows(clock[-1], torch.float64), rows(tempo[-1], torch.float64)
+    state.steps, state.window_steps = rows(int(wait.sum()), torch.long), rows(int(wait.sum()), torch.long)
+    state.instant_ons = rows(int(on[instant].sum()), torch.long)
+    state.instant_drums = rows(drums, torch.bool)
+    state.finished = rows(bool((tokens == vocab.END).any()), torch.bool)
+    state.family_last = rows(family_last, torch.float64)
+    return state
 
 
 def advance(state: DecodeState, token: torch.Tensor, tables: TokenTables) -> None:

@@ -36,6 +36,7 @@ from .rules import (
     entrances,
     instrument_filter,
     next_features,
+    opening_state,
     requested_families,
     sample_tokens,
 )
@@ -108,9 +109,7 @@ class Generator:
         allowed_on = instrument_filter(settings, tables)
         requested = requested_families(settings, device)
         generator = torch.Generator(device="cpu").manual_seed(settings.seed)
-        state = DecodeState.new(settings.candidates, device)
-        for token in opening:  # the prompt's notes sound, move time and set the tempo
-            advance(state, torch.full((settings.candidates,), token, device=device), tables)
+        state = opening_state(opening, settings.candidates, tables, device)  # the prompt sounds, moves time
         plan = None if fixed is None else FixedState(fixed, settings.candidates, tables, device)
         logits, cache = self.read_window(sequences, state, settings)
         target = float(settings.seconds)
