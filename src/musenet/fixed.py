@@ -38,6 +38,7 @@ class FixedPlan:
     exact: np.ndarray        # bool: forced in order, waits included (after the span)
     span: tuple[int, int]    # [start, stop) grid steps where the model adds notes
     kept: NoteTable          # the notes that come back verbatim
+    span_beats: tuple[float, float] = (0.0, float("inf"))  # the span asked for, in the input's beats
 
 
 def grid_step(table: NoteTable, seconds: float, vocab: Vocab) -> int:
@@ -71,7 +72,8 @@ def plan(kept: NoteTable, vocab: Vocab, style: str | None, added: list[str], spa
     steps = np.concatenate([rest_step[inside], np.full(len(right), span[1])]).astype(np.int64)
     tokens = np.concatenate([rest[inside], right]).astype(np.int64)
     exact = np.concatenate([np.zeros(int(inside.sum()), bool), np.ones(len(right), bool)])
-    return FixedPlan(opening, steps, tokens, exact, span, kept)
+    return FixedPlan(opening, steps, tokens, exact, span, kept,
+                     (float(kept.beats(span_seconds[0])), float(kept.beats(span_seconds[1]))))
 
 
 def _right_side(tokens: np.ndarray, steps: np.ndarray, stop: int, vocab: Vocab, until: int) -> np.ndarray:
@@ -159,7 +161,8 @@ class FixedState:
 
 def merge(tokens: np.ndarray, forced: np.ndarray, fixed: FixedPlan, vocab: Vocab) -> NoteTable:
     """The piece a candidate stands for: the model's own notes (its tokens that were not
-    forced, on the grid) and the kept notes verbatim, on the input's tempo map."""
+    forced, on the grid, cut to the span asked for where the grid step overhangs it) and the
+    kept notes verbatim, on the input's tempo map."""
     wait = vocab.tables["wait"][tokens]
     own = ~forced | (wait > 0)
     start = int(np.argmax(fixed.opening == vocab.START))
@@ -169,5 +172,6 @@ def merge(tokens: np.ndarray, forced: np.ndarray, fixed: FixedPlan, vocab: Vocab
         onset, end = mine.onset, mine.onset + mine.duration
     else:  # decoded at a fixed tempo: back to seconds, then onto the input's beats
         onset, end = (kept.beats(mine.seconds(x)) for x in (mine.onset, mine.onset + mine.duration))
+    onset, end = (np.clip(x, *fixed.span_beats) for x in (onset, end))
     mine = NoteTable(onset, end - onset, mine.pitch, mine.velocity, mine.family)
-    return NoteTable.joined([kept, mine]).sorted()
+    return NoteTable.joined([kept, mine.select(mine.duration > 0)]).sorted()
