@@ -635,3 +635,24 @@ def test_styles_read_the_same_in_the_command_and_the_api(client, tmp_path, capsy
     assert main(["styles", "--model", str(make_tiny_model(tmp_path))]) == 0
     printed = dict(line.split(maxsplit=1) for line in capsys.readouterr().out.splitlines())
     assert printed == api and api["unknown"] == "no style given"
+
+
+def test_with_a_critic_the_co_composer_draws_twice_as_many_and_offers_the_best(composer, tmp_path):
+    import numpy as np
+
+    from musenet.critic import fit
+
+    rng = np.random.default_rng(0)
+    width = composer.model.config.width + 3
+    critic = fit(rng.normal(0.5, 1.0, (40, width)), rng.normal(-0.5, 1.0, (40, width)))
+    ranking = Composer(composer.model, composer.vocab, composer.device, composer.model_path, composer.metadata, critic)
+    body = {"style": "irish", "instruments": ["strings", "guitar"], "seconds": 4, "seed": 5, "candidates": 3}
+    with TestClient(create_app(composer=ranking, store_dir=tmp_path / "store")) as client:
+        offered = client.post("/api/compose", json=body).json()["candidates"]
+        scores = [c["critic"] for c in offered]
+        assert len(offered) == 3 and scores == sorted(scores, reverse=True) and None not in scores
+        drawn = ranking.generate(style="irish", instruments=["strings", "guitar"], seconds=4, seed=5, candidates=6,
+                                 rank=True)  # what the server drew: twice as many, ranked
+        assert scores == pytest.approx([p.critic for p in drawn[:3]], abs=1e-4)
+        plain = client.post("/api/compose", json={**body, "rank": False}).json()["candidates"]
+        assert [c["critic"] for c in plain] == [None] * 3

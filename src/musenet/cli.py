@@ -118,7 +118,7 @@ def _cmd_generate(args: argparse.Namespace) -> None:
     composer = Composer.load(args.model, precision=args.precision)
     composer.check(settings)
     check_wav(args)
-    pieces = composer.generate(prompt=args.prompt, settings=settings, progress=True)
+    pieces = composer.generate(prompt=args.prompt, settings=settings, progress=True, keep=args.keep)
     model = composer.model_label
     paths = write_pieces(pieces, args.out, settings, model, prompt=args.prompt, wav=args.wav,
                          png=args.png, soundfont=args.soundfont)
@@ -142,7 +142,7 @@ def _cmd_eval(args: argparse.Namespace) -> None:
     report = run_eval(args.model, args.data, args.out, pieces_per_style=args.pieces_per_style, seconds=args.seconds,
                       long_pieces=args.long_pieces, long_seconds=args.long_seconds, split=args.split, seed=args.seed,
                       max_tokens=args.max_tokens, threads=args.threads, band=args.band, corpora=args.corpora,
-                      prompts=args.prompts, band_requests=args.band_requests)
+                      prompts=args.prompts, band_requests=args.band_requests, critic_draws=args.critic_draws)
     for row in report["headline"]:
         met = "" if row["met"] is None else "  (met)" if row["met"] else "  (NOT met)"
         value = row["value"]
@@ -178,6 +178,23 @@ def _cmd_export(args: argparse.Namespace) -> None:
     path = export_model(args.model, args.out, dtype)
     size = (path / "model.safetensors").stat().st_size
     print(f"wrote {path}: {size / 1e6:.1f} MB of {args.dtype} weights")
+
+
+def _cmd_critic(args: argparse.Namespace) -> None:
+    from .checkpoint import resolve
+    from .composer import Composer
+    from .critic import train_critic
+
+    if args.per_style < 2:
+        raise MuseNetError("--per-style must be at least 2")
+    composer = Composer.load(args.model)
+    critic = train_critic(composer, args.data, args.per_style, args.seed)
+    path = critic.save(resolve(args.model))
+    held = critic.trained["held_out"]
+    print(f"wrote {path}: held-out accuracy {held['accuracy']:.3f} over {held['pieces']} openings "
+          f"(train {critic.trained['train_accuracy']:.3f}; {critic.trained['seconds']:.0f} s)")
+    for style, accuracy in held["by_style"].items():
+        print(f"  {style:24s} {accuracy:.3f}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -287,6 +304,19 @@ def add_train_commands(commands) -> None:
     export.add_argument("--dtype", choices=("bf16", "fp16", "fp32"), default="bf16")
     export.set_defaults(run=_cmd_export)
 
+    critic = commands.add_parser(
+        "critic", help="train a model's inner critic, which ranks candidates (generate --keep)",
+        description="Train the critic of MODEL_DIR (critic.py): the model's own view of the openings of real "
+        "pieces (the train split of DIR) against openings it composes with the same style, families and length; "
+        "then its accuracy on the valid split against fresh generations. Saved as MODEL_DIR/critic.json.",
+    )
+    critic.add_argument("model", metavar="MODEL_DIR", help="a checkpoint or exported model (written into)")
+    critic.add_argument("--data", required=True, metavar="DIR", help="the model's training build")
+    critic.add_argument("--per-style", type=int, default=24, metavar="N",
+                        help="real and generated openings per style, each split (default 24)")
+    critic.add_argument("--seed", type=int, default=0)
+    critic.set_defaults(run=_cmd_critic)
+
 
 def add_generate_command(commands) -> None:
     """generate: composing from the command line."""
@@ -305,6 +335,9 @@ def add_generate_command(commands) -> None:
     generate.add_argument("--max-family-silence", type=float, default=8.0, metavar="S",
                           help="strict mode: a chosen family silent for S seconds plays next, the model choosing "
                           "its note; the first time 2 s in (default 8; 0: off, the model alone decides)")
+    generate.add_argument("--keep", type=int, metavar="K",
+                          help="keep the K of the --candidates the model's critic likes best, best first (the "
+                          "sidecar records each one's critic score); default: every candidate, in the order drawn")
     generate.add_argument("--prompt", metavar="FILE.mid", help="continue this piece (its opening)")
     generate.add_argument("--prompt-notes", type=int, metavar="N", help="use only the prompt's first N notes")
     generate.add_argument("--prompt-seconds", type=float, metavar="S", help="use only the prompt's first S seconds")
@@ -411,6 +444,10 @@ def add_eval_command(commands) -> None:
                             "for 30 s (e.g. ../shared/midi/multitrack)")
     evaluation.add_argument("--band-requests", type=int, default=40, metavar="N",
                             help="with --band: instrument coverage requests (default 40)")
+    evaluation.add_argument("--critic-draws", type=int, default=16, metavar="N",
+                            help="for a model with a critic: per style, draw N candidates twice and judge the "
+                            "first 4 drawn against the critic's best 4 (two-sample test, style ratio); 0: skip "
+                            "(default 16)")
     evaluation.set_defaults(run=_cmd_eval)
 
 

@@ -19,7 +19,8 @@ import numpy as np
 import symusic
 import torch
 
-from .checkpoint import load_checkpoint
+from .checkpoint import load_checkpoint, resolve
+from .critic import Critic
 from .encoding import decode_tokens
 from .errors import MuseNetError
 from .files import write_atomic
@@ -47,6 +48,7 @@ class Piece:
     vocab: Vocab
     settings: Settings | None = None
     fit: float | None = None  # log-probability (nats) of the kept music given the new (`accompany`, `infill`)
+    critic: float | None = None  # the critic's probability that the piece is real music (ranked pieces)
 
     @property
     def score(self) -> symusic.Score:
@@ -69,10 +71,11 @@ class Composer:
     evaluator. It keeps no state between calls, so one Composer serves many threads."""
 
     def __init__(self, model: torch.nn.Module, vocab: Vocab, device: str | torch.device, model_path: str,
-                 metadata: dict):
+                 metadata: dict, critic: Critic | None = None):
         self.sampler = Generator(model, vocab, device)
         self.model_path = model_path
         self.metadata = metadata  # the checkpoint's config.json: model shape, training, data
+        self.critic = critic      # the inner critic saved beside the weights (critic.py), if any
 
     @classmethod
     def load(cls, path: str | Path | None = None, device: str | None = None, threads: int | None = None,
@@ -95,7 +98,7 @@ class Composer:
         if chosen == "int8":
             model = quantize_int8(model)
         metadata = {**metadata, "precision": chosen}
-        return cls(model, vocab, device, str(path), metadata)
+        return cls(model, vocab, device, str(path), metadata, Critic.load(resolve(path)))
 
     @property
     def model_label(self) -> str:
@@ -121,14 +124,16 @@ class Composer:
         trained = self.metadata.get("ensembles")
         return tuple(s for s in self.vocab.styles if s in trained) if trained else self.vocab.styles
 
-    def generate(self, prompt=None, progress: bool = False, on_step=None, **settings) -> list[Piece]:
+    def generate(self, prompt=None, progress: bool = False, on_step=None, rank: bool = False,
+                 keep: int | None = None, **settings) -> list[Piece]:
         """Pieces for the given settings (see `Settings`: style, instruments, seconds, temperature,
         top_k, top_p, seed, candidates, instrument_mode, prompt_notes, prompt_seconds). `prompt`
         is a MIDI path, bytes, symusic Score or NoteTable. `on_step(share_done)`, off by default,
         reports progress and can cancel by raising (see `Generator.generate`). Or pass a whole
         `settings=Settings(...)`. Without `instruments`, a style gets its usual ensemble
-        (`usual_instruments`); `instruments="any"` lets every family play. Safe to call from
-        several threads at once."""
+        (`usual_instruments`); `instruments="any"` lets every family play. With `rank` (or
+        `keep`), the critic scores every candidate (`Piece.critic`) and they come best first;
+        `keep` keeps that many. Safe to call from several threads at once."""
         chosen = settings.pop("settings", None) or Settings(**settings)
         table = None
         if prompt is not None:
@@ -136,8 +141,23 @@ class Composer:
         self.check(chosen)
         if chosen.instruments is None:
             chosen = replace(chosen, instruments=self.usual_instruments(chosen.style, table))
+        if keep is not None and not 1 <= keep <= chosen.candidates:
+            raise MuseNetError(f"keep must be from 1 to the number of candidates ({chosen.candidates}), not {keep}")
         sequences = self.sampler.generate(chosen, table, progress=progress, on_step=on_step)
-        return [Piece(tokens, decode_tokens(tokens, self.vocab), self.vocab, chosen) for tokens in sequences]
+        pieces = [Piece(tokens, decode_tokens(tokens, self.vocab), self.vocab, chosen) for tokens in sequences]
+        return self.ranked(pieces, keep) if rank or keep is not None else pieces
+
+    def ranked(self, pieces: list[Piece], keep: int | None = None) -> list[Piece]:
+        """The pieces best first by the critic (each with its `critic` score), the first `keep`."""
+        if self.critic is None:
+            raise MuseNetError("this model has no critic to rank candidates with; train one with `musenet critic`")
+        seconds = [p.settings.seconds if p.settings else None for p in pieces]
+        scores = self.critic.score(self.model, self.vocab, [p.tokens for p in pieces],
+                                   None if None in seconds else seconds)
+        for piece, score in zip(pieces, scores, strict=True):
+            piece.critic = float(score)
+        order = sorted(range(len(pieces)), key=lambda i: -scores[i])  # stable: ties keep the drawn order
+        return [pieces[i] for i in order][:keep]
 
     def accompany(self, song, keep: list[str], add: list[str], rank: bool = False, progress: bool = False,
                   on_step=None, **settings) -> list[Piece]:
@@ -223,6 +243,8 @@ def write_pieces(pieces: list[Piece], out_dir: str | Path, settings: Settings, m
             sidecar["task"] = task
         if piece.fit is not None:
             sidecar["fit"] = round(piece.fit, 3)
+        if piece.critic is not None:
+            sidecar["critic"] = round(piece.critic, 4)
         write_atomic(base.with_suffix(".json"), (json.dumps(sidecar, indent=2) + "\n").encode())
         if wav or png:
             from . import render

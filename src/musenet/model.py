@@ -243,9 +243,10 @@ class MuseNet(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     def forward(self, tokens: torch.Tensor, features: dict[str, torch.Tensor] | None = None,
-                cache: Cache | None = None) -> torch.Tensor:
+                cache: Cache | None = None, hidden: bool = False) -> torch.Tensor:
         """tokens (batch, length) -> logits (batch, length, vocab). With a cache, `tokens` are
-        the new tokens only, placed after the cached ones."""
+        the new tokens only, placed after the cached ones. With `hidden`, also the last layer's
+        normalised states (batch, length, width): (logits, states), for the critic."""
         c = self.config
         past = cache.length if cache is not None else 0
         length = tokens.shape[1]
@@ -267,9 +268,9 @@ class MuseNet(nn.Module):
             x = self.dropout(x)
         for layer, block in enumerate(self.blocks):
             x = block(x, rotary, cache, layer)
-        if c.note_factors:
-            return F.linear(self.norm(x), table)
-        return self.head(self.norm(x))
+        states = self.norm(x)
+        logits = F.linear(states, table) if c.note_factors else self.head(states)
+        return (logits, states) if hidden else logits
 
     def new_cache(self) -> Cache:
         return Cache(self.config.layers, self.config.context)

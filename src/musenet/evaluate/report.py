@@ -64,7 +64,27 @@ def headline(report: dict) -> list[dict]:
         ]
     if "band" in report:
         rows += band_headline(report["band"])
+    if "critic" in report:
+        rows += critic_headline(report["critic"])
     return [{"metric": m, "value": v, "target": t, "met": met} for m, v, t, met in rows]
+
+
+def critic_headline(critic: dict) -> list[tuple]:
+    """The critic's rows: its held-out accuracy, and the two-sample test and style ratio of
+    random against critic-picked candidates (target: 5 points lower, a ratio as high)."""
+    random, picked = critic["random"], critic["critic"]
+    drop = random["two_sample"].get("accuracy", float("nan")) - picked["two_sample"].get("accuracy", float("nan"))
+    held = (critic.get("trained") or {}).get("held_out", {}).get("accuracy", float("nan"))
+    label = f"best {critic['keep']} of {critic['draws']}"
+    return [
+        ("critic accuracy, held-out openings vs fresh generations", held, "", None),
+        ("two-sample test, random candidates", random["two_sample"].get("accuracy", float("nan")), "", None),
+        (f"two-sample test, the critic's {label}", picked["two_sample"].get("accuracy", float("nan")),
+         ">= 0.05 below random", drop >= 0.05 if _finite(drop) else None),
+        (f"style ratio, the critic's {label}", picked["style_ratio"], f">= random's ({_fmt(random['style_ratio'])})",
+         picked["style_ratio"] >= random["style_ratio"]
+         if _finite(picked["style_ratio"]) and _finite(random["style_ratio"]) else None),
+    ]
 
 
 def _finite(value) -> bool:
@@ -183,6 +203,8 @@ def markdown(report: dict, images: list[tuple[str, str]] = ()) -> str:
         lines += ["", *section(report)]
     if "band" in report:
         lines += ["", *_band_lines(report["band"])]
+    if "critic" in report:
+        lines += ["", *_critic_lines(report["critic"])]
     if images:
         lines += ["", "## Plots", ""] + [f"- [{label}]({name})" for label, name in images]
     return "\n".join(lines) + "\n"
@@ -279,6 +301,38 @@ def _two_sample_lines(test: dict | None) -> list[str]:
              "", "| style | pieces | accuracy | generated caught |", "|---|---:|---:|---:|"]
     for name, v in test["by_style"].items():
         lines.append(f"| {name} | {v['pieces']} | {_fmt(v['accuracy'], 2)} | {_fmt(v['generated_caught'], 2)} |")
+    return lines
+
+
+def _critic_lines(critic: dict) -> list[str]:
+    """Section 7: the critic's held-out accuracy by style; random against critic-picked."""
+    trained, timing = critic.get("trained") or {}, critic["timing"]
+    held = trained.get("held_out", {})
+    lines = ["## 7. The inner critic", "",
+             f"Trained on {trained.get('train_pieces')} openings of {trained.get('window')} tokens (real train pieces "
+             f"against the model's own generations with the same style, families and length, {trained.get('per_style')}"
+             f" a style); held out: {held.get('pieces')} openings of the valid split against fresh generations, "
+             f"accuracy {_fmt(held.get('accuracy'))}. Per style, {critic['rounds']} x {critic['draws']} candidates: "
+             f"the first {critic['keep']} drawn of each batch (random) against the critic's best {critic['keep']}.", "",
+             "| | pieces | two-sample accuracy (95% interval) | style ratio | mean critic score |",
+             "|---|---:|---:|---:|---:|"]
+    for name in ("random", "critic"):
+        v = critic[name]
+        test = v["two_sample"]
+        low, high = test.get("interval", (float("nan"), float("nan")))
+        lines.append(f"| {name} | {v['pieces']} | {_fmt(test.get('accuracy'))} ({_fmt(low)}-{_fmt(high)}) | "
+                     f"{_fmt(v['style_ratio'])} | {_fmt(v['mean_critic'])} |")
+    lines += ["", f"Composing time, {timing['style']}, {timing['seconds']:g} s: {critic['keep']} candidates "
+              f"{timing['plain_seconds']:.1f} s; {critic['draws']} drawn and the best {critic['keep']} kept "
+              f"{timing['ranked_seconds']:.1f} s.", "",
+              "| style | critic accuracy (held out) | two-sample, random | two-sample, critic |",
+              "|---|---:|---:|---:|"]
+    random_by, picked_by = critic["random"]["two_sample"].get("by_style", {}), critic["critic"]["two_sample"].get(
+        "by_style", {})
+    for style in sorted(set(held.get("by_style", {})) | set(random_by)):
+        lines.append(f"| {style} | {_fmt(held.get('by_style', {}).get(style), 2)} | "
+                     f"{_fmt(random_by.get(style, {}).get('accuracy'), 2)} | "
+                     f"{_fmt(picked_by.get(style, {}).get('accuracy'), 2)} |")
     return lines
 
 

@@ -25,6 +25,7 @@ from .instruments import adherence, overall, requested_families
 from .likelihood import WINDOW_OVERLAP, heldout_scores, versus_ngram
 from .long_pieces import health_summary, long_piece_health
 from .music import HISTOGRAMS, MAX_REAL_PER_STYLE, compare, excerpt, music_stats
+from .ranking import DRAWS, KEEP, compare_ranking
 from .report import headline, write_report
 from .style import MAX_TRAIN_PER_STYLE, style_adherence
 from .two_sample import two_sample_test
@@ -36,12 +37,13 @@ def run_eval(model: str | Path, data: str | Path, out: str | Path | None = None,
              seconds: float = 30.0, long_pieces: int = 2, long_seconds: float = 240.0, split: str = "test",
              seed: int = 0, max_tokens: int = 200_000, progress: bool = True, device: str | None = None,
              threads: int | None = None, band: bool = False, corpora: str | Path | None = None,
-             prompts: str | Path | None = None, band_requests: int = 40) -> dict:
+             prompts: str | Path | None = None, band_requests: int = 40, critic_draws: int = DRAWS) -> dict:
     """Evaluate a model (checkpoint or run directory) on a built dataset; with `out`, write
     the report there (see `write_report`). With `band` (implied by `corpora` or `prompts`),
     also the band stages (`band.run_band`: coverage of `band_requests` requests, drums against
     Groove takes and bass against POP909 from `corpora`, continuations of the songs in
-    `prompts`). Returns every number as a dict."""
+    `prompts`). For a model with a critic, with `critic_draws`, also `ranking.compare_ranking`.
+    Returns every number as a dict."""
     started = time.time()
     check_settings(pieces_per_style, seconds, long_pieces, long_seconds, split)
     band = band or bool(corpora) or bool(prompts)
@@ -54,6 +56,8 @@ def run_eval(model: str | Path, data: str | Path, out: str | Path | None = None,
     rng = np.random.default_rng(seed)
     stages = 4 + 2 * len(styles) + (1 if long_pieces else 0)
     stages += band_stage_count(styles, corpora, prompts) if band else 0
+    ranking = composer.critic is not None and critic_draws > 0
+    stages += len(styles) if ranking else 0
     with progress_stages(stages, progress) as stage:
         with stage("model bits per note"):
             scores = heldout_scores(composer.model, held, composer.model.config.context, composer.device,
@@ -68,6 +72,8 @@ def run_eval(model: str | Path, data: str | Path, out: str | Path | None = None,
         long = compose_long_pieces(composer, train, styles, long_pieces, long_seconds, seed, stage)
         band_report = run_band(composer, styles, seconds, band_requests, pieces_per_style, corpora, prompts, seed,
                                stage) if band else None
+        critic_report = compare_ranking(composer, train, real, styles, seconds, seed, stage,
+                                        draws=max(critic_draws, KEEP)) if ranking else None
     report = {
         "model": str(model), "data": str(data), "time_mode": train.vocab.time_mode, "seed": seed,
         "settings": {"pieces_per_style": pieces_per_style, "seconds": seconds, "long_pieces": long_pieces,
@@ -82,6 +88,8 @@ def run_eval(model: str | Path, data: str | Path, out: str | Path | None = None,
     }
     if band_report is not None:
         report["band"] = band_report
+    if critic_report is not None:
+        report["critic"] = {**critic_report, "trained": composer.critic.trained}
     report["headline"] = headline(report)
     report["eval_seconds"] = time.time() - started
     if out is not None:

@@ -15,7 +15,7 @@ import logging
 import secrets
 import shutil
 import tempfile
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,7 @@ from .store import KINDS, Candidate, Conflict, NotFound, Store, StoredPiece, fam
 from .uploads import read_upload
 
 log = logging.getLogger("musenet.server")
+RANK_DRAWS = 2  # with a critic, the co-composer draws this many options per one it offers
 
 STATIC = Path(__file__).parent / "static"
 MEDIA = {"midi": "audio/midi", "audio": "audio/wav", "pianoroll": "image/png"}
@@ -100,8 +101,11 @@ class CoComposer:
 
         def work(job: Job) -> dict:
             job.report("composing", 0.0)
+            ranked = request.rank and self.composer.critic is not None  # draw twice as many, offer the best
+            drawn = replace(settings, candidates=settings.candidates * RANK_DRAWS) if ranked else settings
             pieces = self.composer.generate(
-                prompt=prompt, settings=settings, on_step=lambda share: job.report("composing", 0.95 * share))
+                prompt=prompt, settings=drawn, on_step=lambda share: job.report("composing", 0.95 * share),
+                keep=settings.candidates if ranked else None)
             job.report("saving", 0.95)
             return self.save(pieces, settings, start, piece_id, version)
 
@@ -114,7 +118,7 @@ class CoComposer:
         made = []
         for piece in pieces:
             used = asdict(piece.settings or settings)  # instruments as resolved by the composer
-            candidate = Candidate(new_id(), piece.table, start, piece_id, version, used, **extra)
+            candidate = Candidate(new_id(), piece.table, start, piece_id, version, used, critic=piece.critic, **extra)
             write_file(candidate.table, self.store.path(candidate.id, "midi"), "midi")
             self.store.add_candidate(candidate)
             made.append(candidate)
@@ -130,7 +134,8 @@ class CoComposer:
                 "audio_url": self.audio_url(f"{base}/audio"), "pianoroll_url": f"{base}/pianoroll",
                 "seconds": round(candidate.seconds, 3), "prompt_seconds": round(candidate.prompt_seconds, 3),
                 "stop_seconds": None if stop is None else round(stop, 3), "notes": len(candidate.table),
-                "families": families_of(candidate.table)}
+                "families": families_of(candidate.table),
+                "critic": None if candidate.critic is None else round(candidate.critic, 4)}
 
     def piece_out(self, piece: StoredPiece) -> dict:
         base, version = f"/api/pieces/{piece.id}", piece.versions[-1][0]

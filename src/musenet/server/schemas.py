@@ -48,6 +48,8 @@ class ComposeRequest(BaseModel):
     temperature: float = setting_field("temperature", 1.0, "creativity: higher is wilder")
     seed: int | None = setting_field("seed", None, "random seed (none: a fresh one)")
     candidates: int = setting_field("candidates", 4, "how many options to compose", high=MAX_CANDIDATES)
+    rank: bool = Field(True, description="with a model that has a critic: draw twice as many options and offer "
+                       "the ones it likes best, best first (false: the options as drawn)")
     intro: str | None = Field(None, description="start from a famous opening (an id from /api/intros)")
     prompt_midi: str | None = Field(None, description="start from this MIDI file (base64, at most 1 MB)")
     prompt_seconds: float = setting_field("prompt_seconds", 30.0, "how much of prompt_midi to use")
@@ -137,6 +139,7 @@ class CandidateOut(BaseModel):
     stop_seconds: float | None = Field(None, description="a rewrite: where the new music ends")
     notes: int
     families: list[str]
+    critic: float | None = Field(None, description="the critic's probability that it is real music (ranked options)")
 
 
 class ComposeOut(BaseModel):

@@ -60,6 +60,7 @@ class Candidate:
     task: str = "continue"           # or "accompany", "rewrite"
     stop_seconds: float | None = None  # a rewrite: where the new music ends
     origin: NoteTable | None = None  # a new piece's first version, before this pick (the song accompanied)
+    critic: float | None = None      # the critic's score, where the options were ranked
     touched: float = field(default_factory=time.monotonic)
 
     @property
