@@ -2,8 +2,9 @@
 candidates (the style's usual families, strict mode); from each, the first `keep` drawn
 (random: the draw order is random) and the `keep` the critic likes best. The two-sample test
 (`two_sample.py`, which never saw the critic) and the style classifier then judge both sets
-against the same real held-out pieces; composing time with and without ranking is timed on
-one request (`keep` drawn against `draws` drawn and ranked)."""
+against the same real held-out pieces (the style ratio's interval is the Wilson interval of
+the generated pieces' rate over the same real accuracy); composing time with and without
+ranking is timed on one request (`keep` drawn against `draws` drawn and ranked)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from ..settings import Settings
 from .classifier import piece_features
 from .instruments import requested_families
 from .style import style_adherence
-from .two_sample import two_sample_test
+from .two_sample import two_sample_test, wilson
 
 DRAWS, KEEP, ROUNDS = 16, 4, 2
 
@@ -46,8 +47,11 @@ def compare_ranking(composer, train, real, styles: list[str], seconds: float, se
     for name, (x, y, scores) in sets.items():
         test = two_sample_test(real.held_x, real.held_y, np.array(x), y, seed) if len(real.held_y) else {}
         style = style_adherence(real.train_x, real.train_y, real.held_x, real.held_y, np.array(x), y, styles, seed)
+        low, high = wilson(round(style["generated_rate"] * len(y)), len(y))  # the ratio's interval: the rate's
+        accuracy = style["real_accuracy"]
         result[name] = {"two_sample": test, "style_ratio": style["ratio"], "pieces": len(y),
-                        "mean_critic": float(np.mean(scores))}
+                        "style_ratio_interval": (low / accuracy, high / accuracy) if accuracy else (float("nan"),) * 2,
+                        "generated_rate": style["generated_rate"], "mean_critic": float(np.mean(scores))}
     result["timing"] = time_ranking(composer, train, styles[0], seconds, seed, draws, keep)
     return result
 

@@ -329,14 +329,16 @@ def _critic_lines(critic: dict) -> list[str]:
              f"(random) against the critic's best {critic['keep']}, each set judged by the two-sample test against "
              f"the same real held-out pieces. The critic's pick is {_fmt(drop)} less often told from real music "
              f"(95% interval {_fmt(low)} to {_fmt(high)}).", "",
-             "| | generated pieces | two-sample accuracy (95% interval) | style ratio | mean critic score |",
+             "| | generated pieces | two-sample accuracy (95% interval) | style ratio (95% interval) "
+             "| mean critic score |",
              "|---|---:|---:|---:|---:|"]
     for name in ("random", "critic"):
         v = critic[name]
         test = v["two_sample"]
         low, high = test.get("interval", (float("nan"), float("nan")))
+        ratio_low, ratio_high = v.get("style_ratio_interval", (float("nan"), float("nan")))
         lines.append(f"| {name} | {v['pieces']} | {_fmt(test.get('accuracy'))} ({_fmt(low)}-{_fmt(high)}) | "
-                     f"{_fmt(v['style_ratio'])} | {_fmt(v['mean_critic'])} |")
+                     f"{_fmt(v['style_ratio'])} ({_fmt(ratio_low)}-{_fmt(ratio_high)}) | {_fmt(v['mean_critic'])} |")
     lines += ["", f"Composing time, {timing['style']}, {timing['seconds']:g} s: {critic['keep']} candidates "
               f"{timing['plain_seconds']:.1f} s; {critic['draws']} drawn and the best {critic['keep']} kept "
               f"{timing['ranked_seconds']:.1f} s.", "",
