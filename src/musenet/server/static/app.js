@@ -227,7 +227,8 @@ function describeCandidate(candidate) {
   }
   if (candidate.task === "accompany") return `${candidate.seconds.toFixed(1)} s, ${candidate.notes} notes: ${families}`;
   const added = candidate.seconds - candidate.prompt_seconds;
-  return `${added.toFixed(1)} s new, ${candidate.notes} notes: ${families}`;
+  const critic = candidate.critic == null ? "" : ` (critic: ${Math.round(candidate.critic * 100)}% real)`;
+  return `${added.toFixed(1)} s new, ${candidate.notes} notes: ${families}${critic}`;
 }
 
 function pickLabel(task) {
