@@ -67,7 +67,7 @@ def test_eval_judges_random_against_critic_picked_candidates(tiny_setup, tmp_pat
                  "--pieces-per-style", "1", "--seconds", "4", "--long-pieces", "0", "--critic-draws", "4",
                  "--threads", "1"]) == 0
     printed = capsys.readouterr().out
-    assert "two-sample test, the critic's best 4 of 4" in printed
+    assert "two-sample test, the critic's best 4 of 4" in printed and "piano-roll net" in printed
     critic = json.loads((out / "report.json").read_text())["critic"]
     assert (critic["draws"], critic["keep"], critic["rounds"]) == (4, 4, 2)
     assert critic["random"]["pieces"] == critic["critic"]["pieces"] == 2 * 2 * 4  # 2 styles x 2 rounds x 4

@@ -325,3 +325,26 @@ def test_eval_band_stages_add_a_section_and_keep_the_rest(tiny_setup):
     assert "## 5. Four-minute health" in markdown and "## 6. Playing as a band" in markdown
     assert main(["eval", "--model", str(model), "--data", str(root / "data"), "--out", str(out),
                  "--prompts", str(root / "nowhere")]) == 1
+
+
+def test_the_piano_roll_net_tells_apart_what_differs_and_not_what_does_not():
+    from musenet.evaluate.two_sample import piano_roll, roll_two_sample_test
+    from musenet.notes import NoteTable
+
+    rng = np.random.default_rng(0)
+
+    def piece(low: int, high: int, drums: bool = False) -> NoteTable:
+        n = 24
+        family = np.full(n, DRUMS if drums else 0)
+        return NoteTable(np.sort(rng.uniform(0, 10, n)), np.full(n, 0.5), rng.integers(low, high, n),
+                         np.full(n, 80), family)
+
+    roll = piano_roll(piece(40, 50), 5.0)
+    assert roll.shape == (2, 128, 20) and roll[0, 40:50].any() and not roll[1].any() and not roll[0, 60:].any()
+    assert piano_roll(piece(36, 40, drums=True), 5.0)[1].any()
+    styles = ["a"] * 20 + ["b"] * 20
+    real = [piece(40, 52) for _ in styles]
+    apart = roll_two_sample_test(real, styles, [piece(70, 82) for _ in styles], styles, seconds=5.0)
+    assert apart["accuracy"] > 0.9 and apart["pieces"] == 80 and "convolutional" in apart["classifier"]
+    alike = roll_two_sample_test(real, styles, [piece(40, 52) for _ in styles], styles, seconds=5.0)
+    assert 0.2 < alike["accuracy"] < 0.8

@@ -1,7 +1,8 @@
 """Does the critic pick more realistic candidates? Per style, `rounds` batches of `draws`
 candidates (the style's usual families, strict mode); from each, the first `keep` drawn
 (random: the draw order is random) and the `keep` the critic likes best. The two-sample test
-(`two_sample.py`, which never saw the critic) and the style classifier then judge both sets
+(`two_sample.py`, which never saw the critic: logistic regression on music statistics, and
+a convolutional net on piano rolls) and the style classifier then judge both sets
 against the same real held-out pieces (the style ratio's interval is the Wilson interval of
 the generated pieces' rate over the same real accuracy); composing time with and without
 ranking is timed on one request (`keep` drawn against `draws` drawn and ranked)."""
@@ -17,7 +18,7 @@ from ..settings import Settings
 from .classifier import piece_features
 from .instruments import requested_families
 from .style import style_adherence
-from .two_sample import two_sample_test, wilson
+from .two_sample import roll_two_sample_test, two_sample_test, wilson
 
 DRAWS, KEEP, ROUNDS = 16, 4, 2
 
@@ -29,7 +30,7 @@ def compare_ranking(composer, train, real, styles: list[str], seconds: float, se
     from .run import rows_of  # run imports this module
 
     mode = train.vocab.time_mode
-    sets = {"random": ([], [], []), "critic": ([], [], [])}
+    sets = {"random": ([], [], [], []), "critic": ([], [], [], [])}
     for number, style in enumerate(styles):
         families = requested_families(train, rows_of(train, style))
         with stage(f"ranking {style}"):
@@ -39,17 +40,20 @@ def compare_ranking(composer, train, real, styles: list[str], seconds: float, se
                     seed=seed * 1000 + 700 + number * 10 + round_, max_tokens=int(seconds * 200) + 100))
                 ranked = composer.ranked(list(drawn))
                 for name, chosen in (("random", drawn[:keep]), ("critic", ranked[:keep])):
-                    x, y, scores = sets[name]
+                    x, y, scores, tables = sets[name]
+                    tables += [p.table for p in chosen]
                     x += [piece_features(p.table, mode) for p in chosen]
                     y += [style] * len(chosen)
                     scores += [p.critic for p in chosen]
     result = {"draws": draws, "keep": keep, "rounds": rounds}
-    for name, (x, y, scores) in sets.items():
+    for name, (x, y, scores, tables) in sets.items():
         test = two_sample_test(real.held_x, real.held_y, np.array(x), y, seed) if len(real.held_y) else {}
+        rolls = roll_two_sample_test(real.held_tables, real.held_y, tables, y, seconds, seed) \
+            if len(real.held_y) else {}
         style = style_adherence(real.train_x, real.train_y, real.held_x, real.held_y, np.array(x), y, styles, seed)
         low, high = wilson(round(style["generated_rate"] * len(y)), len(y))  # the ratio's interval: the rate's
         accuracy = style["real_accuracy"]
-        result[name] = {"two_sample": test, "style_ratio": style["ratio"], "pieces": len(y),
+        result[name] = {"two_sample": test, "two_sample_rolls": rolls, "style_ratio": style["ratio"], "pieces": len(y),
                         "style_ratio_interval": (low / accuracy, high / accuracy) if accuracy else (float("nan"),) * 2,
                         "generated_rate": style["generated_rate"], "mean_critic": float(np.mean(scores))}
     result["timing"] = time_ranking(composer, train, styles[0], seconds, seed, draws, keep)

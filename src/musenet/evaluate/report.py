@@ -81,6 +81,9 @@ def critic_headline(critic: dict) -> list[tuple]:
         ("two-sample test, random candidates", random["two_sample"].get("accuracy", float("nan")), "", None),
         (f"two-sample test, the critic's {label}", picked["two_sample"].get("accuracy", float("nan")),
          ">= 0.05 below random", drop >= 0.05 if _finite(drop) else None),
+        (f"two-sample test by a piano-roll net, the critic's {label}",
+         picked.get("two_sample_rolls", {}).get("accuracy", float("nan")),
+         f"random: {_fmt(random.get('two_sample_rolls', {}).get('accuracy', float('nan')))}", None),
         (f"style ratio, the critic's {label}", picked["style_ratio"], f">= random's ({_fmt(random['style_ratio'])})",
          picked["style_ratio"] >= random["style_ratio"]
          if _finite(picked["style_ratio"]) and _finite(random["style_ratio"]) else None),
@@ -329,15 +332,17 @@ def _critic_lines(critic: dict) -> list[str]:
              f"(random) against the critic's best {critic['keep']}, each set judged by the two-sample test against "
              f"the same real held-out pieces. The critic's pick is {_fmt(drop)} less often told from real music "
              f"(95% interval {_fmt(low)} to {_fmt(high)}).", "",
-             "| | generated pieces | two-sample accuracy (95% interval) | style ratio (95% interval) "
-             "| mean critic score |",
-             "|---|---:|---:|---:|---:|"]
+             "| | generated pieces | two-sample accuracy, statistics (95% interval) | two-sample accuracy, piano-roll "
+             "net | style ratio (95% interval) | mean critic score |",
+             "|---|---:|---:|---:|---:|---:|"]
     for name in ("random", "critic"):
         v = critic[name]
-        test = v["two_sample"]
+        test, rolls = v["two_sample"], v.get("two_sample_rolls") or {}
         low, high = test.get("interval", (float("nan"), float("nan")))
+        roll_low, roll_high = rolls.get("interval", (float("nan"), float("nan")))
         ratio_low, ratio_high = v.get("style_ratio_interval", (float("nan"), float("nan")))
         lines.append(f"| {name} | {v['pieces']} | {_fmt(test.get('accuracy'))} ({_fmt(low)}-{_fmt(high)}) | "
+                     f"{_fmt(rolls.get('accuracy'))} ({_fmt(roll_low)}-{_fmt(roll_high)}) | "
                      f"{_fmt(v['style_ratio'])} ({_fmt(ratio_low)}-{_fmt(ratio_high)}) | {_fmt(v['mean_critic'])} |")
     lines += ["", f"Composing time, {timing['style']}, {timing['seconds']:g} s: {critic['keep']} candidates "
               f"{timing['plain_seconds']:.1f} s; {critic['draws']} drawn and the best {critic['keep']} kept "

@@ -160,6 +160,7 @@ class RealPieces:
     stats: dict[str, list[dict]]    # per style, of the opening `seconds` of its pieces
     reference: dict[str, str]       # per style, the split those pieces come from
     health: list[dict]              # `long_piece_health` of the whole held-out pieces
+    held_tables: list               # the held-out excerpts themselves (held_x's rows)
 
 
 def read_real_pieces(train: Dataset, held: Dataset, styles: list[str], seconds: float,
@@ -173,7 +174,7 @@ def read_real_pieces(train: Dataset, held: Dataset, styles: list[str], seconds: 
         for row in sample_rows(rows_of(train, style), MAX_TRAIN_PER_STYLE, rng):
             train_x.append(piece_features(excerpt(decode_tokens(train.piece(int(row)), vocab), seconds), mode))
             train_y.append(style)
-    stats, reference, held_x, held_y, health = {}, {}, [], [], []
+    stats, reference, held_x, held_y, health, held_tables = {}, {}, [], [], [], []
     for style in styles:
         held_rows = rows_of(held, style)
         source, rows = (held, held_rows) if len(held_rows) else (train, rows_of(train, style))
@@ -185,8 +186,9 @@ def read_real_pieces(train: Dataset, held: Dataset, styles: list[str], seconds: 
             if source is held:
                 held_x.append(piece_features(table, mode, stats[style][-1]))
                 held_y.append(style)
+                held_tables.append(table)
                 health.append(long_piece_health(whole))
-    return RealPieces(np.array(train_x), train_y, np.array(held_x), held_y, stats, reference, health)
+    return RealPieces(np.array(train_x), train_y, np.array(held_x), held_y, stats, reference, health, held_tables)
 
 
 def compose_styles(composer: Composer, train: Dataset, styles: list[str], pieces_per_style: int, seconds: float,
