@@ -318,11 +318,26 @@ def accuracy_drop(critic: dict) -> tuple[float, float, float]:
     return p - q, p - q - spread, p - q + spread
 
 
+def ratio_gain(critic: dict) -> tuple[float, float, float]:
+    """The critic-picked style ratio less random's, with a 95% interval (the two named-as-
+    their-style rates as independent proportions, over the same real accuracy)."""
+    a, b = critic["random"], critic["critic"]
+    if not all(_finite(v.get("generated_rate")) and _finite(v.get("style_ratio")) and v["style_ratio"] > 0
+               for v in (a, b)):
+        return float("nan"), float("nan"), float("nan")
+    real = a["generated_rate"] / a["style_ratio"]
+    p, q = b["generated_rate"], a["generated_rate"]
+    spread = 1.96 * math.sqrt(p * (1 - p) / b["pieces"] + q * (1 - q) / a["pieces"]) / real
+    gain = b["style_ratio"] - a["style_ratio"]
+    return gain, gain - spread, gain + spread
+
+
 def _critic_lines(critic: dict) -> list[str]:
     """Section 7: the critic's held-out accuracy by style; random against critic-picked."""
     trained, timing = critic.get("trained") or {}, critic["timing"]
     held, pieces = trained.get("held_out", {}), trained.get("train_pieces", {})
     drop, low, high = accuracy_drop(critic)
+    gain, gain_low, gain_high = ratio_gain(critic)
     lines = ["## 7. The inner critic", "",
              f"Trained on {pieces.get('real')} real and {pieces.get('generated')} generated openings of "
              f"{trained.get('window')} tokens (train pieces against the model's own generations with the same style, "
@@ -331,7 +346,8 @@ def _critic_lines(critic: dict) -> list[str]:
              f"{critic['rounds']} x {critic['draws']} candidates: the first {critic['keep']} drawn of each batch "
              f"(random) against the critic's best {critic['keep']}, each set judged by the two-sample test against "
              f"the same real held-out pieces. The critic's pick is {_fmt(drop)} less often told from real music "
-             f"(95% interval {_fmt(low)} to {_fmt(high)}).", "",
+             f"(95% interval {_fmt(low)} to {_fmt(high)}); its style ratio is {_fmt(gain)} higher "
+             f"({_fmt(gain_low)} to {_fmt(gain_high)}).", "",
              "| | generated pieces | two-sample accuracy, statistics (95% interval) | two-sample accuracy, piano-roll "
              "net | style ratio (95% interval) | mean critic score |",
              "|---|---:|---:|---:|---:|---:|"]
