@@ -53,9 +53,12 @@ class Critic:
 
     def score(self, model, vocab: Vocab, sequences: list[np.ndarray], seconds: list[float] | None = None) -> np.ndarray:
         """Probability that each token sequence (header to end) is real music."""
-        x = (critic_features(model, vocab, sequences, seconds, self.window) - np.asarray(self.mean)) / np.asarray(
-            self.scale)
-        return 1.0 / (1.0 + np.exp(-(x @ np.asarray(self.coef) + self.intercept)))
+        return self.probability(critic_features(model, vocab, sequences, seconds, self.window))
+
+    def probability(self, x: np.ndarray) -> np.ndarray:
+        """Probability of being real for rows of `critic_features`."""
+        z = (x - np.asarray(self.mean)) / np.asarray(self.scale)
+        return 1.0 / (1.0 + np.exp(-(z @ np.asarray(self.coef) + self.intercept)))
 
     def save(self, directory: str | Path) -> Path:
         path = Path(directory) / CRITIC_FILE
@@ -164,11 +167,7 @@ def fit(real_x: np.ndarray, generated_x: np.ndarray, regularisation: float = 0.1
 
 def accuracy_by_style(critic: Critic, real_x, real_styles, generated_x, generated_styles) -> dict:
     """The critic's accuracy (real called real, generated called generated), overall and per style."""
-    def probability(x):
-        z = (x - np.asarray(critic.mean)) / np.asarray(critic.scale)
-        return 1.0 / (1.0 + np.exp(-(z @ np.asarray(critic.coef) + critic.intercept)))
-
-    right = np.r_[probability(real_x) >= 0.5, probability(generated_x) < 0.5]
+    right = np.r_[critic.probability(real_x) >= 0.5, critic.probability(generated_x) < 0.5]
     styles = np.asarray(list(real_styles) + list(generated_styles))
     by_style = {s: float(right[styles == s].mean()) for s in sorted(set(styles.tolist()))}
     return {"accuracy": float(right.mean()), "pieces": int(len(right)), "by_style": by_style}

@@ -106,6 +106,13 @@ class DecodeState:
                                           device=device))
 
 
+def last_of(values: np.ndarray, where: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(each distinct value among the rows `where`, the index of its last such row)."""
+    rows = np.flatnonzero(where)[::-1]
+    distinct, first = np.unique(values[rows], return_index=True)
+    return distinct, rows[first]
+
+
 def opening_state(tokens, batch: int, tables: TokenTables, device) -> DecodeState:
     """The state after `tokens` (a header and a prompt, the same for every candidate): what
     `advance` token by token gives, computed over the whole array at once (a prompt can have
@@ -124,12 +131,11 @@ def opening_state(tokens, batch: int, tables: TokenTables, device) -> DecodeStat
     melodic = is_note & (family != DRUMS)
     key = np.where(is_note, family * 128 + pitch, 0)
     sounding, onset = np.zeros(KEYS, bool), np.zeros(KEYS)
-    events = np.flatnonzero(melodic)
-    for k, i in {k: i for k, i in zip(key[events].tolist(), events.tolist(), strict=True)}.items():  # last event
-        sounding[k], onset[k] = bool(on[i]), clock[i]
+    keys, last = last_of(key, melodic)                                # each key's last event decides
+    sounding[keys], onset[keys] = on[last], clock[last]
     family_last = np.full(len(FAMILIES), -np.inf)
-    for f in np.unique(family[on]):
-        family_last[f] = clock[np.flatnonzero(on & (family == f))[-1]]
+    families, last = last_of(family, on)
+    family_last[families] = clock[last]
     notes, waited = np.flatnonzero(is_note), np.flatnonzero(wait > 0)
     after_note = wait_seconds[notes[-1] + 1:] if len(notes) else wait_seconds
     instant = slice(waited[-1] + 1 if len(waited) else 0, None)       # since the last wait
@@ -166,7 +172,7 @@ def advance(state: DecodeState, token: torch.Tensor, tables: TokenTables) -> Non
     state.instant_ons += t.is_on[token].long()
     on = t.is_on[token]
     state.family_last[rows[on], t.family[token][on]] = state.seconds[on]
-    drum_on = t.is_on[token] & t.is_drum[token]
+    drum_on = on & t.is_drum[token]
     state.instant_drums[rows[drum_on], (key[drum_on] % 128)] = True
     steps = t.wait[token]
     waited = steps > 0
@@ -185,22 +191,23 @@ def advance(state: DecodeState, token: torch.Tensor, tables: TokenTables) -> Non
 def instrument_filter(settings: Settings, tables: TokenTables) -> torch.Tensor:
     """Tokens the instrument choice allows (vocab,): in strict mode, no note-on of a family
     that was not asked for; otherwise everything."""
+    chosen = chosen_families(settings, tables.is_on.device)
+    return torch.ones_like(tables.is_on) if chosen is None else ~tables.is_on | chosen[tables.family]
+
+
+def chosen_families(settings: Settings, device) -> torch.Tensor | None:
+    """The families a strict request names (families,) bool; None in soft mode or for "any"."""
     if settings.instrument_mode != "strict" or settings.instruments in (None, "any"):
-        return torch.ones_like(tables.is_on)
-    chosen = torch.zeros(len(FAMILIES), dtype=torch.bool, device=tables.is_on.device)
+        return None
+    chosen = torch.zeros(len(FAMILIES), dtype=torch.bool, device=device)
     chosen[[FAMILIES.index(f) for f in settings.instruments]] = True
-    return ~tables.is_on | chosen[tables.family]
+    return chosen
 
 
 def requested_families(settings: Settings, device) -> torch.Tensor | None:
     """The families strict mode guarantees (families,) bool, or None where it guarantees
     none (soft mode, "any", no choice, or `max_family_silence` 0)."""
-    if (settings.instrument_mode != "strict" or settings.instruments in (None, "any")
-            or not settings.max_family_silence):
-        return None
-    chosen = torch.zeros(len(FAMILIES), dtype=torch.bool, device=device)
-    chosen[[FAMILIES.index(f) for f in settings.instruments]] = True
-    return chosen
+    return chosen_families(settings, device) if settings.max_family_silence else None
 
 
 FIRST_ENTRY_SECONDS = 2.0  # a requested family that has not played yet enters this far into the new music

@@ -16,23 +16,19 @@ import numpy as np
 
 from ..settings import Settings
 from .classifier import piece_features
-from .instruments import requested_families
 from .style import style_adherence
 from .two_sample import roll_two_sample_test, two_sample_test, wilson
 
 DRAWS, KEEP, ROUNDS = 16, 4, 2
 
 
-def compare_ranking(composer, train, real, styles: list[str], seconds: float, seed: int, stage,
-                    draws: int = DRAWS, keep: int = KEEP, rounds: int = ROUNDS) -> dict:
+def compare_ranking(composer, real, ensembles: dict[str, list[str]], seconds: float, seed: int, stage,
+                    time_mode: str, draws: int = DRAWS, keep: int = KEEP, rounds: int = ROUNDS) -> dict:
     """Two-sample accuracy and style ratio for random and for critic-picked candidates, the
-    critic's scores of both, and the time it costs."""
-    from .run import rows_of  # run imports this module
-
-    mode = train.vocab.time_mode
+    critic's scores of both, and the time it costs. `ensembles`: each style's families."""
+    styles = list(ensembles)
     sets = {"random": ([], [], [], []), "critic": ([], [], [], [])}
-    for number, style in enumerate(styles):
-        families = requested_families(train, rows_of(train, style))
+    for number, (style, families) in enumerate(ensembles.items()):
         with stage(f"ranking {style}"):
             for round_ in range(rounds):
                 drawn = composer.generate(settings=Settings(
@@ -42,7 +38,7 @@ def compare_ranking(composer, train, real, styles: list[str], seconds: float, se
                 for name, chosen in (("random", drawn[:keep]), ("critic", ranked[:keep])):
                     x, y, scores, tables = sets[name]
                     tables += [p.table for p in chosen]
-                    x += [piece_features(p.table, mode) for p in chosen]
+                    x += [piece_features(p.table, time_mode) for p in chosen]
                     y += [style] * len(chosen)
                     scores += [p.critic for p in chosen]
     result = {"draws": draws, "keep": keep, "rounds": rounds}
@@ -56,17 +52,16 @@ def compare_ranking(composer, train, real, styles: list[str], seconds: float, se
         result[name] = {"two_sample": test, "two_sample_rolls": rolls, "style_ratio": style["ratio"], "pieces": len(y),
                         "style_ratio_interval": (low / accuracy, high / accuracy) if accuracy else (float("nan"),) * 2,
                         "generated_rate": style["generated_rate"], "mean_critic": float(np.mean(scores))}
-    result["timing"] = time_ranking(composer, train, styles[0], seconds, seed, draws, keep)
+    result["timing"] = time_ranking(composer, styles[0], ensembles[styles[0]], seconds, seed, draws, keep)
     return result
 
 
-def time_ranking(composer, train, style: str, seconds: float, seed: int, draws: int, keep: int) -> dict:
+def time_ranking(composer, style: str, families: list[str], seconds: float, seed: int, draws: int,
+                 keep: int) -> dict:
     """Seconds to compose `keep` candidates of one request (`plain_seconds`), and to draw
     `draws` and keep the best `keep` (`ranked_seconds`)."""
-    from .run import rows_of
-
-    settings = Settings(style=style, instruments=requested_families(train, rows_of(train, style)), seconds=seconds,
-                        seed=seed, max_tokens=int(seconds * 200) + 100)
+    settings = Settings(style=style, instruments=families, seconds=seconds, seed=seed,
+                        max_tokens=int(seconds * 200) + 100)
     start = time.perf_counter()
     composer.generate(settings=replace(settings, candidates=keep))
     plain = time.perf_counter() - start

@@ -72,7 +72,8 @@ def run_eval(model: str | Path, data: str | Path, out: str | Path | None = None,
         long = compose_long_pieces(composer, train, styles, long_pieces, long_seconds, seed, stage)
         band_report = run_band(composer, styles, seconds, band_requests, pieces_per_style, corpora, prompts, seed,
                                stage) if band else None
-        critic_report = compare_ranking(composer, train, real, styles, seconds, seed, stage,
+        ensembles = {s: requested_families(train, rows_of(train, s)) for s in styles}
+        critic_report = compare_ranking(composer, real, ensembles, seconds, seed, stage, train.vocab.time_mode,
                                         draws=max(critic_draws, KEEP)) if ranking else None
     report = {
         "model": str(model), "data": str(data), "time_mode": train.vocab.time_mode, "seed": seed,
