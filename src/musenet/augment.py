@@ -1,5 +1,5 @@
 """Augmentation on the fly, on token windows: transposition, volume, timing, re-orchestration,
-fewer families.
+fewer families (and the hints of `hints.py`, which `Dataset.window` adds after these).
 
 Each is a plain function of (tokens, vocab, amount); `Augment` draws the amounts. Drums are
 never transposed or re-orchestrated, and every note stays inside its family's pitch range.
@@ -156,6 +156,8 @@ class Augment:
     stretch: float = 0.05        # largest relative change of timing (seconds mode only)
     reorchestrate: float = 0.0   # probability of moving melodic parts to other families
     drop_families: float = 0.0   # probability of keeping only some of the named families
+    fill_middle: float = 0.0     # probability of a hint of the window's tail (hints.py; a row's first window)
+    accompany: float = 0.0       # probability of a hint of some families' notes (hints.py; likewise)
 
     def __call__(self, tokens: np.ndarray, vocab: Vocab, rng: np.random.Generator) -> np.ndarray:
         tokens = np.asarray(tokens, np.int64)

@@ -25,6 +25,7 @@ from .encoding import decode_tokens
 from .errors import MuseNetError
 from .files import write_atomic
 from .fixed import FixedPlan, merge, plan
+from .hints import HINT_SHARE, MAX_TAIL, knows_hints
 from .instruments import FAMILIES
 from .notes import NoteTable, midi_bytes, read_midi, to_score
 from .quantize import decoding_precision, quantize_int8
@@ -72,7 +73,7 @@ class Composer:
 
     def __init__(self, model: torch.nn.Module, vocab: Vocab, device: str | torch.device, model_path: str,
                  metadata: dict, critic: Critic | None = None):
-        self.sampler = Generator(model, vocab, device)
+        self.sampler = Generator(model, vocab, device, hints=knows_hints(metadata))
         self.model_path = model_path
         self.metadata = metadata  # the checkpoint's config.json: model shape, training, data
         self.critic = critic      # the inner critic saved beside the weights (critic.py), if any
@@ -159,13 +160,21 @@ class Composer:
         order = sorted(range(len(pieces)), key=lambda i: -scores[i])  # stable: ties keep the drawn order
         return [pieces[i] for i in order][:keep]
 
+    @property
+    def reads_hints(self) -> bool:
+        """Whether the model learnt hints (`hints.py`): then accompanying reads the kept parts
+        ahead, and infilling the music after the span."""
+        return self.sampler.hints
+
     def accompany(self, song, keep: list[str], add: list[str], rank: bool = False, progress: bool = False,
-                  on_step=None, **settings) -> list[Piece]:
+                  on_step=None, hints: bool = True, **settings) -> list[Piece]:
         """Pieces that keep the parts `keep` of `song` (families, track names or numbers;
         `song.parts`) note for note and add the families `add` around them, for the whole
         song (or `seconds`). Other settings as `generate` (style, candidates, seed, ...).
         `Piece.fit` is how likely the model finds the kept parts beside each accompaniment;
-        with `rank` the candidates come best first by it."""
+        with `rank` the candidates come best first by it. With `hints` (and a model that
+        reads them) the model reads the kept parts' coming notes ahead; else it only meets
+        them as they come (constrained decoding)."""
         from .song import parts
 
         kept, _ = parts(song, keep)
@@ -173,15 +182,18 @@ class Composer:
         chosen = Settings(instruments=list(add), seconds=seconds, **settings)
         self.check(chosen)
         kept = kept.select(np.flatnonzero(kept.seconds(kept.onset) < seconds))
-        fixed = plan(kept, self.vocab, chosen.style, chosen.instruments, (0.0, seconds))
+        budget = int(self.model.config.context * HINT_SHARE) if hints and self.reads_hints else 0
+        fixed = plan(kept, self.vocab, chosen.style, chosen.instruments, (0.0, seconds), hint_budget=budget)
         return self._pieces(self.sampler.keep(chosen, fixed, progress, on_step), fixed, chosen, rank, "kept")
 
     def infill(self, song, start: float, stop: float, instruments: list[str] | None = None, rank: bool = True,
-               right_seconds: float = 8.0, progress: bool = False, on_step=None, **settings) -> list[Piece]:
+               right_seconds: float = 8.0, progress: bool = False, on_step=None, hints: bool = True,
+               **settings) -> list[Piece]:
         """Pieces that keep `song` before `start` and from `stop` (seconds) note for note and
         compose the span between anew, for `instruments` (default: the families playing in the
-        span). With `rank`, the candidates come best first: by how likely the model finds the
-        first `right_seconds` of what follows the span (`Piece.fit`)."""
+        span). With `hints` (and a model that reads them) the model reads what follows the
+        span before composing it. With `rank`, the candidates come best first: by how likely
+        the model finds the first `right_seconds` of what follows the span (`Piece.fit`)."""
         table = song if isinstance(song, NoteTable) else read_midi(song)
         total = table.end_seconds()
         if not 0 <= start < stop:
@@ -196,7 +208,8 @@ class Composer:
         chosen = Settings(instruments=list(instruments), seconds=max(total, stop), **settings)
         self.check(chosen)
         kept = table.select(np.flatnonzero(~inside))
-        fixed = plan(kept, self.vocab, chosen.style, chosen.instruments, (start, stop), right_seconds)
+        budget = MAX_TAIL if hints and self.reads_hints else 0
+        fixed = plan(kept, self.vocab, chosen.style, chosen.instruments, (start, stop), right_seconds, budget, True)
         return self._pieces(self.sampler.keep(chosen, fixed, progress, on_step), fixed, chosen, rank, "right")
 
     def _pieces(self, results, fixed: FixedPlan, settings: Settings, rank: bool, fit: str) -> list[Piece]:

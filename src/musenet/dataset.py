@@ -16,6 +16,7 @@ import numpy as np
 
 from .augment import Augment
 from .errors import MuseNetError
+from .hints import add_hint
 from .instruments import FAMILIES
 from .sequence import header_length, side_features, window_of
 from .sources import SPLITS
@@ -66,9 +67,10 @@ class Dataset:
         return self.vocab.styles[int(self.index["style"][row])]
 
     def window(self, row: int, start: int, length: int, augment: Augment | None = None,
-               rng: np.random.Generator | None = None, align: bool = True) -> Window:
+               rng: np.random.Generator | None = None, align: bool = True, hint: bool = False) -> Window:
         """`length` tokens of piece `row` from body position `start` (with `align`, moved forward
-        to the start of the next instant), with the piece's header in front; shorter at a piece's end."""
+        to the start of the next instant), with the piece's header in front; shorter at a piece's end.
+        With `hint` (and an `augment` that asks for them), maybe a hint in the header (hints.py)."""
         tokens = self.piece(row)
         vocab = self.vocab
         head_end = header_length(tokens, vocab)
@@ -81,7 +83,10 @@ class Dataset:
         reach = length * 4 if augment is not None and augment.drop_families else length
         window, start_seconds = window_of(tokens, vocab, head_end, start, reach)
         if augment is not None:
-            window = augment(window, vocab, rng or np.random.default_rng())[:length]
+            rng = rng or np.random.default_rng()
+            window = augment(window, vocab, rng)[:length]
+            if hint:
+                window = add_hint(window, vocab, rng, augment.fill_middle, augment.accompany)[:length]
         total = float(self.index["seconds"][row])
         return Window(window, side_features(window, vocab, total, start_seconds), row)
 
@@ -116,7 +121,7 @@ class Dataset:
             while context + 1 - filled >= MIN_PACKED_TOKENS or filled == 0:
                 row = int(rng.choice(self.rows, p=weights))
                 start = int(rng.integers(0, max(int(self.index["length"][row]) - context // 2, 1))) if not filled else 0
-                window = self.window(row, start, context + 1 - filled, augment, rng)
+                window = self.window(row, start, context + 1 - filled, augment, rng, hint=not filled)
                 n = len(window.tokens)
                 out["tokens"][i, filled: filled + n] = window.tokens
                 for key, values in window.features.items():

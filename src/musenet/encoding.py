@@ -21,6 +21,7 @@ import symusic
 from .errors import MuseNetError
 from .instruments import DRUMS, PITCH_HIGH, PITCH_LOW
 from .notes import NoteTable, read_midi, to_score
+from .sequence import hint_mask
 from .vocab import STEP_SECONDS, STEPS_PER_BEAT, TEMPOS, Vocab, default_vocab, velocity_bins
 
 #: Decoded drum length in grid steps (a 16th note in beat mode, 100 ms in seconds mode).
@@ -147,6 +148,7 @@ def decode_tokens(tokens, vocab: Vocab | None = None) -> NoteTable:
     ends = np.flatnonzero(tokens == vocab.END)
     if len(ends):
         tokens = tokens[: ends[0]]
+    tokens = tokens[~hint_mask(tokens, vocab)]  # a hint is conditioning, not music
     tables = vocab.tables
     wait = tables["wait"][tokens]
     time = np.cumsum(wait) - wait

@@ -9,7 +9,11 @@ different fixed events. A `FixedPlan` is the kept notes encoded on the grid:
   forced when their instant comes and the model's waits stop there; after the span
   (`exact`, an infill's right side, waits included) they are forced one by one;
 - `span`: the grid steps where the model adds notes. It releases its own notes when the
-  span ends, and never touches a kept note.
+  span ends, and never touches a kept note;
+- `hint_steps`, `hint_tokens`: for a model that learnt hints (`hints.py`), the kept events
+  it reads ahead, each time it reads a window: the kept parts from the window's start (an
+  accompaniment) or what follows the span (an infill's right side), at most `hint_budget`
+  tokens.
 
 The pieces that come back take the kept notes verbatim from the input (`merge`), so they
 are exact (pitch, onset, duration, velocity), whatever the grid.
@@ -17,7 +21,7 @@ are exact (pitch, onset, duration, velocity), whatever the grid.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -39,6 +43,9 @@ class FixedPlan:
     span: tuple[int, int]    # [start, stop) grid steps where the model adds notes
     kept: NoteTable          # the notes that come back verbatim
     span_beats: tuple[float, float] = (0.0, float("inf"))  # the span asked for, in the input's beats
+    hint_steps: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))   # events read ahead
+    hint_tokens: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    hint_budget: int = 0     # the longest hint, in tokens (0: no hint)
 
 
 def grid_step(table: NoteTable, seconds: float, vocab: Vocab) -> int:
@@ -47,11 +54,13 @@ def grid_step(table: NoteTable, seconds: float, vocab: Vocab) -> int:
 
 
 def plan(kept: NoteTable, vocab: Vocab, style: str | None, added: list[str], span_seconds: tuple[float, float],
-         right_seconds: float = 0.0) -> FixedPlan:
+         right_seconds: float = 0.0, hint_budget: int = 0, hint_after: bool = False) -> FixedPlan:
     """The fixed events for keeping `kept` while the model writes `added` families between
     `span_seconds` (start, stop). Kept tokens before the span start go into the opening; up
     to `right_seconds` of those after the stop are forced exactly (an infill's right side,
-    read so that its likelihood can rank the candidates); later ones are left out."""
+    read so that its likelihood can rank the candidates); later ones are left out. With a
+    `hint_budget`, the kept events from the span's start (or with `hint_after`, from its stop)
+    are the hint."""
     span = (grid_step(kept, span_seconds[0], vocab), grid_step(kept, span_seconds[1], vocab))
     if span[1] <= span[0]:
         raise MuseNetError("the span to compose is empty: its end must come after its start")
@@ -72,8 +81,11 @@ def plan(kept: NoteTable, vocab: Vocab, style: str | None, added: list[str], spa
     steps = np.concatenate([rest_step[inside], np.full(len(right), span[1])]).astype(np.int64)
     tokens = np.concatenate([rest[inside], right]).astype(np.int64)
     exact = np.concatenate([np.zeros(int(inside.sum()), bool), np.ones(len(right), bool)])
+    is_event = vocab.tables["family"][body] >= 0
+    hinted = is_event & (step >= span[1 if hint_after else 0])
     return FixedPlan(opening, steps, tokens, exact, span, kept,
-                     (float(kept.beats(span_seconds[0])), float(kept.beats(span_seconds[1]))))
+                     (float(kept.beats(span_seconds[0])), float(kept.beats(span_seconds[1]))),
+                     step[hinted].astype(np.int64), body[hinted].astype(np.int64), hint_budget)
 
 
 def _right_side(tokens: np.ndarray, steps: np.ndarray, stop: int, vocab: Vocab, until: int) -> np.ndarray:

@@ -34,6 +34,7 @@ from .sequence import (
     DEFAULT_TEMPO,
     POSITION_PARTS,
     countdown_steps,
+    hint_mask,
     position_part,
     seconds_per_step,
     tempo_in_force,
@@ -119,6 +120,7 @@ def opening_state(tokens, batch: int, tables: TokenTables, device) -> DecodeStat
     thousands of tokens). Sums run in token order, so the clock has the same bits."""
     t, vocab = tables.vocab.tables, tables.vocab
     tokens = np.asarray(tokens, np.int64)
+    tokens = tokens[~hint_mask(tokens, vocab)]  # a hint sounds nothing and moves no time
     state = DecodeState.new(batch, device)
     if not len(tokens):
         return state

@@ -25,6 +25,7 @@ from tqdm import tqdm
 from .encoding import encode_notes
 from .errors import MuseNetError
 from .fixed import FixedPlan, FixedState
+from .hints import hint_for, with_hint
 from .instruments import FAMILIES
 from .model import FEATURES, MuseNet
 from .notes import NoteTable
@@ -40,7 +41,7 @@ from .rules import (
     requested_families,
     sample_tokens,
 )
-from .sequence import header_families, header_length, side_features, window_of
+from .sequence import header_families, header_length, hint_mask, side_features, window_of
 from .settings import Settings, cut_prompt
 from .vocab import Vocab
 
@@ -48,9 +49,10 @@ from .vocab import Vocab
 class Generator:
     """Samples continuations from a model; `generate` is the whole job."""
 
-    def __init__(self, model: MuseNet, vocab: Vocab, device: str | torch.device = "cpu"):
+    def __init__(self, model: MuseNet, vocab: Vocab, device: str | torch.device = "cpu", hints: bool = False):
         if model.config.vocab_size != vocab.size:
             raise MuseNetError("the model and vocabulary do not match")
+        self.hints = hints  # the model learnt to read hints (hints.py): a fixed plan's are given to it
         self.model = model.eval()
         self.vocab = vocab
         self.device = torch.device(device)
@@ -111,7 +113,7 @@ class Generator:
         generator = torch.Generator(device="cpu").manual_seed(settings.seed)
         state = opening_state(opening, settings.candidates, tables, device)  # the prompt sounds, moves time
         plan = None if fixed is None else FixedState(fixed, settings.candidates, tables, device)
-        logits, cache = self.read_window(sequences, state, settings)
+        logits, cache = self.read_window(sequences, state, settings, fixed)
         target = float(settings.seconds)
         begun = float(state.seconds.min().item())  # where the prompt ends
         if fixed is None and begun_with_music and begun >= target:
@@ -126,7 +128,7 @@ class Generator:
         while not bool(state.finished.all()) and steps != settings.max_tokens:
             steps += 1
             if self.model.config.context - cache.length < 1:
-                logits, cache = self.read_window(sequences, state, settings)
+                logits, cache = self.read_window(sequences, state, settings, fixed)
             mask = allowed_tokens(state, rules, tables, allowed_on, needs_tempo, None if plan is None else plan.own)
             if plan is not None:
                 mask = plan.rule(mask, state.steps, state.finished)
@@ -162,30 +164,40 @@ class Generator:
             flags.append(np.concatenate([row_flags, np.ones(len(closed[row]) - len(row_flags), bool)]))
         return closed, flags, plan
 
-    def read_window(self, sequences: list[list[int]], state: DecodeState, settings: Settings):
+    def read_window(self, sequences: list[list[int]], state: DecodeState, settings: Settings,
+                    fixed: FixedPlan | None = None):
         """(Re)fill a new KV cache from each candidate's header plus its most recent tokens
-        (at most half the context, so the next refill is far away). Returns the next logits
-        and the cache."""
+        (at most half the context, so the next refill is far away), with the fixed plan's
+        hint from where the window begins when the model reads hints. Returns the next
+        logits and the cache."""
         vocab = self.vocab
         context = self.model.config.context
-        windows, features = [], []
-        for row, sequence in enumerate(sequences):
+        reads = fixed is not None and self.hints and len(fixed.hint_tokens) > 0
+        budget = min(fixed.hint_budget, context // 3) if reads else 0  # a third of the context at most
+        windows, starts = [], []
+        for sequence in sequences:
             tokens = np.array(sequence, np.int64)
             head_end = header_length(tokens, vocab)
             start = 0
-            if len(tokens) >= context:  # keep half the context: the header, a tempo token, the latest music
-                latest = max(context // 2 - int(np.argmax(tokens == vocab.START)) - 2, 1)
+            if len(tokens) + budget >= context:  # keep half the context: the header, a tempo token, the latest music
+                latest = max((context - budget) // 2 - int(np.argmax(tokens == vocab.START)) - 2, 1)
                 start = max(len(tokens) - latest - head_end, 0)
-            window, start_seconds = window_of(tokens, vocab, head_end, start)
-            windows.append(window)
+            windows.append(window_of(tokens, vocab, head_end, start))
+            starts.append(int(vocab.tables["wait"][tokens[head_end: head_end + start]].sum()))
+        if budget:  # every row reads a hint of the same length, so that all stay in step
+            hints = [hint_for(fixed.hint_steps, fixed.hint_tokens, step, vocab, budget) for step in starts]
+            shortest = min(len(h) for h in hints)
+            windows = [(with_hint(w, h[:shortest], vocab), s) for (w, s), h in zip(windows, hints, strict=True)]
+        features = []
+        for row, (window, start_seconds) in enumerate(windows):
             features.append(side_features(window, vocab, float(settings.seconds), start_seconds))
-            state.window_steps[row] = int(vocab.tables["wait"][window].sum())
+            state.window_steps[row] = int(vocab.tables["wait"][window[~hint_mask(window, vocab)]].sum())
             # note-ons go on counting in the last instant, from where the window begins (as `chord_index`)
             waited = np.flatnonzero(vocab.tables["wait"][window] > 0)
             state.instant_ons[row] = int(features[-1]["chord"][waited[-1] + 1 if len(waited) else 0:].max(initial=0))
-        if len({len(w) for w in windows}) > 1:  # all rows take one token per step, pad when finished
+        if len({len(w) for w, _ in windows}) > 1:  # all rows take one token per step, pad when finished
             raise MuseNetError("internal error: candidates fell out of step")
-        batch = torch.from_numpy(np.stack(windows)).to(self.device)
+        batch = torch.from_numpy(np.stack([w for w, _ in windows])).to(self.device)
         feats = {name: torch.from_numpy(np.stack([f[name] for f in features])).to(self.device) for name in FEATURES}
         cache = self.model.new_cache()
         return self.model(batch, feats, cache)[:, -1], cache

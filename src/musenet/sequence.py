@@ -3,7 +3,9 @@ the side features the model embeds. Training (dataset.py), composing (sample.py)
 build and the evaluation all read sequences through these functions.
 
 A sequence is a header (style, one token per family, `start`, and in beat mode the opening
-tempo), then events and `wait:N` tokens, then `end`. Time is counted in grid steps (the
+tempo), then events and `wait:N` tokens, then `end`. The header may hold a hint between the
+families and `start`: events known to come, with their own waits counted from where the
+body begins (`hints.py`); a hint never moves the clock. Time is counted in grid steps (the
 waits) and in seconds: a step lasts 10 ms in seconds mode, and 60 / (BPM x 12) s in beat
 mode, where BPM follows the tempo tokens (120 before the first one).
 
@@ -57,6 +59,14 @@ def read_header(tokens, vocab: Vocab) -> tuple[str, list[str]]:
     return style, [FAMILIES[f] for f in header_families(tokens, vocab)]
 
 
+def hint_mask(tokens, vocab: Vocab) -> np.ndarray:
+    """True for the tokens of the hint: note and wait tokens before the first `start`."""
+    tokens = np.asarray(tokens, np.int64).ravel()
+    starts = np.flatnonzero(tokens == vocab.START)
+    before = np.arange(len(tokens)) < (starts[0] if len(starts) else 0)
+    return before & ((vocab.tables["wait"][tokens] > 0) | (vocab.tables["family"][tokens] >= 0))
+
+
 # ---- the clock ---------------------------------------------------------------------------
 
 def seconds_per_step(vocab: Vocab, tempo):
@@ -79,7 +89,8 @@ def elapsed_seconds(tokens, vocab: Vocab, tempo: float = DEFAULT_TEMPO, start_se
     """Seconds before each token and, last, after the final one (length n + 1), from
     `start_seconds`; a running sum in token order, exactly as the sampler keeps it."""
     tokens = np.asarray(tokens, np.int64).ravel()
-    steps = vocab.tables["wait"][tokens] * seconds_per_step(vocab, tempo_in_force(tokens, vocab, tempo))
+    waits = np.where(hint_mask(tokens, vocab), 0, vocab.tables["wait"][tokens])
+    steps = waits * seconds_per_step(vocab, tempo_in_force(tokens, vocab, tempo))
     return np.cumsum(np.concatenate([[float(start_seconds)], steps]))
 
 
@@ -138,11 +149,23 @@ def side_features(tokens, vocab: Vocab, total_seconds: float, start_seconds: flo
     - time: grid steps since the window's first token (notes sounding together share it);
     - chord: 1 + the index of a note-on among the note-ons of its instant (0 for other tokens);
     - position: which 1/128 of the whole piece the token falls in;
-    - countdown: time left to the piece's end, in 2-second steps (saturating)."""
+    - countdown: time left to the piece's end, in 2-second steps (saturating).
+    A hint's tokens get the features of the body's time they stand for (at the opening tempo)."""
     tokens = np.asarray(tokens, np.int64)
     waits = vocab.tables["wait"][tokens]
+    hint = hint_mask(tokens, vocab)
+    body_waits = np.where(hint, 0, waits)
+    time = np.cumsum(body_waits) - body_waits
     seconds = token_seconds(tokens, vocab, tempo, start_seconds)
+    chord = chord_index(tokens, vocab)
+    if hint.any():
+        hint_waits = np.where(hint, waits, 0)
+        hint_time = np.cumsum(hint_waits) - hint_waits
+        time = np.where(hint, hint_time, time)
+        start = int(np.flatnonzero(tokens == vocab.START)[0])  # the body's first instant is its own
+        opening_tempo = tempo_in_force(tokens[: start + 2], vocab, tempo)[-1]
+        seconds = np.where(hint, start_seconds + hint_time * seconds_per_step(vocab, opening_tempo), seconds)
+        chord = np.concatenate([chord_index(tokens[:start], vocab), chord_index(tokens[start:], vocab)])
     position = np.clip(position_part(seconds, total_seconds).astype(np.int64), 0, POSITION_PARTS - 1)
     countdown = np.clip(countdown_steps(seconds, total_seconds).astype(np.int64), 0, COUNTDOWN_BUCKETS - 1)
-    return {"time": np.cumsum(waits) - waits, "chord": chord_index(tokens, vocab), "position": position,
-            "countdown": countdown}
+    return {"time": time, "chord": chord, "position": position, "countdown": countdown}

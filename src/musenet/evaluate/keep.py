@@ -23,32 +23,42 @@ from ..arrange import in_chord
 from ..corpus.pop909 import MELODY, read_chords, read_song
 from ..encoding import encode_notes
 from ..errors import MuseNetError
+from ..fixed import grid_step
+from ..hints import HINT_SHARE, MAX_TAIL, events_only, hint_for, with_hint
 from ..instruments import FAMILY_ID
 from ..model import FEATURES
 from ..notes import NoteTable
-from ..sequence import header_length, sequence_seconds, side_features, window_of
+from ..sequence import header_length, hint_mask, sequence_seconds, side_features, window_of
 from .harmony import held_out_songs
 
 
 @torch.no_grad()
-def token_bits(model, vocab, tokens: np.ndarray, device, overlap: float = 0.5) -> np.ndarray:
+def token_bits(model, vocab, tokens: np.ndarray, device, overlap: float = 0.5, hint=None,
+               budget: int = 0) -> np.ndarray:
     """Bits of each token of a sequence after the first (aligned with tokens[1:]) under the
     model: a long sequence in windows (each with the header in front) that overlap by
-    `overlap`, each token scored once."""
+    `overlap`, each token scored once. With `hint` (steps, tokens: events from the body's
+    start) and a `budget`, each window's header holds the hint from where it begins."""
     context = model.config.context
     head = header_length(tokens, vocab)
-    body = context + 1 - head
+    body = context + 1 - head - (budget if hint is not None else 0)
     stride = max(1, int(body * (1 - overlap)))
     total_seconds = sequence_seconds(tokens, vocab)
+    step = np.cumsum(vocab.tables["wait"][tokens[head:]])  # grid steps after each body token
     parts, start = [], 0
     while True:
-        window, start_seconds = window_of(tokens, vocab, head, start, context + 1)
+        window, start_seconds = window_of(tokens, vocab, head, start, body + head)
+        if hint is not None:
+            from_step = int(step[start - 1]) if start > 0 else 0
+            window = with_hint(window, hint_for(*hint, from_step, vocab, budget), vocab)
         features = side_features(window, vocab, total_seconds, start_seconds)
         inputs = torch.from_numpy(window[None, :-1]).to(device)
         feats = {name: torch.from_numpy(features[name][None, :-1]).to(device) for name in FEATURES}
         logp = torch.log_softmax(model(inputs, feats).float(), dim=-1)[0]
         targets = torch.from_numpy(window[1:]).to(device)
         nats = -logp.gather(1, targets[:, None])[:, 0].cpu().numpy()
+        music = np.flatnonzero(~hint_mask(window, vocab))[1:] - 1  # the predictions of the window's own tokens
+        nats = nats[music]
         skip = 0 if start == 0 else head - 1 + body - stride
         parts.append(nats[skip:] / np.log(2))
         if start + body >= len(tokens) - head:
@@ -85,11 +95,14 @@ def melody_and_accompaniment(path: Path, seconds: float | None = None) -> tuple[
 
 
 def accompaniment_bits(model, vocab, root: str | Path, songs: int, device, seconds: float = 60.0,
-                       style: str | None = "pop") -> dict:
+                       style: str | None = "pop", hints: bool = False) -> dict:
     """Bits per accompaniment note given the melody and alone, over the first `songs`
     held-out POP909 songs (up to `seconds` after the melody enters): by the chain rule (all
     tokens: bits of both minus bits of the melody alone), and counting only the
-    accompaniment's note tokens (its note choices, the waits left out) in each sequence."""
+    accompaniment's note tokens (its note choices, the waits left out) in each sequence.
+    With `hints` (a model that reads them), also given the melody read ahead as a hint: the
+    bits of every token but the melody's own notes (`hinted`), and of the accompaniment's
+    note tokens (`notes_hinted`)."""
     rows = []
     for path, song in held_out_songs(root, songs):
         melody, accompaniment = melody_and_accompaniment(path, seconds)
@@ -99,19 +112,33 @@ def accompaniment_bits(model, vocab, root: str | Path, songs: int, device, secon
         alone = encode_notes(accompaniment, vocab, style)
         both = sequence_bits(model, vocab, together, device)
         melody_bits = sequence_bits(model, vocab, encode_notes(melody, vocab, style), device)
-        rows.append({"song": song, "notes": len(accompaniment),
-                     "given_melody": (both - melody_bits) / len(accompaniment),
-                     "alone": sequence_bits(model, vocab, alone, device) / len(accompaniment),
-                     "notes_given_melody": _note_bits(model, vocab, together, "piano", device) / len(accompaniment),
-                     "notes_alone": _note_bits(model, vocab, alone, "piano", device) / len(accompaniment)})
+        row = {"song": song, "notes": len(accompaniment),
+               "given_melody": (both - melody_bits) / len(accompaniment),
+               "alone": sequence_bits(model, vocab, alone, device) / len(accompaniment),
+               "notes_given_melody": _note_bits(model, vocab, together, "piano", device) / len(accompaniment),
+               "notes_alone": _note_bits(model, vocab, alone, "piano", device) / len(accompaniment)}
+        if hints:
+            head = header_length(together, vocab)
+            steps, events = events_only(together[head:], vocab)
+            voice = vocab.tables["family"][events] == FAMILY_ID["voice"]
+            budget = int(model.config.context * HINT_SHARE)
+            bits = token_bits(model, vocab, together, device, hint=(steps[voice], events[voice]), budget=budget)
+            family = vocab.tables["family"][together[1:]]
+            row["hinted"] = float(bits[family != FAMILY_ID["voice"]].sum()) / len(accompaniment)
+            row["notes_hinted"] = float(bits[family == FAMILY_ID["piano"]].sum()) / len(accompaniment)
+        rows.append(row)
     notes = sum(r["notes"] for r in rows)
     if not notes:
         raise MuseNetError(f"{root}: no held-out song with a melody and an accompaniment")
     out = {"songs": rows, "notes": notes}
-    for key in ("given_melody", "alone", "notes_given_melody", "notes_alone"):
-        out[key] = sum(r[key] * r["notes"] for r in rows) / notes
+    for key in ("given_melody", "alone", "notes_given_melody", "notes_alone", "hinted", "notes_hinted"):
+        if key in rows[0]:
+            out[key] = sum(r[key] * r["notes"] for r in rows) / notes
     out["reduction"] = 1 - out["given_melody"] / out["alone"]
     out["notes_reduction"] = 1 - out["notes_given_melody"] / out["notes_alone"]
+    if hints:
+        out["hinted_reduction"] = 1 - out["hinted"] / out["alone"]
+        out["notes_hinted_reduction"] = 1 - out["notes_hinted"] / out["notes_alone"]
     return out
 
 
@@ -195,18 +222,38 @@ def _rows(table: NoteTable) -> list[tuple]:
                     table.velocity.tolist(), table.family.tolist(), strict=True))
 
 
-def infill_bits(model, vocab, pieces: list[tuple[NoteTable, str]], span: tuple[float, float], device) -> dict:
-    """Bits per note of the real middle given the left side: bits(left + middle) - bits(left)."""
+def infill_bits(model, vocab, pieces: list[tuple[NoteTable, str]], span: tuple[float, float], device,
+                hints: bool = False) -> dict:
+    """Bits per note of the real middle: of the tokens of a piece's left side and middle
+    from the span's start on (its `end` left out), per note that starts in the span, given
+    the left side only, and with `hints` (a model that reads them) also given both sides:
+    what follows the span read ahead as a hint."""
     start, stop = span
-    total_bits = total_notes = 0.0
+    totals = {"given_left": 0.0, "given_both": 0.0}
+    total_notes = 0
     for table, style in pieces:
         onset = table.seconds(table.onset)
-        left = table.select(np.flatnonzero(onset < start))
+        left = onset < start
         both = table.select(np.flatnonzero(onset < stop))
-        middle = len(both) - len(left)
-        if middle == 0 or len(left) == 0 or table.end_seconds() < stop:
+        middle = len(both) - int(left.sum())
+        if middle == 0 or not left.any() or table.end_seconds() < stop:
             continue
-        total_bits += sequence_bits(model, vocab, encode_notes(both, vocab, style), device) - sequence_bits(
-            model, vocab, encode_notes(left, vocab, style), device)
+        tokens = encode_notes(both, vocab, style)
+        head = header_length(tokens, vocab)
+        waits = vocab.tables["wait"][tokens]
+        step = np.cumsum(waits) - waits  # grid step of each token
+        region = (np.arange(len(tokens)) >= head) & (step >= grid_step(table, start, vocab)) & (tokens != vocab.END)
+        region = region[1:]  # aligned with the bits, which start at the second token
+        totals["given_left"] += float(token_bits(model, vocab, tokens, device)[region].sum())
+        if hints:
+            whole = encode_notes(table, vocab, style)
+            steps, events = events_only(whole[header_length(whole, vocab):], vocab)
+            after = steps >= grid_step(table, stop, vocab)
+            bits = token_bits(model, vocab, tokens, device, hint=(steps[after], events[after]), budget=MAX_TAIL)
+            totals["given_both"] += float(bits[region].sum())
         total_notes += middle
-    return {"given_left": total_bits / max(total_notes, 1), "notes": int(total_notes)}
+    out = {"given_left": totals["given_left"] / max(total_notes, 1), "notes": int(total_notes)}
+    if hints:
+        out["given_both"] = totals["given_both"] / max(total_notes, 1)
+        out["reduction"] = 1 - out["given_both"] / max(out["given_left"], 1e-9)
+    return out
