@@ -2,14 +2,20 @@
 
     python benchmarks/keep.py --model DIR --data data/band --corpora ../shared/corpora --out OUT
 
+A model that reads hints (`hints.py`) is measured both ways: with hints (the kept parts, or
+what follows the span, read ahead) and as the baseline, constrained decoding (kept notes
+forced into the sequence as they come; for infilling, the right side forced after the span).
+
 - Accompaniment (POP909 test songs, melody as voice, bridge and piano as the accompaniment):
-  bits per accompaniment note given the melody against alone (by the chain rule, and its note
-  tokens only); the share of onsets in POP909's annotated chord, real against composed
-  (the melody kept, piano composed by constrained decoding: `Composer.accompany`).
+  bits per accompaniment note given the melody (read ahead as a hint: every token but the
+  melody's own notes; as it comes: by the chain rule), and its note tokens only, against
+  the accompaniment alone; the share of onsets in POP909's annotated chord, real against
+  composed (the melody kept, piano composed: `Composer.accompany`).
 - Infilling (test pieces of every style of a built dataset, a span of 6 s from 10 s): bits per
-  note of the real middle given the left side; composed middles' seams (longest silence
-  within 2 s of a seam against the real piece's, stuck notes, kept notes unchanged); piano
-  rolls of two pieces, real and infilled, from 5 s before the span to 5 s after.
+  note of the real middle given the left side, and given both sides (the right side as a
+  hint); composed middles' seams (longest silence within 2 s of a seam against the real
+  piece's, stuck notes, kept notes unchanged); piano rolls of four pieces, real and infilled
+  each way, from 5 s before the span to 5 s after.
 """
 
 from __future__ import annotations
@@ -73,43 +79,61 @@ def main() -> None:
     root = Path(args.corpora) / "pop909"
     style = "pop" if "pop" in composer.styles else None
     began = time.perf_counter()
-    bits = keep.accompaniment_bits(model, vocab, root, args.songs, device, args.seconds, style)
-    chords = keep.accompaniment_chords(composer, root, args.songs, args.seconds, args.candidates, style)
+    hints = composer.reads_hints
+    ways = (True, False) if hints else (False,)  # with hints, and the baseline: kept notes met as they come
+    name = {True: "hints", False: "constrained"}
+    bits = keep.accompaniment_bits(model, vocab, root, args.songs, device, args.seconds, style, hints=hints)
+    chords = {name[w]: keep.accompaniment_chords(composer, root, args.songs, args.seconds, args.candidates, style,
+                                                 hints=w) for w in ways}
     pieces = [(t, s) for t, s in test_pieces(Dataset(args.data, "test"), args.per_style) if s in composer.styles]
-    middle = keep.infill_bits(model, vocab, pieces, SPAN, device)
-    seams = keep.infill_seams(composer, pieces, SPAN, args.candidates)
-    for number, (table, piece_style) in enumerate(pieces[:2], 1):
-        made = composer.infill(table, *SPAN, candidates=1, style=piece_style)[0].table
+    middle = keep.infill_bits(model, vocab, pieces, SPAN, device, hints=hints)
+    seams = {name[w]: keep.infill_seams(composer, pieces, SPAN, args.candidates, hints=w) for w in ways}
+    for number, (table, piece_style) in enumerate(pieces[:4], 1):
         window = (SPAN[0] - 5, SPAN[1] + 5)
         pianoroll_png(excerpt(table, *window), out / f"infill-{number}-real.png", f"{piece_style}: real, {window}")
-        pianoroll_png(excerpt(made, *window), out / f"infill-{number}-composed.png",
-                      f"{piece_style}: {SPAN[0]:g}-{SPAN[1]:g} s composed")
-    figures = {"model": composer.model_path, "accompaniment_bits": bits, "accompaniment_chords": chords,
-               "infill_bits": middle, "infill_seams": seams, "seconds": round(time.perf_counter() - began, 1)}
+        for way in ways:
+            made = composer.infill(table, *SPAN, candidates=1, style=piece_style, hints=way)[0].table
+            pianoroll_png(excerpt(made, *window), out / f"infill-{number}-{name[way]}.png",
+                          f"{piece_style}: {SPAN[0]:g}-{SPAN[1]:g} s composed ({name[way]})")
+    figures = {"model": composer.model_path, "reads_hints": hints, "accompaniment_bits": bits,
+               "accompaniment_chords": chords, "infill_bits": middle, "infill_seams": seams,
+               "seconds": round(time.perf_counter() - began, 1)}
     (out / "figures.json").write_text(json.dumps(figures, indent=2, default=float) + "\n")
-    print(f"model {composer.model_path}; {bits['notes']} accompaniment notes of {len(bits['songs'])} POP909 test "
-          f"songs; {len(pieces)} test pieces for infilling; {figures['seconds']:.0f} s\n")
-    print("| accompaniment | given the melody | alone | reduction |\n|---|---:|---:|---:|")
-    print(f"| bits per note (chain rule) | {bits['given_melody']:.3f} | {bits['alone']:.3f} | "
+    print(f"model {composer.model_path} (reads hints: {hints}); {bits['notes']} accompaniment notes of "
+          f"{len(bits['songs'])} POP909 test songs; {len(pieces)} test pieces for infilling; "
+          f"{figures['seconds']:.0f} s\n")
+    print("| accompaniment, bits per note | given the melody | alone | reduction |\n|---|---:|---:|---:|")
+    if hints:
+        print(f"| melody read ahead (hint): all tokens but the melody's | {bits['hinted']:.3f} | {bits['alone']:.3f} "
+              f"| {bits['hinted_reduction']:.1%} |")
+        print(f"| melody read ahead (hint): its note tokens | {bits['notes_hinted']:.3f} | {bits['notes_alone']:.3f} "
+              f"| {bits['notes_hinted_reduction']:.1%} |")
+    print(f"| melody as it comes (chain rule) | {bits['given_melody']:.3f} | {bits['alone']:.3f} | "
           f"{bits['reduction']:.1%} |")
-    print(f"| bits per note (its note tokens) | {bits['notes_given_melody']:.3f} | {bits['notes_alone']:.3f} | "
+    print(f"| melody as it comes: its note tokens | {bits['notes_given_melody']:.3f} | {bits['notes_alone']:.3f} | "
           f"{bits['notes_reduction']:.1%} |\n")
+    first = next(iter(chords.values()))
     print("| onsets in the annotated chord | share | onsets |\n|---|---:|---:|")
-    print(f"| real accompaniment | {chords['real']:.3f} | {chords['real_onsets']} |")
-    print(f"| composed (melody kept) | {chords['composed']:.3f} | {chords['composed_onsets']} |\n")
-    print(f"melody kept exactly in every composed piece: {chords['kept_exact']}\n")
+    print(f"| real accompaniment | {first['real']:.3f} | {first['real_onsets']} |")
+    for way, figure in chords.items():
+        print(f"| composed, melody kept ({way}) | {figure['composed']:.3f} | {figure['composed_onsets']} |")
+    print(f"\nmelody kept exactly in every composed piece: {all(c['kept_exact'] for c in chords.values())}\n")
     print("| infilling | value |\n|---|---:|")
     print(f"| bits per note of the real middle given the left side | {middle['given_left']:.3f} "
           f"({middle['notes']} notes) |")
-    rows = seams["pieces"]
-    print(f"| composed middles | {len(rows)} |")
-    print(f"| kept notes unchanged | {sum(r['kept_exact'] for r in rows)} of {len(rows)} |")
-    print(f"| model notes sounding past the span | {seams['stuck']} |")
-    print(f"| seams with a longer silence than the real piece's (within 2 s) | "
-          f"{seams['silence_longer_than_real']} of {len(rows)} |")
-    print(f"| longest silence at a seam, composed / real (mean s) | "
-          f"{np.mean([r['silence_composed'] for r in rows]):.2f} / {np.mean([r['silence_real'] for r in rows]):.2f} |")
-
+    if hints:
+        print(f"| ... given both sides (the right side as a hint) | {middle['given_both']:.3f} "
+              f"({middle['reduction']:.1%} lower) |")
+    for way, figure in seams.items():
+        rows = figure["pieces"]
+        print(f"| {way}: composed middles | {len(rows)} |")
+        print(f"| {way}: kept notes unchanged | {sum(r['kept_exact'] for r in rows)} of {len(rows)} |")
+        print(f"| {way}: model notes sounding past the span | {figure['stuck']} |")
+        print(f"| {way}: seams with a longer silence than the real piece's (within 2 s) | "
+              f"{figure['silence_longer_than_real']} of {len(rows)} |")
+        print(f"| {way}: longest silence at a seam, composed / real (mean s) | "
+              f"{np.mean([r['silence_composed'] for r in rows]):.2f} / "
+              f"{np.mean([r['silence_real'] for r in rows]):.2f} |")
 
 if __name__ == "__main__":
     main()

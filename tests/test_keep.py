@@ -127,7 +127,8 @@ def test_cli_accompany_and_infill(composer, shared_midi, tmp_path, capsys):
     assert main(["accompany", song, "--keep", "Melody,bass", "--add", "drums,guitar", "--seconds", "8",
                  "--candidates", "2", "--model", model, "--out", str(tmp_path)]) == 0
     sidecar = json.loads((tmp_path / "accompany-1.json").read_text())
-    assert sidecar["task"] == {"task": "accompany", "keep": ["Melody", "bass"], "add": ["drums", "guitar"]}
+    assert sidecar["task"] == {"task": "accompany", "keep": ["Melody", "bass"], "add": ["drums", "guitar"],
+                               "hints": False}  # a model that never learnt hints
     assert main(["infill", song, "--bars", "3-4", "--candidates", "2", "--model", model, "--out", str(tmp_path)]) == 0
     sidecar = json.loads((tmp_path / "infill-2.json").read_text())
     assert sidecar["task"]["task"] == "infill" and sidecar["fit"] < 0

@@ -32,8 +32,9 @@ def _cmd_accompany(args: argparse.Namespace) -> None:
     composer = Composer.load(args.model, precision=args.precision)
     check_wav(args)
     pieces = composer.accompany(args.song, keep, add, rank=args.rank, progress=True, seconds=args.seconds,
-                                **_sampling(args))
-    _write(args, composer, pieces, {"task": "accompany", "keep": keep, "add": add})
+                                hints=not args.no_hints, **_sampling(args))
+    _write(args, composer, pieces, {"task": "accompany", "keep": keep, "add": add,
+                                    "hints": composer.reads_hints and not args.no_hints})
 
 
 def _cmd_infill(args: argparse.Namespace) -> None:
@@ -55,8 +56,9 @@ def _cmd_infill(args: argparse.Namespace) -> None:
     composer = Composer.load(args.model, precision=args.precision)
     check_wav(args)
     pieces = composer.infill(args.song, start, stop, comma_list(args.instruments), rank=not args.no_rank, progress=True,
-                             **_sampling(args))
-    _write(args, composer, pieces, {"task": "infill", "from": round(start, 3), "to": round(stop, 3)})
+                             hints=not args.no_hints, **_sampling(args))
+    _write(args, composer, pieces, {"task": "infill", "from": round(start, 3), "to": round(stop, 3),
+                                    "hints": composer.reads_hints and not args.no_hints})
 
 
 def add_keep_commands(commands) -> None:
@@ -78,6 +80,9 @@ def add_keep_commands(commands) -> None:
     accompany.add_argument("--rank", action="store_true",
                            help="candidates best first: by how likely the model finds the kept parts beside each "
                            "(the sidecar's `fit`)")
+    accompany.add_argument("--no-hints", action="store_true",
+                           help="do not let the model read the kept parts ahead (a model that learnt hints does by "
+                           "default); it then meets each kept note as it comes")
     add_composing_options(accompany)
     accompany.set_defaults(run=_cmd_accompany)
 
@@ -96,5 +101,8 @@ def add_keep_commands(commands) -> None:
                         help="families the new span may use (default: those playing in the span)")
     infill.add_argument("--style", help="a style the model knows (musenet styles lists them)")
     infill.add_argument("--no-rank", action="store_true", help="keep the candidates in the order they were drawn")
+    infill.add_argument("--no-hints", action="store_true",
+                        help="do not let the model read the music after the span first (a model that learnt hints "
+                        "does by default)")
     add_composing_options(infill, candidates=4)
     infill.set_defaults(run=_cmd_infill)

@@ -149,9 +149,10 @@ def chord_share(table: NoteTable, rows: np.ndarray, chords) -> tuple[int, int]:
 
 
 def accompaniment_chords(composer, root: str | Path, songs: int, seconds: float = 30.0, candidates: int = 2,
-                         style: str | None = "pop", seed: int = 0) -> dict:
+                         style: str | None = "pop", seed: int = 0, hints: bool = True) -> dict:
     """Share of accompaniment onsets in POP909's annotated chord: the real accompaniment's
-    and that of accompaniments composed for the same melodies (piano, the melody kept)."""
+    and that of accompaniments composed for the same melodies (piano, the melody kept;
+    read ahead as a hint when `hints` and the model reads them)."""
     real, made, kept_exact = [0, 0], [0, 0], True
     for path, _song in held_out_songs(root, songs):
         melody, accompaniment = melody_and_accompaniment(path, seconds)
@@ -161,8 +162,7 @@ def accompaniment_chords(composer, root: str | Path, songs: int, seconds: float 
         hit, total = chord_share(accompaniment, np.arange(len(accompaniment)), chords)
         real = [real[0] + hit, real[1] + total]
         pieces = composer.accompany(melody, ["voice"], ["piano"], seconds=accompaniment.end_seconds(),
-                                    candidates=candidates,
-                                    seed=seed, style=style)
+                                    candidates=candidates, seed=seed, style=style, hints=hints)
         for piece in pieces:
             table = piece.table
             added = np.flatnonzero(table.family == FAMILY_ID["piano"])
@@ -189,7 +189,7 @@ def longest_silence(table: NoteTable, start: float, stop: float) -> float:
 
 
 def infill_seams(composer, pieces: list[tuple[NoteTable, str]], span: tuple[float, float], candidates: int = 2,
-                 margin: float = 2.0, seed: int = 0) -> dict:
+                 margin: float = 2.0, seed: int = 0, hints: bool = True) -> dict:
     """For each (table, style): compose `span` anew and measure its seams: the longest
     silence within `margin` s of each seam, composed and real; model notes sounding past the
     span's end; kept notes unchanged."""
@@ -199,7 +199,7 @@ def infill_seams(composer, pieces: list[tuple[NoteTable, str]], span: tuple[floa
         onset = table.seconds(table.onset)
         outside = table.select(np.flatnonzero((onset < start) | (onset >= stop)))
         kept = set(_rows(outside))
-        for piece in composer.infill(table, start, stop, candidates=candidates, seed=seed, style=style):
+        for piece in composer.infill(table, start, stop, candidates=candidates, seed=seed, style=style, hints=hints):
             made = piece.table
             new = np.array([n not in kept for n in _rows(made)])
             rows.append({
