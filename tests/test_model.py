@@ -15,7 +15,7 @@ def random_inputs(batch=2, length=24, vocab=300, seed=0):
     return tokens, features
 
 
-@pytest.mark.parametrize("positions", ["learned", "rotary"])
+@pytest.mark.parametrize("positions", ["learned", "rotary", "alibi"])
 def test_shapes_and_causality(positions):
     model = build_model("tiny", 300, positions=positions).eval()
     tokens, features = random_inputs()
@@ -30,8 +30,8 @@ def test_shapes_and_causality(positions):
     assert not torch.allclose(logits[:, 15:], other[:, 15:])
 
 
-@pytest.mark.parametrize("positions", ["learned", "rotary"])
-@pytest.mark.parametrize("side_features", [True, False])
+@pytest.mark.parametrize("positions", ["learned", "rotary", "alibi"])
+@pytest.mark.parametrize("side_features", [True, False, ["time", "countdown"]])
 def test_kv_cache_decoding_equals_full_forward(positions, side_features):
     torch.manual_seed(0)
     model = build_model("tiny", 300, positions=positions, side_features=side_features).eval()
@@ -44,6 +44,19 @@ def test_kv_cache_decoding_equals_full_forward(positions, side_features):
     torch.testing.assert_close(torch.cat(pieces, 1), full, atol=1e-5, rtol=1e-5)
     cache.select(torch.tensor([1]))
     assert cache.length == 30 and cache.keys[0].shape[0] == 1
+
+
+def test_side_features_can_be_chosen_one_by_one():
+    model = build_model("tiny", 300, side_features=["time", "chord"]).eval()
+    assert list(model.feature_embeddings) == ["time", "chord"]
+    tokens, features = random_inputs()
+    moved = {**features, "position": features["position"] + 1, "countdown": features["countdown"] + 1}
+    torch.testing.assert_close(model(tokens, features), model(tokens, moved))  # unused features change nothing
+    assert not torch.allclose(model(tokens, features), model(tokens, {**features, "time": features["time"] + 1}))
+    with pytest.raises(MuseNetError, match="unknown side feature 'tempo'"):
+        build_model("tiny", 300, side_features=["tempo"])
+    with pytest.raises(MuseNetError, match="positions must be one of"):
+        build_model("tiny", 300, positions="sinusoid")
 
 
 def test_context_limit_and_bad_config():

@@ -3,8 +3,9 @@
 Read top to bottom: `ModelConfig` (sizes), `Attention` and `Block` (pre-norm, causal
 attention through `scaled_dot_product_attention`, which uses flash kernels on GPU), and
 `MuseNet`, which adds to each token embedding
-- a position: learned absolute (GPT-2) or rotary (applied inside attention),
-- MuseNet's side features, when `side_features` is on: the time since the window start
+- a position: learned absolute (GPT-2), rotary (applied inside attention) or none, with
+  ALiBi's distance penalties on the attention scores instead (Press et al., 2022),
+- MuseNet's side features, when `side_features` is on (or those it names): the time since the window start
   (tokens sounding together share it), the note's place in its chord, which 1/128 of the
   piece the token is in, and a countdown to the piece's end,
 and predicts the next token with an output head tied to the token embedding. With
@@ -30,6 +31,7 @@ from .instruments import FAMILIES
 from .vocab import VELOCITIES
 
 FEATURES = ("time", "chord", "position", "countdown")
+POSITIONS = ("learned", "rotary", "alibi")
 #: Factor embeddings of note tokens and their sizes; the last id of each is "not a note".
 NOTE_FACTORS = {"pitch": 129, "family": len(FAMILIES) + 1, "loudness": len(VELOCITIES) + 2}
 
@@ -43,8 +45,8 @@ class ModelConfig:
     width: int = 256
     dropout: float = 0.1           # on embeddings and residual branches
     attention_dropout: float = 0.0  # on attention probabilities; > 0 leaves the fused CPU kernel (2.4x slower)
-    positions: str = "learned"     # "learned" (GPT-2) or "rotary"
-    side_features: bool = True     # MuseNet's time / chord / position / countdown embeddings
+    positions: str = "learned"     # "learned" (GPT-2), "rotary" or "alibi"
+    side_features: bool | list = True  # MuseNet's time / chord / position / countdown embeddings (or those named)
     time_buckets: int = 1024       # time since window start, in grid steps, saturating
     chord_buckets: int = 16        # place in the chord (0 = not a note-on), saturating
     position_buckets: int = 128    # which 1/128 of the piece
@@ -54,8 +56,18 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if self.width % self.heads:
             raise MuseNetError(f"width {self.width} is not divisible by heads {self.heads}")
-        if self.positions not in ("learned", "rotary"):
-            raise MuseNetError(f"positions must be learned or rotary, not {self.positions!r}")
+        if self.positions not in POSITIONS:
+            raise MuseNetError(f"positions must be one of {', '.join(POSITIONS)}, not {self.positions!r}")
+        unknown = set(self.features) - set(FEATURES)
+        if unknown:
+            raise MuseNetError(f"unknown side feature {sorted(unknown)[0]!r}; use some of {', '.join(FEATURES)}")
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        """The side features embedded: all four, none, or those `side_features` names."""
+        if isinstance(self.side_features, bool):
+            return FEATURES if self.side_features else ()
+        return tuple(self.side_features)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -83,6 +95,17 @@ def rotary_tables(length: int, dim: int, offset: int = 0, device=None) -> tuple[
     angles = torch.outer(torch.arange(offset, offset + length, device=device, dtype=torch.float32), inv_freq)
     angles = torch.cat([angles, angles], dim=-1)
     return angles.cos(), angles.sin()
+
+
+def alibi_bias(heads: int, length: int, past: int = 0, device=None) -> torch.Tensor:
+    """ALiBi's additive attention bias (heads, length, past + length): each head penalises a
+    key by its distance to the query, with slopes 2^(-8h/heads); later keys are masked."""
+    slopes = 2.0 ** (-8.0 * torch.arange(1, heads + 1, device=device) / heads)
+    query = torch.arange(past, past + length, device=device)[:, None]
+    key = torch.arange(past + length, device=device)[None, :]
+    distance = (query - key).float()
+    bias = -slopes[:, None, None] * distance
+    return bias.masked_fill(distance < 0, float("-inf"))
 
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -130,16 +153,20 @@ class Attention(nn.Module):
         self.out = nn.Linear(config.width, config.width)
         self.dropout = config.attention_dropout
 
-    def forward(self, x, rotary=None, cache: Cache | None = None, layer: int = 0):
+    def forward(self, x, positional=None, cache: Cache | None = None, layer: int = 0):
+        """`positional`: rotary tables (cos, sin), an ALiBi bias, or None (learned positions)."""
         batch, length, width = x.shape
         q, k, v = self.qkv(x).view(batch, length, 3, self.heads, width // self.heads).permute(2, 0, 3, 1, 4)
-        if rotary is not None:
-            q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)
+        bias = positional if isinstance(positional, torch.Tensor) else None  # ALiBi's penalties, causal
+        if bias is None and positional is not None:
+            q, k = apply_rotary(q, *positional), apply_rotary(k, *positional)
         past = 0
         if cache is not None:
             k, v = cache.extend(layer, k, v)
             past = k.shape[2] - length
-        if past == 0 or length == 1:  # a single new query may see every key
+        if bias is not None:
+            mask, causal = bias.to(q.dtype), False
+        elif past == 0 or length == 1:  # a single new query may see every key
             mask, causal = None, past == 0 and length > 1
         else:  # new queries see every cached key and the new keys up to themselves
             mask = torch.ones(length, past + length, dtype=torch.bool, device=x.device).tril(past)
@@ -160,11 +187,11 @@ class Block(nn.Module):
         )
         self.dropout = nn.Dropout(config.dropout)
 
-    def forward(self, x, rotary=None, cache=None, layer=0):
+    def forward(self, x, positional=None, cache=None, layer=0):
         if not self.training:  # no dropout: skip its calls, which cost more than a token's arithmetic
-            x = x + self.attention(self.norm1(x), rotary, cache, layer)
+            x = x + self.attention(self.norm1(x), positional, cache, layer)
             return x + self.mlp(self.norm2(x))
-        x = x + self.dropout(self.attention(self.norm1(x), rotary, cache, layer))
+        x = x + self.dropout(self.attention(self.norm1(x), positional, cache, layer))
         return x + self.dropout(self.mlp(self.norm2(x)))
 
 
@@ -175,13 +202,10 @@ class MuseNet(nn.Module):
         c = config
         self.token_embedding = nn.Embedding(c.vocab_size, c.width)
         self.position_embedding = nn.Embedding(c.context, c.width) if c.positions == "learned" else None
-        if c.side_features:
-            self.feature_embeddings = nn.ModuleDict({
-                "time": nn.Embedding(c.time_buckets, c.width),
-                "chord": nn.Embedding(c.chord_buckets, c.width),
-                "position": nn.Embedding(c.position_buckets, c.width),
-                "countdown": nn.Embedding(c.countdown_buckets, c.width),
-            })
+        if c.features:
+            sizes = {"time": c.time_buckets, "chord": c.chord_buckets, "position": c.position_buckets,
+                     "countdown": c.countdown_buckets}
+            self.feature_embeddings = nn.ModuleDict({name: nn.Embedding(sizes[name], c.width) for name in c.features})
         self.dropout = nn.Dropout(c.dropout)
         self.blocks = nn.ModuleList(Block(c) for _ in range(c.layers))
         self.norm = nn.LayerNorm(c.width)
@@ -254,12 +278,14 @@ class MuseNet(nn.Module):
             raise MuseNetError(f"{past + length} tokens do not fit the context of {c.context}")
         table = self.token_table()
         x = F.embedding(tokens, table)
-        rotary = None
-        if self.position_embedding is not None:
+        positional = None
+        if c.positions == "learned":
             x = x + self.position_embedding(torch.arange(past, past + length, device=tokens.device))
+        elif c.positions == "rotary":
+            positional = rotary_tables(length, c.width // c.heads, past, tokens.device)
         else:
-            rotary = rotary_tables(length, c.width // c.heads, past, tokens.device)
-        if c.side_features and features is not None:
+            positional = alibi_bias(c.heads, length, past, tokens.device)
+        if c.features and features is not None:
             limits = {"time": c.time_buckets, "chord": c.chord_buckets, "position": c.position_buckets,
                       "countdown": c.countdown_buckets}
             for name, embedding in self.feature_embeddings.items():
@@ -267,7 +293,7 @@ class MuseNet(nn.Module):
         if self.training:
             x = self.dropout(x)
         for layer, block in enumerate(self.blocks):
-            x = block(x, rotary, cache, layer)
+            x = block(x, positional, cache, layer)
         states = self.norm(x)
         logits = F.linear(states, table) if c.note_factors else self.head(states)
         return (logits, states) if hidden else logits

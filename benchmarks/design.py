@@ -1,0 +1,141 @@
+"""What MuseNet's embeddings and position schemes are worth (issue #17, part 2), as a table.
+
+    python benchmarks/design.py --data data/band --minutes 10 --seeds 0,1,2 --out OUT
+
+Every variant trains the same model shape (`--size`, default `small`) on the same built
+dataset, from scratch, for the same wall-clock budget on this machine (`--minutes` of training
+steps; evaluation not counted), with the same batches (the seed draws them), AdamW and a
+warm-up + cosine learning rate driven by the share of the budget spent. Then each is scored
+on the valid split (`--eval-tokens`, whole pieces, the styles in turn):
+
+- `ours`: learned positions and all four side features (time, chord, position, countdown);
+- `no-time`, `no-chord`, `no-position`, `no-countdown`: one side feature off;
+- `no-features`: all four off;
+- `rotary`, `alibi`: rotary positions, or ALiBi's distance penalties, instead of learned ones.
+
+Figures per variant, mean and spread (min-max) over the seeds: valid loss (nats per token),
+bits per note, bits per second of music, training tokens per second, steps. All variants
+share one encoding, so bits per note and per second rank them alike here; the encodings
+(part 1) compare on bits per second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from musenet.dataset import Dataset
+from musenet.evaluate.likelihood import heldout_scores, to_tensors, token_losses
+from musenet.model import FEATURES, build_model
+from musenet.train import param_groups
+
+VARIANTS = {
+    "ours": {},
+    **{f"no-{name}": {"side_features": [f for f in FEATURES if f != name]} for name in FEATURES},
+    "no-features": {"side_features": False},
+    "rotary": {"positions": "rotary"},
+    "alibi": {"positions": "alibi"},
+}
+
+
+def rate(step: int, spent: float, peak: float, floor: float, warmup: int) -> float:
+    """Linear warm-up over `warmup` steps, then cosine from `peak` to `floor` over the budget."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    return floor + 0.5 * (1 + math.cos(math.pi * min(spent, 1.0))) * (peak - floor)
+
+
+def run_variant(name: str, data: Dataset, valid: Dataset, args, seed: int) -> dict:
+    """Train one variant for the budget and score it on the valid split."""
+    torch.manual_seed(seed)
+    model = build_model(args.size, data.vocab.size, dropout=0.0, **VARIANTS[name])
+    optimizer = torch.optim.AdamW(param_groups(model, 0.1), lr=args.lr, betas=(0.9, 0.95))
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if args.bf16 else torch.autocast("cpu", enabled=False)
+    budget, spent, step, tokens = args.minutes * 60.0, 0.0, 0, 0
+    model.train()
+    while spent < budget:
+        began = time.perf_counter()
+        lr = rate(step, spent / budget, args.lr, args.lr / 10, 50)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        batch = data.sample(np.random.default_rng([seed, step]), args.batch, model.config.context)
+        inputs, features, targets = to_tensors(batch, "cpu")
+        with autocast:
+            losses = token_losses(model, inputs, features, targets, data.vocab.PAD)
+            count = int((targets != data.vocab.PAD).sum())
+            (losses.sum() / max(count, 1)).backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        step, tokens = step + 1, tokens + count
+        spent += time.perf_counter() - began
+    scores = heldout_scores(model, valid, model.config.context, "cpu", args.eval_tokens)
+    rows = np.array(scores["rows"])
+    notes, seconds = valid.index["notes"][rows].sum(), valid.index["seconds"][rows].sum()
+    return {"variant": name, "seed": seed, "steps": step, "tokens_per_second": tokens / spent,
+            "valid_loss": scores["valid_loss"], "bits_per_note": scores["bits_per_note"],
+            "bits_per_second": scores["bits_per_note"] * notes / max(seconds, 1e-9),
+            "parameters": model.parameter_count()}
+
+
+def table(results: list[dict]) -> str:
+    """Mean and spread over the seeds of each variant's figures, as Markdown."""
+    keys = ("valid_loss", "bits_per_note", "bits_per_second", "tokens_per_second", "steps")
+    lines = ["| variant | seeds | valid loss (nats/token) | bits per note | bits per second | train tokens/s "
+             "| steps |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for name in dict.fromkeys(r["variant"] for r in results):
+        mine = [r for r in results if r["variant"] == name]
+        cells = []
+        for key in keys:
+            values = np.array([r[key] for r in mine], float)
+            digits = 0 if key in ("tokens_per_second", "steps") else 3
+            cells.append(f"{values.mean():,.{digits}f} ({values.min():,.{digits}f}-{values.max():,.{digits}f})")
+        lines.append(f"| {name} | {len(mine)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", required=True, help="a built dataset (`musenet data build`)")
+    parser.add_argument("--minutes", type=float, default=10.0, help="training budget per variant and seed")
+    parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
+    parser.add_argument("--variants", default=",".join(VARIANTS), help=f"some of {', '.join(VARIANTS)}")
+    parser.add_argument("--size", default="small", help="model shape (tiny, small, ...)")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--eval-tokens", type=int, default=40000, help="valid tokens scored (whole pieces)")
+    parser.add_argument("--no-bf16", dest="bf16", action="store_false", help="train in float32")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--out", required=True, help="folder for results.json (appended as variants finish)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    data, valid = Dataset(args.data, "train"), Dataset(args.data, "valid")
+    results_path = out / "results.json"
+    results = json.loads(results_path.read_text()) if results_path.exists() else []
+    done = {(r["variant"], r["seed"]) for r in results}  # a rerun goes on where a killed one stopped
+    for seed in (int(s) for s in args.seeds.split(",")):
+        for name in args.variants.split(","):
+            if name not in VARIANTS:
+                raise SystemExit(f"unknown variant {name!r}; use some of {', '.join(VARIANTS)}")
+            if (name, seed) in done:
+                continue
+            results.append(run_variant(name, data, valid, args, seed))
+            tmp = results_path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(results, indent=2) + "\n")
+            tmp.replace(results_path)
+            print(f"{name} seed {seed}: {results[-1]['bits_per_note']:.3f} bits per note", flush=True)
+    print(f"\n{args.size} model, {args.minutes:g} min of training per variant and seed on this machine\n")
+    print(table(results))
+
+
+if __name__ == "__main__":
+    main()
