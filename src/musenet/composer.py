@@ -182,7 +182,7 @@ class Composer:
         chosen = Settings(instruments=list(add), seconds=seconds, **settings)
         self.check(chosen)
         kept = kept.select(np.flatnonzero(kept.seconds(kept.onset) < seconds))
-        budget = int(self.model.config.context * HINT_SHARE) if hints and self.reads_hints else 0
+        budget = int(self.model.config.context * HINT_SHARE) if hints else 0  # read if the model learnt to
         fixed = plan(kept, self.vocab, chosen.style, chosen.instruments, (0.0, seconds), hint_budget=budget)
         return self._pieces(self.sampler.keep(chosen, fixed, progress, on_step), fixed, chosen, rank, "kept")
 
@@ -208,7 +208,7 @@ class Composer:
         chosen = Settings(instruments=list(instruments), seconds=max(total, stop), **settings)
         self.check(chosen)
         kept = table.select(np.flatnonzero(~inside))
-        budget = MAX_TAIL if hints and self.reads_hints else 0
+        budget = MAX_TAIL if hints else 0  # read if the model learnt to
         fixed = plan(kept, self.vocab, chosen.style, chosen.instruments, (start, stop), right_seconds, budget, True)
         return self._pieces(self.sampler.keep(chosen, fixed, progress, on_step), fixed, chosen, rank, "right")
 

@@ -35,7 +35,7 @@ MIN_TAIL = 16
 HINT_SHARE = 1 / 3      # the most of a window `accompany` gives its hint
 
 
-def events_only(tokens: np.ndarray, vocab: Vocab) -> np.ndarray:
+def events_only(tokens: np.ndarray, vocab: Vocab) -> tuple[np.ndarray, np.ndarray]:
     """The note tokens and the steps they sit at (counted from the first token)."""
     t = vocab.tables
     waits = t["wait"][tokens]
@@ -74,9 +74,9 @@ def fill_middle(window: np.ndarray, vocab: Vocab, rng: np.random.Generator) -> n
     if not len(cuts):
         return window
     cut = int(rng.choice(cuts))
-    steps = np.cumsum(waits) - waits
-    notes = vocab.tables["family"][body[cut:]] >= 0
-    hint = hint_tokens(steps[cut:][notes], body[cut:][notes], vocab, len(body))
+    steps, events = events_only(body, vocab)
+    first = int((vocab.tables["family"][body[:cut]] >= 0).sum())  # the tail's first event
+    hint = hint_tokens(steps[first:], events[first:], vocab, len(body))
     return with_hint(np.concatenate([window[:head], body[:cut]]), hint, vocab)
 
 

@@ -286,10 +286,8 @@ class MuseNet(nn.Module):
         else:
             positional = alibi_bias(c.heads, length, past, tokens.device)
         if c.features and features is not None:
-            limits = {"time": c.time_buckets, "chord": c.chord_buckets, "position": c.position_buckets,
-                      "countdown": c.countdown_buckets}
-            for name, embedding in self.feature_embeddings.items():
-                x = x + embedding(features[name].clamp(0, limits[name] - 1))
+            for name, embedding in self.feature_embeddings.items():  # saturating at the table's last bucket
+                x = x + embedding(features[name].clamp(0, embedding.num_embeddings - 1))
         if self.training:
             x = self.dropout(x)
         for layer, block in enumerate(self.blocks):

@@ -191,9 +191,10 @@ class Generator:
         features = []
         for row, (window, start_seconds) in enumerate(windows):
             features.append(side_features(window, vocab, float(settings.seconds), start_seconds))
-            state.window_steps[row] = int(vocab.tables["wait"][window[~hint_mask(window, vocab)]].sum())
-            # note-ons go on counting in the last instant, from where the window begins (as `chord_index`)
-            waited = np.flatnonzero(vocab.tables["wait"][window] > 0)
+            body_waits = np.where(hint_mask(window, vocab), 0, vocab.tables["wait"][window])
+            state.window_steps[row] = int(body_waits.sum())
+            # note-ons go on counting in the body's last instant, from where the window begins (as `chord_index`)
+            waited = np.flatnonzero(body_waits > 0)
             state.instant_ons[row] = int(features[-1]["chord"][waited[-1] + 1 if len(waited) else 0:].max(initial=0))
         if len({len(w) for w, _ in windows}) > 1:  # all rows take one token per step, pad when finished
             raise MuseNetError("internal error: candidates fell out of step")

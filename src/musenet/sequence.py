@@ -157,8 +157,9 @@ def side_features(tokens, vocab: Vocab, total_seconds: float, start_seconds: flo
     body_waits = np.where(hint, 0, waits)
     time = np.cumsum(body_waits) - body_waits
     seconds = token_seconds(tokens, vocab, tempo, start_seconds)
-    chord = chord_index(tokens, vocab)
-    if hint.any():
+    if not hint.any():
+        chord = chord_index(tokens, vocab)
+    else:
         hint_waits = np.where(hint, waits, 0)
         hint_time = np.cumsum(hint_waits) - hint_waits
         time = np.where(hint, hint_time, time)

@@ -70,9 +70,8 @@ def sequence_bits(model, vocab, tokens: np.ndarray, device) -> float:
     return float(token_bits(model, vocab, tokens, device).sum())
 
 
-def _note_bits(model, vocab, tokens: np.ndarray, family: str, device) -> float:
-    """Bits of the note tokens (on and off) of one family in a sequence."""
-    bits = token_bits(model, vocab, tokens, device)
+def _family_bits(bits: np.ndarray, vocab, tokens: np.ndarray, family: str) -> float:
+    """Of a sequence's `token_bits`, those of the note tokens (on and off) of one family."""
     return float(bits[vocab.tables["family"][tokens[1:]] == FAMILY_ID[family]].sum())
 
 
@@ -110,13 +109,13 @@ def accompaniment_bits(model, vocab, root: str | Path, songs: int, device, secon
             continue
         together = encode_notes(NoteTable.joined([melody, accompaniment]).sorted(), vocab, style)
         alone = encode_notes(accompaniment, vocab, style)
-        both = sequence_bits(model, vocab, together, device)
+        both, alone_bits = token_bits(model, vocab, together, device), token_bits(model, vocab, alone, device)
         melody_bits = sequence_bits(model, vocab, encode_notes(melody, vocab, style), device)
         row = {"song": song, "notes": len(accompaniment),
-               "given_melody": (both - melody_bits) / len(accompaniment),
-               "alone": sequence_bits(model, vocab, alone, device) / len(accompaniment),
-               "notes_given_melody": _note_bits(model, vocab, together, "piano", device) / len(accompaniment),
-               "notes_alone": _note_bits(model, vocab, alone, "piano", device) / len(accompaniment)}
+               "given_melody": (float(both.sum()) - melody_bits) / len(accompaniment),
+               "alone": float(alone_bits.sum()) / len(accompaniment),
+               "notes_given_melody": _family_bits(both, vocab, together, "piano") / len(accompaniment),
+               "notes_alone": _family_bits(alone_bits, vocab, alone, "piano") / len(accompaniment)}
         if hints:
             head = header_length(together, vocab)
             steps, events = events_only(together[head:], vocab)
