@@ -1,0 +1,100 @@
+"""Does a model read its hints? Two checks, as a table (issue #16).
+
+    python benchmarks/hint_use.py --data data/band [--model DIR]
+
+- Copy test: bits of the real middle (6 s from 10 s) of one test piece per style for up to 10
+  styles, given the left side only, with the right side as a hint (infilling), and with the
+  middle itself as the hint: a model that reads hints finds that last one nearly free.
+- Accompany windows: mean loss (nats per token) of the bodies of 25 pop valid windows (400
+  tokens from body position 50), plain and with an `accompany` hint (some families' notes
+  read ahead): the hinted families' notes should cost less.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from musenet.composer import Composer
+from musenet.dataset import Dataset
+from musenet.encoding import encode_notes
+from musenet.evaluate.keep import token_bits
+from musenet.fixed import grid_step
+from musenet.hints import MAX_TAIL, accompany, events_only
+from musenet.model import FEATURES
+from musenet.sequence import header_length, hint_mask, side_features, window_of
+
+sys.path.insert(0, str(Path(__file__).parent))
+from keep import SPAN, test_pieces  # noqa: E402
+
+
+def copy_test(composer: Composer, data: Dataset) -> dict[str, float]:
+    """Bits of the real middles: no hint, the right side as the hint, the middle itself."""
+    model, vocab = composer.model, composer.vocab
+    totals = {"left side only": 0.0, "right side as hint": 0.0, "the middle itself as hint": 0.0}
+    for table, style in test_pieces(data, 1)[:10]:
+        onset = table.seconds(table.onset)
+        tokens = encode_notes(table.select(np.flatnonzero(onset < SPAN[1])), vocab, style)
+        waits = vocab.tables["wait"][tokens]
+        step = np.cumsum(waits) - waits
+        start, stop = grid_step(table, SPAN[0], vocab), grid_step(table, SPAN[1], vocab)
+        region = ((np.arange(len(tokens)) >= header_length(tokens, vocab)) & (step >= start)
+                  & (tokens != vocab.END))[1:]
+        whole = encode_notes(table, vocab, style)
+        steps, events = events_only(whole[header_length(whole, vocab):], vocab)
+        for name, hint in (("left side only", None), ("right side as hint", steps >= stop),
+                           ("the middle itself as hint", steps >= start)):
+            given = None if hint is None else (steps[hint], events[hint])
+            totals[name] += float(token_bits(model, vocab, tokens, "cpu", hint=given, budget=MAX_TAIL)[region].sum())
+    return totals
+
+
+def accompany_windows(composer: Composer, data: Dataset) -> tuple[float, float, int]:
+    """Mean body loss of pop valid windows, plain and with an accompany hint."""
+    model, vocab = composer.model, composer.vocab
+    rng = np.random.default_rng(0)
+    plain = hinted = 0.0
+    count = 0
+    for row in [r for r in data.rows if data.style_of(r) == "pop"][:25]:
+        piece = data.piece(int(row))
+        window, start_seconds = window_of(piece, vocab, header_length(piece, vocab), 50, 400)
+        with_hint = accompany(window, vocab, rng)[:400]
+        if not hint_mask(with_hint, vocab).any():
+            continue
+        a, b = (_body_nats(model, vocab, w, start_seconds, float(data.index["seconds"][row]))
+                for w in (window, with_hint))
+        n = min(len(a), len(b))
+        plain, hinted, count = plain + float(a[:n].sum()), hinted + float(b[:n].sum()), count + n
+    return plain / count, hinted / count, count
+
+
+@torch.no_grad()
+def _body_nats(model, vocab, window: np.ndarray, start_seconds: float, total: float) -> np.ndarray:
+    features = side_features(window, vocab, total, start_seconds)
+    logits = model(torch.from_numpy(window[None, :-1]), {k: torch.from_numpy(features[k][None, :-1]) for k in FEATURES})
+    nats = -torch.log_softmax(logits.float(), -1)[0].gather(1, torch.from_numpy(window[1:])[:, None])[:, 0].numpy()
+    return nats[np.flatnonzero(~hint_mask(window, vocab))[1:] - 1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", help="a checkpoint or run directory (default: the bundled model)")
+    parser.add_argument("--data", required=True, help="a built dataset with pop and other styles")
+    args = parser.parse_args()
+    composer = Composer.load(args.model, precision="float32")
+    copy = copy_test(composer, Dataset(args.data, "test"))
+    plain, hinted, tokens = accompany_windows(composer, Dataset(args.data, "valid"))
+    print(f"model {composer.model_path} (reads hints: {composer.reads_hints})\n")
+    print("| real middles of 10 test pieces | bits |\n|---|---:|")
+    for name, bits in copy.items():
+        print(f"| {name} | {bits:,.1f} |")
+    print(f"\n| 25 pop valid windows ({tokens} body tokens) | nats per token |\n|---|---:|")
+    print(f"| plain | {plain:.3f} |\n| with an accompany hint | {hinted:.3f} ({1 - hinted / plain:.1%} lower) |")
+
+
+if __name__ == "__main__":
+    main()
