@@ -16,8 +16,9 @@ version of this code, in one run.
    re-reads the whole piece; its new tokens are counted). Seconds, new tokens, tokens per
    second and peak memory (the process's high-water mark); the speed-up is in tokens per
    second, since the versions compose different music.
-3. **Divergence**: KL of the int8 next-token distribution from float32's on windows of the
-   real MIDI files in `--midi` (never trained on).
+3. **Divergence**: KL of the next-token distribution the sampler reads with int8 weights
+   (`inference.py`: a half window read at once, then one token at a time) from float32's full
+   forward pass, on windows of the real MIDI files in `--midi` (never trained on).
 
 Run:  python benchmarks/generate.py [--baseline 0b2bea0] [--midi ../shared/midi] [--threads 2]
 """
@@ -114,22 +115,29 @@ def run_scenario(source: Path, name: str, threads: int) -> dict:
 
 
 def divergence(midi: Path, files: int = 4) -> list[float]:
-    """KL (nats per token) of int8 from float32 over the first context of real MIDI files."""
+    """KL (nats per token) of what the sampler reads with int8 weights (the decoder: half a
+    window at once, then a token at a time, attention in bfloat16) from float32's full forward
+    pass, over the first context of real MIDI files."""
     from musenet import Composer
     from musenet.encoding import encode_notes
     from musenet.notes import read_midi
     from musenet.sequence import side_features
 
     plain, int8 = Composer.load(precision="float32"), Composer.load(precision="int8")
-    context = plain.model.config.context
+    context, decoder = plain.model.config.context, int8.sampler.decoder
     paths = [p for folder in ("one-track", "multitrack") for p in sorted((midi / folder).glob("*.mid"))[:files // 2]]
     values = []
     for path in paths:
         tokens = encode_notes(read_midi(path), plain.vocab, "pop")[:context]
         features = {k: torch.from_numpy(v[None]) for k, v in side_features(tokens, plain.vocab, 60.0).items()}
+        tokens, half = torch.from_numpy(tokens[None]), len(tokens) // 2
         with torch.inference_mode():
-            p = torch.log_softmax(plain.model(torch.from_numpy(tokens[None]), features).float(), -1)
-            q = torch.log_softmax(int8.model(torch.from_numpy(tokens[None]), features).float(), -1)
+            p = torch.log_softmax(plain.model(tokens, features)[0, half - 1: -1].float(), -1)
+        cache = int8.model.new_cache()
+        steps = [decoder.forward(tokens[:, :half], {k: v[:, :half] for k, v in features.items()}, cache)]
+        for i in range(half, tokens.shape[1] - 1):
+            steps.append(decoder.forward(tokens[:, i:i + 1], {k: v[:, i:i + 1] for k, v in features.items()}, cache))
+        q = torch.log_softmax(torch.cat(steps), -1)
         values.append(float((p.exp() * (p - q)).sum(-1).mean()))
     return values
 
@@ -182,7 +190,7 @@ def main(argv: list[str] | None = None) -> None:
             for n in SCENARIOS))
     if Path(args.midi).is_dir():
         kls = divergence(Path(args.midi))
-        print(f"\nKL of int8 from float32 on {len(kls)} real MIDI windows: mean {sum(kls) / len(kls):.5f}, "
+        print(f"\nKL of the int8 decoder from float32 on {len(kls)} real MIDI windows: mean {sum(kls) / len(kls):.5f}, "
               f"max {max(kls):.5f} nats per token")
 
 

@@ -144,14 +144,14 @@ def test_a_silent_requested_family_is_brought_in_the_model_choosing_the_note(com
 
 def test_strict_mode_brings_in_a_family_the_model_would_never_play(composer, monkeypatch):
     vocab, tables = composer.vocab, composer.sampler.tables
-    model = composer.sampler.model
-    forward = model.forward
+    decoder = composer.sampler.decoder
+    forward = decoder.forward
     never = tables.is_on & tables.is_drum
 
     def no_drums(*args, **kwargs):
         return forward(*args, **kwargs).masked_fill(never, -1e4)
 
-    monkeypatch.setattr(model, "forward", no_drums)
+    monkeypatch.setattr(decoder, "forward", no_drums)
     request = dict(style="pop", instruments=["piano", "drums"], seconds=30, candidates=2, seed=4)
     for piece in composer.generate(**request):
         hits = piece.table.seconds(piece.table.onset[piece.table.family == DRUMS])
@@ -232,10 +232,10 @@ def test_sampler_features_follow_the_reference_through_sliding_windows(model_dir
     """The sampler's incremental side features equal `sequence.side_features` over each window
     the model reads, on pieces long enough that the window slides several times."""
     composer = Composer.load(model_dir)
-    model, vocab, fed = composer.model, composer.vocab, []
-    forward = model.forward
-    model.forward = lambda tokens, features=None, cache=None: fed.append((tokens, features)) or forward(
-        tokens, features, cache)
+    decoder, vocab, fed = composer.sampler.decoder, composer.vocab, []
+    forward = decoder.forward
+    decoder.forward = lambda tokens, features, *args: fed.append((tokens, features)) or forward(
+        tokens, features, *args)
     seconds = 16.0
     composer.generate(style="pop", seconds=seconds, candidates=2, seed=11)
     reads = [i for i, (tokens, _) in enumerate(fed) if tokens.shape[1] > 1]

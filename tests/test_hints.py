@@ -2,6 +2,8 @@
 move real events into the hint without changing the music's clock or features; the sampler
 gives a hint-reading model the kept parts ahead; the evaluation scores with them."""
 
+from contextlib import contextmanager
+
 import numpy as np
 import pytest
 import torch
@@ -133,16 +135,23 @@ def hinting(tmp_path_factory):
     return Composer.load(path)
 
 
+@contextmanager
+def reads_of(composer):
+    """The token arrays (batch, length) the sampler's forward pass reads, in order."""
+    seen, forward = [], composer.sampler.decoder.forward
+    composer.sampler.decoder.forward = lambda tokens, *args: seen.append(tokens.clone()) or forward(tokens, *args)
+    try:
+        yield seen
+    finally:
+        del composer.sampler.decoder.forward
+
+
 def test_a_hint_reading_model_reads_the_kept_part_ahead_and_keeps_it_exactly(hinting, shared_midi):
     song = shared_midi / "multitrack" / "Mr. Blue Sky.mid"
     melody, _ = parts(song, ["Piano"])  # the part that plays from the first bar
-    seen = []
-    handle = hinting.model.register_forward_pre_hook(lambda module, args: seen.append(args[0].clone()))
-    try:
+    with reads_of(hinting) as seen:
         pieces = hinting.accompany(song, ["Piano"], ["voice", "bass"], seconds=10, candidates=2, seed=1)
         plain = hinting.accompany(song, ["Piano"], ["voice", "bass"], seconds=10, candidates=2, seed=1, hints=False)
-    finally:
-        handle.remove()
     vocab = hinting.vocab
     reads = [x for x in seen if x.shape[1] > 1]  # the window reads (one token per step otherwise)
     hinted = [x for x in reads if hint_mask(x[0].numpy(), vocab).any()]
@@ -176,12 +185,8 @@ def test_infilling_reads_what_follows_the_span_and_keeps_both_sides(hinting, sha
     whole = read_midi(song)
     onset = whole.seconds(whole.onset)
     outside = whole.select(np.flatnonzero((onset < 4) | (onset >= 6)))
-    seen = []
-    handle = hinting.model.register_forward_pre_hook(lambda module, args: seen.append(args[0].clone()))
-    try:
+    with reads_of(hinting) as seen:
         pieces = hinting.infill(song, 4.0, 6.0, candidates=2, seed=3, right_seconds=2.0)
-    finally:
-        handle.remove()
     vocab = hinting.vocab
     first = seen[0][0].numpy()
     hint = hint_mask(first, vocab)

@@ -6,11 +6,12 @@ the bundled model (26 MB) do not stay in a 2-core CPU's cache, its 8-bit ones (7
 `quantize_int8` gives every linear layer (the output head too) int8 weights with one
 scale per output channel (`Int8Linear`), computed by PyTorch's weight-only int8 kernel
 (`torch._weight_int8pack_mm`, the one torchao's int8 weight-only mode uses on CPUs), which
-reads its inputs in bfloat16, the precision the model was trained in; everything else
-(embeddings, norms, attention and its KV cache) stays float32, where this CPU's kernels are
-fastest at one token. Only the weights are rounded (to within half a step of 1/127 of their row's largest),
-so the next-token distribution stays within a KL of 0.01 nats of float32's
-(`tests/test_generate.py`, `benchmarks/generate.py` measure it).
+reads its inputs in bfloat16, the precision the model was trained in. In `MuseNet.forward`
+everything else (embeddings, norms, attention) stays float32; the sampler's own forward pass
+(`inference.py`) also runs attention and its KV cache in bfloat16, the kernel's output
+dtype. Weights are rounded to within half a step of 1/127 of their row's largest, so the
+next-token distribution stays within a KL of 0.01 nats of float32's
+(`tests/test_inference.py`, `benchmarks/generate.py` measure it).
 
 `decoding_precision("auto")` picks int8 where the CPU has bfloat16 arithmetic (oneDNN says
 so: AVX512-BF16 or AMX), float32 elsewhere and on GPUs, where this kernel is not meant.

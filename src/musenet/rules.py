@@ -64,13 +64,26 @@ class TokenTables:
         self.is_tempo = self.tempo > 0
         self.notes = slice(vocab.note_offset, vocab.style_offset)  # the vocabulary's blocks (vocab.py)
         self.waits = slice(vocab.wait_offset, vocab.note_offset)
+        self.wait_steps = self.wait[self.waits].double()  # each wait token's steps, ready to scale
         self.note_key = self.key[self.notes]
         self.note_is_on = self.is_on[self.notes]
+        # each note token's status column in (releasable keys | strikable keys): one gather makes the notes' mask
+        self.note_status = self.note_key + KEYS * self.note_is_on.long()
+        self.off_ids = torch.nonzero(self.is_off)[:, 0]  # note-offs, for the release boost
+        self.off_family = self.family[self.off_ids]
+        self.off_onehot = torch.nn.functional.one_hot(self.off_family, len(FAMILIES)).float()
         self.longest_wait = int(self.wait.max())
         self.family_onehot = torch.nn.functional.one_hot(self.family, len(FAMILIES)).float() * self.is_on[:, None]
-        ids = torch.arange(vocab.size, device=device)
+        self.ids = ids = torch.arange(vocab.size, device=device)
         self.never = (ids == vocab.PAD) | (ids == vocab.START) | (ids >= vocab.style_offset) | (
             (ids >= vocab.family_offset) & (ids < vocab.tempo_offset))
+        self._rows: dict[int, torch.Tensor] = {}
+
+    def rows(self, batch: int) -> torch.Tensor:
+        """0, 1, ..., batch - 1, made once per batch size."""
+        if batch not in self._rows:
+            self._rows[batch] = torch.arange(batch, device=self.key.device)
+        return self._rows[batch]
 
 
 @dataclass
@@ -91,6 +104,14 @@ class DecodeState:
     family_last: torch.Tensor    # (batch, families) float64: each family's latest note-on (-inf: none)
     earliest_end: float = field(default=0.0)  # `end` is masked before this many seconds
     entries_from: float = field(default=0.0)  # the new music begins here (`entrances` counts from it)
+    _step: tuple | None = field(default=None, repr=False)  # (tempo, seconds per step) last computed
+
+    def step_seconds(self, vocab: Vocab) -> torch.Tensor:
+        """(batch,) seconds a grid step lasts at each row's tempo, recomputed only when the
+        tempo changes (`advance` replaces the tensor then, never writes into it)."""
+        if self._step is None or self._step[0] is not self.tempo:
+            self._step = (self.tempo, seconds_per_step(vocab, self.tempo))
+        return self._step[1]
 
     @classmethod
     def new(cls, batch: int, device) -> DecodeState:
@@ -163,22 +184,20 @@ def opening_state(tokens, batch: int, tables: TokenTables, device) -> DecodeStat
 def advance(state: DecodeState, token: torch.Tensor, tables: TokenTables) -> None:
     """Update every candidate's state after it took `token` (one per row)."""
     t = tables
-    rows = torch.arange(len(token), device=token.device)
-    key = t.key[token]
-    melodic_on = t.is_on[token] & ~t.is_drum[token]
-    off = t.is_off[token]
-    state.sounding[rows[melodic_on], key[melodic_on]] = True
-    state.onset[rows[melodic_on], key[melodic_on]] = state.seconds[melodic_on]
-    state.sounding[rows[off], key[off]] = False
+    rows = t.rows(len(token))  # each row writes its own entry: a read, a where and a write per table
+    key, on, off, drum = t.key[token], t.is_on[token], t.is_off[token], t.is_drum[token]
+    melodic_on = on & ~drum
+    state.sounding[rows, key] = (state.sounding[rows, key] | melodic_on) & ~off
+    state.onset[rows, key] = torch.where(melodic_on, state.seconds, state.onset[rows, key])
     state.polyphony += melodic_on.long() - off.long()
-    state.instant_ons += t.is_on[token].long()
-    on = t.is_on[token]
-    state.family_last[rows[on], t.family[token][on]] = state.seconds[on]
-    drum_on = on & t.is_drum[token]
-    state.instant_drums[rows[drum_on], (key[drum_on] % 128)] = True
+    state.instant_ons += on.long()
+    family = t.family[token]
+    state.family_last[rows, family] = torch.where(on, state.seconds, state.family_last[rows, family])
+    drum_key = key % 128
+    state.instant_drums[rows, drum_key] |= on & drum
     steps = t.wait[token]
     waited = steps > 0
-    seconds = steps * seconds_per_step(t.vocab, state.tempo)
+    seconds = steps * state.step_seconds(t.vocab)
     state.seconds += seconds
     state.window_steps += steps
     state.steps += steps
@@ -186,7 +205,8 @@ def advance(state: DecodeState, token: torch.Tensor, tables: TokenTables) -> Non
                                      state.rest_seconds + seconds)
     state.instant_ons = torch.where(waited, torch.zeros_like(state.instant_ons), state.instant_ons)
     state.instant_drums &= ~waited[:, None]
-    state.tempo = torch.where(t.is_tempo[token], t.tempo[token].double(), state.tempo)
+    if bool(t.is_tempo[token].any()):  # a new tensor: `step_seconds` follows it
+        state.tempo = torch.where(t.is_tempo[token], t.tempo[token].double(), state.tempo)
     state.finished |= token == t.vocab.END
 
 
@@ -233,7 +253,7 @@ def entrances(mask: torch.Tensor, state: DecodeState, settings: Settings, tables
     playing = state.sounding.view(batch, len(FAMILIES), 128).any(dim=2)
     silence = settings.max_family_silence
     quiet_since = state.family_last.clamp_min(state.entries_from + min(silence, FIRST_ENTRY_SECONDS) - silence)
-    step_seconds = seconds_per_step(t.vocab, state.tempo)
+    step_seconds = state.step_seconds(t.vocab)
     ends = quiet_since + silence                                                      # each family's deadline
     near = requested[None, :] & ~playing & ((state.seconds + t.longest_wait * step_seconds)[:, None] > ends)
     if not bool(near.any()):  # no wait can reach a deadline: nothing to do (most steps)
@@ -245,7 +265,7 @@ def entrances(mask: torch.Tensor, state: DecodeState, settings: Settings, tables
     late = enterable & ((state.seconds + step_seconds)[:, None] > ends)
     entering = mask & t.is_on[None, :] & late[:, t.family]
     mask = mask.clone()
-    mask[:, t.waits] &= ~(state.seconds[:, None] + t.wait[t.waits][None, :] * step_seconds[:, None] > deadline[:, None])
+    mask[:, t.waits] &= ~(state.seconds[:, None] + t.wait_steps[None, :] * step_seconds[:, None] > deadline[:, None])
     return torch.where(due[:, None], entering, mask)
 
 
@@ -258,7 +278,7 @@ def allowed_tokens(state: DecodeState, settings: Settings, tables: TokenTables, 
     if needs_tempo:
         return t.is_tempo[None, :].expand(len(state.seconds), -1).clone()
     own = state.sounding if own is None else own
-    mask = (~t.never & allowed_on)[None, :].repeat(len(state.seconds), 1)
+    mask = (~t.never & allowed_on).expand(len(state.seconds), -1).clone()
     # notes, key by key, then spread over the note tokens once: a note-off only for a note the
     # model holds and struck before this instant; a note-on only for a silent key while fewer
     # than max_polyphony melodic notes sound; a drum once an instant (a drum hit holds no voice)
@@ -266,10 +286,10 @@ def allowed_tokens(state: DecodeState, settings: Settings, tables: TokenTables, 
     strikable = ~state.sounding & ~full[:, None]
     strikable[:, DRUMS * 128: (DRUMS + 1) * 128] = ~state.instant_drums
     releasable = own & (state.onset != state.seconds[:, None])
-    mask[:, t.notes] &= torch.where(t.note_is_on[None, :], strikable[:, t.note_key], releasable[:, t.note_key])
+    mask[:, t.notes] &= torch.cat((releasable, strikable), dim=1).index_select(1, t.note_status)
     # waits: none past max_rest_seconds of rest, 110% of the length, or max_note_seconds of a note
-    step_seconds = seconds_per_step(vocab, state.tempo)
-    wait_seconds = t.wait[t.waits][None, :] * step_seconds[:, None]
+    step_seconds = state.step_seconds(vocab)
+    wait_seconds = t.wait_steps[None, :] * step_seconds[:, None]
     target = float(settings.seconds)
     held = torch.where(own, state.seconds[:, None] - state.onset, float("-inf"))  # (batch, keys)
     longest = held.max(dim=1).values                                 # -inf when nothing sounds
@@ -281,15 +301,17 @@ def allowed_tokens(state: DecodeState, settings: Settings, tables: TokenTables, 
     releasing = overdue.any(dim=1)
     if bool(releasing.any()):
         mask[releasing] = (t.is_off[None, :] & overdue[:, t.key])[releasing]
-    early = state.seconds < state.earliest_end
-    mask[:, vocab.END] = ~early
+    mask[:, vocab.END] = state.seconds >= state.earliest_end
     due = state.seconds >= target
-    mask[due] = False
-    mask[due, vocab.END] = True
+    if bool(due.any()):  # (most steps skip the rarely needed row assignments)
+        mask[due] = False
+        mask[due, vocab.END] = True
     stuck = ~mask.any(dim=1)
-    mask[stuck, vocab.END] = True
-    mask[state.finished] = False
-    mask[state.finished, vocab.PAD] = True
+    if bool(stuck.any()):
+        mask[stuck, vocab.END] = True
+    if bool(state.finished.any()):
+        mask[state.finished] = False
+        mask[state.finished, vocab.PAD] = True
     return mask
 
 
@@ -300,17 +322,17 @@ def release_boost(logits: torch.Tensor, mask: torch.Tensor, tables: TokenTables)
     probability goes to it rather than to every other token. (With several notes sounding
     the masked mass is ambiguous, and moving it thins part music out: left as it is.)"""
     t = tables
-    allowed = mask & t.is_off[None, :]
+    allowed = mask.index_select(1, t.off_ids)  # (batch, note-offs)
     if not bool(allowed.any()):
         return logits
-    probabilities = torch.softmax(logits, dim=-1)
-    families = len(FAMILIES)
-    lost = logits.new_zeros(len(logits), families).index_add_(
-        1, t.family, probabilities * (t.is_off[None, :] & ~mask))
-    kept = logits.new_zeros(len(logits), families).index_add_(1, t.family, probabilities * allowed)
-    single = logits.new_zeros(len(logits), families).index_add_(1, t.family, allowed.to(logits.dtype)) == 1
+    # only ratios of note-off probabilities count, so a softmax over the note-offs alone serves
+    probabilities = torch.softmax(logits.index_select(1, t.off_ids), dim=-1)
+    allowed_share = probabilities * allowed
+    kept = allowed_share @ t.off_onehot                                    # (batch, families)
+    lost = (probabilities - allowed_share) @ t.off_onehot
+    single = allowed.to(logits.dtype) @ t.off_onehot == 1
     boost = torch.where(single & (kept > 0), (1 + lost / kept.clamp_min(1e-30)).log(), 0.0)
-    return logits + torch.where(allowed, boost[:, t.family], 0.0)
+    return logits.index_add(1, t.off_ids, torch.where(allowed, boost.index_select(1, t.off_family), 0.0))
 
 
 NUCLEUS_FIRST_LOOK = 128  # the likeliest tokens top-p looks at first (it sorts them all only if it must)
@@ -323,7 +345,10 @@ def sample_tokens(logits: torch.Tensor, mask: torch.Tensor, settings: Settings, 
     row; no sort when top_p is 1). The nucleus nearly always lies among the 128 likeliest
     tokens, so those are found first (`topk`, a partial sort) and the whole vocabulary is
     sorted only where they hold less than top_p: the same tokens either way."""
-    logits = release_boost(logits.float() / settings.temperature, mask, tables).masked_fill(~mask, float("-inf"))
+    logits = logits.float()
+    if settings.temperature != 1.0:
+        logits = logits / settings.temperature
+    logits = release_boost(logits, mask, tables).masked_fill(~mask, float("-inf"))
     if settings.top_k:
         kth = torch.topk(logits, min(settings.top_k, logits.shape[-1]), dim=-1).values[:, -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))

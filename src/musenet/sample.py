@@ -26,6 +26,7 @@ from .encoding import encode_notes
 from .errors import MuseNetError
 from .fixed import FixedPlan, FixedState
 from .hints import hint_for, with_hint
+from .inference import Decoder
 from .instruments import FAMILIES
 from .model import FEATURES, MuseNet
 from .notes import NoteTable
@@ -54,6 +55,7 @@ class Generator:
             raise MuseNetError("the model and vocabulary do not match")
         self.hints = hints  # the model learnt to read hints (hints.py): a fixed plan's are given to it
         self.model = model.eval()
+        self.decoder = Decoder(self.model)  # the model's forward pass for sampling (inference.py)
         self.vocab = vocab
         self.device = torch.device(device)
         self.tables = TokenTables(vocab, self.device)
@@ -114,6 +116,11 @@ class Generator:
         state = opening_state(opening, settings.candidates, tables, device)  # the prompt sounds, moves time
         plan = None if fixed is None else FixedState(fixed, settings.candidates, tables, device)
         logits, cache = self.read_window(sequences, state, settings, fixed)
+        # the head scores only tokens the request can ever take, pad (finished rows) included;
+        # a plan reads the log-probability of every kept token, so it gets the whole head
+        rows = torch.nonzero(~tables.never & allowed_on | (tables.ids == vocab.PAD))[:, 0] if plan is None else None
+        rows = None if rows is not None and len(rows) == vocab.size else rows
+        head = self.decoder.head_for(rows)
         target = float(settings.seconds)
         begun = float(state.seconds.min().item())  # where the prompt ends
         if fixed is None and begun_with_music and begun >= target:
@@ -143,7 +150,7 @@ class Generator:
             advance(state, token, tables)
             for row, value in enumerate(token.tolist()):  # finished rows take pad, to stay in step
                 sequences[row].append(value)
-            logits = self.model(token[:, None], features, cache)[:, -1]
+            logits = self.decoder.forward(token[:, None], features, cache, head, rows)
             now = min(state.seconds.min().item(), target)
             if int(now) > shown:
                 bar.update(int(now) - shown)
@@ -201,7 +208,7 @@ class Generator:
         batch = torch.from_numpy(np.stack([w for w, _ in windows])).to(self.device)
         feats = {name: torch.from_numpy(np.stack([f[name] for f in features])).to(self.device) for name in FEATURES}
         cache = self.model.new_cache()
-        return self.model(batch, feats, cache)[:, -1], cache
+        return self.decoder.forward(batch, feats, cache), cache
 
     def close(self, tokens: list[int], sounding: torch.Tensor) -> np.ndarray:
         """Append a note-off for every note still sounding, then `end`."""

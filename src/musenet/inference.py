@@ -1,0 +1,111 @@
+"""The forward pass the sampler runs: a KV-cached inference form of `MuseNet.forward`.
+
+Composing reads one new token per candidate per step. For the bundled model that is about
+150 small tensor operations, and at batch 1 their dispatch and Python calls and the memory
+they stream, not the arithmetic, are most of a step's time. `Decoder` reads a `MuseNet`'s
+weights once (float32, or the int8 of `quantize.py`) into flat tuples, and
+`Decoder.forward` computes the next-token logits after some new tokens over the KV cache
+with the operations of `MuseNet.forward` and no module calls, for the last position only.
+
+- With float32 weights it computes what `MuseNet.forward` computes, to the bit (tests pin it).
+- With int8 weights the kernel's bfloat16 outputs flow on as they are: queries, keys, values,
+  the KV cache and attention in bfloat16 (the keys and values were bfloat16 already, so the
+  cache holds the same numbers in half the bytes), float32 only in the residual stream, the
+  norms and the logits. The next-token distribution stays within a KL of 0.01 nats of
+  float32's (`tests/test_generate.py`, `benchmarks/generate.py` measure it).
+- `forward(..., rows=)` scores only the given vocabulary rows (the tokens a request can ever
+  take; the others get -inf): the output head is the largest matrix product of a step, and a
+  request for four of ten families never takes most note-ons. Sampling from the masked
+  distribution is unchanged by it, since masked tokens get no probability either way.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import MuseNetError
+from .model import Cache, MuseNet, alibi_bias, apply_rotary, rotary_tables
+from .quantize import Int8Linear
+
+
+def linear_of(module: nn.Module):
+    """A function computing `module` (an nn.Linear or Int8Linear): float32 in and out for
+    nn.Linear; for Int8Linear bfloat16 out (the kernel's own output, which the next matrix
+    product or attention reads as it is, and a float32 residual adds exactly)."""
+    if isinstance(module, Int8Linear):
+        weight, scale, bias = module.weight, module.scale, module.bias
+        if bias is None:
+            return lambda x: torch._weight_int8pack_mm(x.to(torch.bfloat16), weight, scale)
+        return lambda x: torch._weight_int8pack_mm(x.to(torch.bfloat16), weight, scale) + bias
+    weight, bias = module.weight, module.bias
+    return lambda x: F.linear(x, weight, bias)
+
+
+def head_rows(module: nn.Module, rows: torch.Tensor):
+    """The output head restricted to vocabulary `rows`, as a function of a 2-D input."""
+    if isinstance(module, Int8Linear):
+        weight, scale = module.weight[rows].contiguous(), module.scale[rows].contiguous()
+        return lambda x: torch._weight_int8pack_mm(x.to(torch.bfloat16), weight, scale)
+    weight = module.weight[rows].contiguous()
+    return lambda x: F.linear(x, weight)
+
+
+class Decoder:
+    """`forward`: a `MuseNet`'s next-token logits after some new tokens, over its KV cache."""
+
+    def __init__(self, model: MuseNet):
+        c = model.config
+        self.config = c
+        self.heads, self.head_dim = c.heads, c.width // c.heads
+        self.table = model.token_table().detach()
+        self.positions = None if model.position_embedding is None else model.position_embedding.weight
+        self.features = ({name: e.weight for name, e in model.feature_embeddings.items()} if c.features else {})
+        self.layers = [(b.norm1.weight, b.norm1.bias, b.norm1.eps, linear_of(b.attention.qkv),
+                        linear_of(b.attention.out), b.norm2.weight, b.norm2.bias, b.norm2.eps,
+                        linear_of(b.mlp[0]), linear_of(b.mlp[2])) for b in model.blocks]
+        self.norm = (model.norm.weight, model.norm.bias, model.norm.eps)
+        self.head = model.head
+        self.full_head = linear_of(model.head)
+
+    def head_for(self, rows: torch.Tensor | None):
+        """The output head over `rows` of the vocabulary (None: all of it)."""
+        return self.full_head if rows is None else head_rows(self.head, rows)
+
+    @torch.inference_mode()
+    def forward(self, tokens: torch.Tensor, features: dict[str, torch.Tensor] | None, cache: Cache,
+                head=None, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (batch, vocab) for the token after `tokens` (batch, length), which are placed
+        after the cached ones, with their side features (batch, length). With `head` from
+        `head_for(rows)`, only `rows` are scored and the other logits are -inf."""
+        c, width, heads, head_dim = self.config, self.config.width, self.heads, self.head_dim
+        (batch, length), past = tokens.shape, cache.length
+        if past + length > c.context:
+            raise MuseNetError(f"{past + length} tokens do not fit the context of {c.context}")
+        # the residual stream is (batch x length, width), so that every matrix product reads 2-D
+        x = F.embedding(tokens.reshape(-1), self.table)
+        if self.positions is not None:
+            x = x + self.positions[past: past + length].repeat(batch, 1)
+        if features is not None:
+            for name, table in self.features.items():  # saturating at the table's last bucket
+                x = x + F.embedding(features[name].reshape(-1).clamp(0, table.shape[0] - 1), table)
+        rotary = rotary_tables(length, head_dim, past, x.device) if c.positions == "rotary" else None
+        alibi = alibi_bias(heads, length, past, x.device) if c.positions == "alibi" else None
+        mask, causal = None, alibi is None and past == 0 and length > 1  # one new token may see every key
+        if alibi is None and past and length > 1:  # new tokens see every cached key and the new ones up to themselves
+            mask = torch.ones(length, past + length, dtype=torch.bool, device=x.device).tril(past)
+        for layer, (w1, b1, e1, qkv, out, w2, b2, e2, up, down) in enumerate(self.layers):
+            h = F.layer_norm(x, (width,), w1, b1, e1)
+            q, k, v = qkv(h).view(batch, length, 3, heads, head_dim).permute(2, 0, 3, 1, 4)
+            if rotary is not None:
+                q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)
+            k, v = cache.extend(layer, k, v)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask if alibi is None else alibi.to(q.dtype),
+                                               is_causal=causal)
+            x = x + out(y.transpose(1, 2).reshape(batch * length, width))
+            x = x + down(F.gelu(up(F.layer_norm(x, (width,), w2, b2, e2))))
+        states = F.layer_norm(x.view(batch, length, width)[:, -1], (width,), *self.norm)
+        if rows is None:
+            return (self.full_head if head is None else head)(states).float()
+        return states.new_full((batch, c.vocab_size), float("-inf")).index_copy_(1, rows, head(states).float())
