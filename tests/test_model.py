@@ -31,10 +31,11 @@ def test_shapes_and_causality(positions):
 
 
 @pytest.mark.parametrize("positions", ["learned", "rotary", "alibi"])
-@pytest.mark.parametrize("side_features", [True, False, ["time", "countdown"]])
-def test_kv_cache_decoding_equals_full_forward(positions, side_features):
+@pytest.mark.parametrize(("side_features", "time_heads"),
+                         [(True, 0), (False, 0), (["time", "countdown"], 0), (True, 1)])
+def test_kv_cache_decoding_equals_full_forward(positions, side_features, time_heads):
     torch.manual_seed(0)
-    model = build_model("tiny", 300, positions=positions, side_features=side_features).eval()
+    model = build_model("tiny", 300, positions=positions, side_features=side_features, time_heads=time_heads).eval()
     tokens, features = random_inputs(length=30)
     full = model(tokens, features)
     cache = model.new_cache()
@@ -44,6 +45,24 @@ def test_kv_cache_decoding_equals_full_forward(positions, side_features):
     torch.testing.assert_close(torch.cat(pieces, 1), full, atol=1e-5, rtol=1e-5)
     cache.select(torch.tensor([1]))
     assert cache.length == 30 and cache.keys[0].shape[0] == 1
+
+
+def test_time_heads_score_by_distance_in_time_and_decode_with_a_cache():
+    """Shifting every token's time by the same amount changes nothing a time head sees (the
+    KV cache: test_kv_cache_decoding_equals_full_forward); bad settings are one-line errors."""
+    torch.manual_seed(0)
+    model = build_model("tiny", 300, time_heads=1).eval()
+    tokens, features = random_inputs(length=30)
+    shifted = {**features, "time": features["time"] + 7}
+    plain = build_model("tiny", 300).eval()
+    plain.load_state_dict(model.state_dict())
+    plain.feature_embeddings["time"].weight.data.zero_()  # the time embedding aside, only the heads see time
+    model.feature_embeddings["time"].weight.data.zero_()
+    torch.testing.assert_close(model(tokens, shifted), model(tokens, features), atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(model(tokens, features), plain(tokens, features), atol=1e-4)
+    for bad in (dict(time_heads=3), dict(time_heads=1, side_features=["chord"])):
+        with pytest.raises(MuseNetError, match="time_heads"):
+            build_model("tiny", 300, **bad)
 
 
 def test_side_features_can_be_chosen_one_by_one():

@@ -12,7 +12,7 @@ with the operations of `MuseNet.forward` and no module calls, for the last posit
   the KV cache and attention in bfloat16 (the keys and values were bfloat16 already, so the
   cache holds the same numbers in half the bytes), float32 only in the residual stream, the
   norms and the logits. The next-token distribution stays within a KL of 0.01 nats of
-  float32's (`tests/test_generate.py`, `benchmarks/generate.py` measure it).
+  float32's (`tests/test_inference.py`, `benchmarks/generate.py` measure it).
 - `forward(..., rows=)` scores only the given vocabulary rows (the tokens a request can ever
   take; the others get -inf): the output head is the largest matrix product of a step, and a
   request for four of ten families never takes most note-ons. Sampling from the masked
@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import MuseNetError
-from .model import Cache, MuseNet, alibi_bias, apply_rotary, rotary_tables
+from .model import Cache, MuseNet, alibi_bias, apply_rotary, rotary_tables, rotate_time_heads, time_rotary
 from .quantize import Int8Linear
 
 
@@ -91,6 +91,7 @@ class Decoder:
             for name, table in self.features.items():  # saturating at the table's last bucket
                 x = x + F.embedding(features[name].reshape(-1).clamp(0, table.shape[0] - 1), table)
         rotary = rotary_tables(length, head_dim, past, x.device) if c.positions == "rotary" else None
+        timing = time_rotary(features["time"], head_dim) if c.time_heads and features is not None else None
         alibi = alibi_bias(heads, length, past, x.device) if c.positions == "alibi" else None
         mask, causal = None, alibi is None and past == 0 and length > 1  # one new token may see every key
         if alibi is None and past and length > 1:  # new tokens see every cached key and the new ones up to themselves
@@ -100,6 +101,8 @@ class Decoder:
             q, k, v = qkv(h).view(batch, length, 3, heads, head_dim).permute(2, 0, 3, 1, 4)
             if rotary is not None:
                 q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)
+            if timing is not None:
+                q, k = rotate_time_heads(q, timing, c.time_heads), rotate_time_heads(k, timing, c.time_heads)
             k, v = cache.extend(layer, k, v)
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask if alibi is None else alibi.to(q.dtype),
                                                is_causal=causal)

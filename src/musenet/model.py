@@ -8,6 +8,8 @@ attention through `scaled_dot_product_attention`, which uses flash kernels on GP
 - MuseNet's side features, when `side_features` is on (or those it names): the time since the window start
   (tokens sounding together share it), the note's place in its chord, which 1/128 of the
   piece the token is in, and a countdown to the piece's end,
+- with `time_heads`, that many heads whose queries and keys are rotated by the time feature
+  (`time_rotary`), so they score tokens by their distance in time,
 and predicts the next token with an output head tied to the token embedding. With
 `note_factors`, a note token's embedding is its own vector plus vectors for its pitch, its
 family and its loudness (0 = note-off), so a note-on and its note-off share most of theirs;
@@ -52,6 +54,7 @@ class ModelConfig:
     position_buckets: int = 128    # which 1/128 of the piece
     countdown_buckets: int = 256   # time left, saturating
     note_factors: bool = False     # pitch / family / loudness embeddings shared by note tokens (starting at 0)
+    time_heads: int = 0            # the last heads rotate queries and keys by the time feature (time_rotary)
 
     def __post_init__(self) -> None:
         if self.width % self.heads:
@@ -61,6 +64,8 @@ class ModelConfig:
         unknown = set(self.features) - set(FEATURES)
         if unknown:
             raise MuseNetError(f"unknown side feature {sorted(unknown)[0]!r}; use some of {', '.join(FEATURES)}")
+        if not 0 <= self.time_heads <= self.heads or (self.time_heads and "time" not in self.features):
+            raise MuseNetError(f"time_heads must be 0 to {self.heads} and needs the time feature")
 
     @property
     def features(self) -> tuple[str, ...]:
@@ -108,6 +113,22 @@ def alibi_bias(heads: int, length: int, past: int = 0, device=None) -> torch.Ten
     return bias.masked_fill(distance < 0, float("-inf"))
 
 
+def time_rotary(time: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin (batch, 1, length, dim) of rotary angles driven by each token's time (grid
+    steps since the window start) rather than its position: a head whose queries and keys
+    are rotated by them scores two tokens by how far apart they are in time, so a note can
+    find what sounds at its own time, in the body or in a hint read before `start`."""
+    inv_freq = 1.0 / (10000 ** (torch.arange(0, dim, 2, device=time.device, dtype=torch.float32) / dim))
+    angles = time.float()[..., None] * inv_freq
+    angles = torch.cat([angles, angles], dim=-1)[:, None]
+    return angles.cos(), angles.sin()
+
+
+def rotate_time_heads(x: torch.Tensor, timing, heads: int) -> torch.Tensor:
+    """`x` (batch, heads, length, head_dim) with its last `heads` heads rotated by `timing`."""
+    return torch.cat([x[:, :-heads], apply_rotary(x[:, -heads:], *timing)], dim=1)
+
+
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     half = x.shape[-1] // 2
     rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
@@ -152,14 +173,18 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(config.width, 3 * config.width)
         self.out = nn.Linear(config.width, config.width)
         self.dropout = config.attention_dropout
+        self.time_heads = config.time_heads
 
-    def forward(self, x, positional=None, cache: Cache | None = None, layer: int = 0):
-        """`positional`: rotary tables (cos, sin), an ALiBi bias, or None (learned positions)."""
+    def forward(self, x, positional=None, cache: Cache | None = None, layer: int = 0, timing=None):
+        """`positional`: rotary tables (cos, sin), an ALiBi bias, or None (learned positions);
+        `timing`: `time_rotary`'s tables for the time heads, if any."""
         batch, length, width = x.shape
         q, k, v = self.qkv(x).view(batch, length, 3, self.heads, width // self.heads).permute(2, 0, 3, 1, 4)
         bias = positional if isinstance(positional, torch.Tensor) else None  # ALiBi's penalties, causal
         if bias is None and positional is not None:
             q, k = apply_rotary(q, *positional), apply_rotary(k, *positional)
+        if timing is not None:
+            q, k = rotate_time_heads(q, timing, self.time_heads), rotate_time_heads(k, timing, self.time_heads)
         past = 0
         if cache is not None:
             k, v = cache.extend(layer, k, v)
@@ -187,11 +212,11 @@ class Block(nn.Module):
         )
         self.dropout = nn.Dropout(config.dropout)
 
-    def forward(self, x, positional=None, cache=None, layer=0):
+    def forward(self, x, positional=None, cache=None, layer=0, timing=None):
         if not self.training:  # no dropout: skip its calls, which cost more than a token's arithmetic
-            x = x + self.attention(self.norm1(x), positional, cache, layer)
+            x = x + self.attention(self.norm1(x), positional, cache, layer, timing)
             return x + self.mlp(self.norm2(x))
-        x = x + self.dropout(self.attention(self.norm1(x), positional, cache, layer))
+        x = x + self.dropout(self.attention(self.norm1(x), positional, cache, layer, timing))
         return x + self.dropout(self.mlp(self.norm2(x)))
 
 
@@ -288,10 +313,13 @@ class MuseNet(nn.Module):
         if c.features and features is not None:
             for name, embedding in self.feature_embeddings.items():  # saturating at the table's last bucket
                 x = x + embedding(features[name].clamp(0, embedding.num_embeddings - 1))
+        timing = None
+        if c.time_heads and features is not None:
+            timing = time_rotary(features["time"], c.width // c.heads)
         if self.training:
             x = self.dropout(x)
         for layer, block in enumerate(self.blocks):
-            x = block(x, positional, cache, layer)
+            x = block(x, positional, cache, layer, timing)
         states = self.norm(x)
         logits = F.linear(states, table) if c.note_factors else self.head(states)
         return (logits, states) if hidden else logits

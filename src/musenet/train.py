@@ -306,7 +306,7 @@ def _optimizer_step(net, model: MuseNet, optimizer, batches: list[dict], config:
 
 
 #: Model settings a run started with --init may change: they do not change the weights' shapes.
-INIT_OVERRIDES = ("dropout", "attention_dropout", "note_factors")
+INIT_OVERRIDES = ("dropout", "attention_dropout", "note_factors", "time_heads")
 
 
 def initial_weights(init: str | Path, vocab, settings: dict) -> tuple[dict, dict]:
