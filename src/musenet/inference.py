@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import MuseNetError
-from .model import Cache, MuseNet, alibi_bias, apply_rotary, rotary_tables, rotate_time_heads, time_rotary
+from .model import Cache, MuseNet, alibi_bias, apply_rotary, rotary_tables, time_rotary
 from .quantize import Int8Linear
 
 
@@ -73,6 +73,25 @@ class Decoder:
         """The output head over `rows` of the vocabulary (None: all of it)."""
         return self.full_head if rows is None else head_rows(self.head, rows)
 
+    def rotation(self, length: int, past: int, time: torch.Tensor | None, device):
+        """cos and sin of every head's one rotation of queries and keys, or None: the rotary
+        position angles, plus (for the time heads, when `time` is given) `time_rotary`'s
+        angles, since rotating by one angle and then by another is rotating by their sum.
+        One rotation per layer does what `MuseNet.forward` does in two."""
+        c, dim = self.config, self.head_dim
+        position = rotary_tables(length, dim, past, device) if c.positions == "rotary" else None
+        if not c.time_heads or time is None:
+            return position
+        cos, sin = time_rotary(time, dim)  # (batch, 1, length, dim)
+        if position is not None:
+            cos, sin = position[0] * cos - position[1] * sin, position[1] * cos + position[0] * sin
+            plain = position[0].expand(cos.shape[0], 1, -1, -1), position[1].expand(sin.shape[0], 1, -1, -1)
+        else:
+            plain = torch.ones_like(cos), torch.zeros_like(sin)
+        others, timed = self.heads - c.time_heads, c.time_heads
+        return (torch.cat([plain[0].expand(-1, others, -1, -1), cos.expand(-1, timed, -1, -1)], 1),
+                torch.cat([plain[1].expand(-1, others, -1, -1), sin.expand(-1, timed, -1, -1)], 1))
+
     @torch.inference_mode()
     def forward(self, tokens: torch.Tensor, features: dict[str, torch.Tensor] | None, cache: Cache,
                 head=None, rows: torch.Tensor | None = None) -> torch.Tensor:
@@ -90,19 +109,16 @@ class Decoder:
         if features is not None:
             for name, table in self.features.items():  # saturating at the table's last bucket
                 x = x + F.embedding(features[name].reshape(-1).clamp(0, table.shape[0] - 1), table)
-        rotary = rotary_tables(length, head_dim, past, x.device) if c.positions == "rotary" else None
-        timing = time_rotary(features["time"], head_dim) if c.time_heads and features is not None else None
+        rotary = self.rotation(length, past, features["time"] if features is not None else None, x.device)
         alibi = alibi_bias(heads, length, past, x.device) if c.positions == "alibi" else None
         mask, causal = None, alibi is None and past == 0 and length > 1  # one new token may see every key
         if alibi is None and past and length > 1:  # new tokens see every cached key and the new ones up to themselves
             mask = torch.ones(length, past + length, dtype=torch.bool, device=x.device).tril(past)
         for layer, (w1, b1, e1, qkv, out, w2, b2, e2, up, down) in enumerate(self.layers):
             h = F.layer_norm(x, (width,), w1, b1, e1)
-            q, k, v = qkv(h).view(batch, length, 3, heads, head_dim).permute(2, 0, 3, 1, 4)
-            if rotary is not None:
-                q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)
-            if timing is not None:
-                q, k = rotate_time_heads(q, timing, c.time_heads), rotate_time_heads(k, timing, c.time_heads)
+            qkv_heads = qkv(h).view(batch, length, 3, heads, head_dim).permute(2, 0, 3, 1, 4)
+            qk, v = qkv_heads[:2], qkv_heads[2]  # queries and keys rotated at once
+            q, k = apply_rotary(qk, *rotary) if rotary is not None else qk
             k, v = cache.extend(layer, k, v)
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask if alibi is None else alibi.to(q.dtype),
                                                is_causal=causal)
