@@ -9,7 +9,10 @@ forced into the sequence as they come; for infilling, the right side forced afte
 - Accompaniment (POP909 test songs, melody as voice, bridge and piano as the accompaniment):
   bits per accompaniment note given the melody (read ahead as a hint: every token but the
   melody's own notes; as it comes: by the chain rule), and its note tokens only, against
-  the accompaniment alone; the share of onsets in POP909's annotated chord, real against
+  the accompaniment alone; the same as a sampler draws it (each prediction renormalised
+  over what the sampler may write there, `keep.sampler_masks`, so that probability the
+  model spends on the melody's own notes does not count against it); the share of onsets
+  in POP909's annotated chord, real against
   composed (the melody kept, piano composed: `Composer.accompany`).
 - Infilling (test pieces of every style of a built dataset, a span of 6 s from 10 s): bits per
   note of the real middle given the left side, and given both sides (the right side as a
@@ -111,7 +114,15 @@ def main() -> None:
     print(f"| melody as it comes (chain rule) | {bits['given_melody']:.3f} | {bits['alone']:.3f} | "
           f"{bits['reduction']:.1%} |")
     print(f"| melody as it comes: its note tokens | {bits['notes_given_melody']:.3f} | {bits['notes_alone']:.3f} | "
-          f"{bits['notes_reduction']:.1%} |\n")
+          f"{bits['notes_reduction']:.1%} |")
+    if hints:
+        print(f"| as a sampler draws it, melody read ahead (hint) | {bits['sampled_hinted']:.3f} | "
+              f"{bits['sampled_alone']:.3f} | {bits['sampled_hinted_reduction']:.1%} |")
+    print(f"| as a sampler draws it, melody as it comes | {bits['sampled_given_melody']:.3f} | "
+          f"{bits['sampled_alone']:.3f} | {bits['sampled_reduction']:.1%} |\n")
+    print("(As a sampler draws it: each prediction renormalised over what the sampler may write there, "
+          "evaluate/keep.py `sampler_masks`: the accompaniment's family, waits that stop at the next "
+          "melody event; the melody's own tokens, given, not scored.)\n")
     first = next(iter(chords.values()))
     print("| onsets in the annotated chord | share | onsets |\n|---|---:|---:|")
     print(f"| real accompaniment | {first['real']:.3f} | {first['real_onsets']} |")

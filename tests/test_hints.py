@@ -15,7 +15,7 @@ from musenet.build import build
 from musenet.checkpoint import save_checkpoint
 from musenet.dataset import Dataset
 from musenet.encoding import decode_tokens, encode_notes
-from musenet.evaluate.keep import token_bits
+from musenet.evaluate.keep import sampler_masks, token_bits
 from musenet.fixed import grid_step
 from musenet.hints import (
     HINT_SHARE,
@@ -26,6 +26,7 @@ from musenet.hints import (
     hint_tokens,
     knows_hints,
 )
+from musenet.instruments import FAMILY_ID
 from musenet.model import build_model
 from musenet.notes import read_midi
 from musenet.rules import TokenTables, opening_state
@@ -178,6 +179,30 @@ def test_token_bits_with_a_hint_scores_the_same_tokens(song_tokens):
     hinted = token_bits(model, vocab, tokens, "cpu", hint=(steps, events), budget=32)
     assert plain.shape == hinted.shape == (len(tokens) - 1,)
     assert np.isfinite(hinted).all() and not np.allclose(plain, hinted)
+
+
+def test_sampler_masks_allow_every_real_token_and_renormalise_the_bits(song_tokens):
+    tokens, vocab = song_tokens
+    t = vocab.tables
+    head = header_length(tokens, vocab)
+    allowed, scored = sampler_masks(tokens, vocab, ["piano", "strings", "drums"], kept="piano")
+    assert allowed.shape == (len(tokens) - 1, vocab.size) and allowed[np.arange(len(tokens) - 1), tokens[1:]].all()
+    family = t["family"][tokens[1:]]
+    assert not scored[: head - 1].any()
+    kept = family == FAMILY_ID["piano"]
+    assert kept.any() and not scored[kept].any() and scored[(family == FAMILY_ID["strings"])].all()
+    body = allowed[head - 1:][scored[head - 1:]]
+    assert not body[:, t["family"] == FAMILY_ID["piano"]].any()     # the sampler never writes a kept note
+    assert not body[:, t["tempo"] > 0].any()                         # nor a tempo change under a kept part
+    waits = np.flatnonzero(t["wait"] > 0)
+    assert (~body[:, waits]).any()                                   # no wait may pass the next kept note
+    torch.manual_seed(0)
+    model = build_model("tiny", vocab.size, context=96).eval()
+    free = token_bits(model, vocab, tokens, "cpu")
+    masked = token_bits(model, vocab, tokens, "cpu", allowed=allowed)
+    assert np.isfinite(masked).all() and (masked[scored] <= free[scored] + 1e-4).all()
+    assert masked[scored].sum() < free[scored].sum() - 1
+    np.testing.assert_allclose(masked[~scored], free[~scored], rtol=1e-5)  # given tokens: not renormalised
 
 
 def test_infilling_reads_what_follows_the_span_and_keeps_both_sides(hinting, shared_midi):

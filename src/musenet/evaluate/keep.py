@@ -34,11 +34,13 @@ from .harmony import held_out_songs
 
 @torch.no_grad()
 def token_bits(model, vocab, tokens: np.ndarray, device, overlap: float = 0.5, hint=None,
-               budget: int = 0) -> np.ndarray:
+               budget: int = 0, allowed: np.ndarray | None = None) -> np.ndarray:
     """Bits of each token of a sequence after the first (aligned with tokens[1:]) under the
     model: a long sequence in windows (each with the header in front) that overlap by
     `overlap`, each token scored once. With `hint` (steps, tokens: events from the body's
-    start) and a `budget`, each window's header holds the hint from where it begins."""
+    start) and a `budget`, each window's header holds the hint from where it begins. With
+    `allowed` (len(tokens) - 1, vocab; aligned with tokens[1:]), each prediction is
+    renormalised over its allowed tokens, as a sampler with those masks draws it."""
     context = model.config.context
     head = header_length(tokens, vocab)
     body = context + 1 - head - (budget if hint is not None else 0)
@@ -54,16 +56,57 @@ def token_bits(model, vocab, tokens: np.ndarray, device, overlap: float = 0.5, h
         features = side_features(window, vocab, total_seconds, start_seconds)
         inputs = torch.from_numpy(window[None, :-1]).to(device)
         feats = {name: torch.from_numpy(features[name][None, :-1]).to(device) for name in FEATURES}
-        logp = torch.log_softmax(model(inputs, feats).float(), dim=-1)[0]
+        logits = model(inputs, feats).float()[0]
+        music = np.flatnonzero(~hint_mask(window, vocab))[1:] - 1  # the predictions of the window's own tokens
+        if allowed is not None:  # the window's own tokens after the first sit at these places of `tokens`
+            own = np.arange(1, len(music) + 1)
+            where = np.where(own < head, own, own + start)
+            rows = torch.from_numpy(allowed[where - 1]).to(device)
+            logits[music] = logits[music].masked_fill(~rows, float("-inf"))
+        logp = torch.log_softmax(logits, dim=-1)
         targets = torch.from_numpy(window[1:]).to(device)
         nats = -logp.gather(1, targets[:, None])[:, 0].cpu().numpy()
-        music = np.flatnonzero(~hint_mask(window, vocab))[1:] - 1  # the predictions of the window's own tokens
         nats = nats[music]
         skip = 0 if start == 0 else head - 1 + body - stride
         parts.append(nats[skip:] / np.log(2))
         if start + body >= len(tokens) - head:
             return np.concatenate(parts)
         start += stride
+
+
+def sampler_masks(tokens: np.ndarray, vocab, families: list[str],
+                  kept: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """What a sampler composing `families` may write at each place of a sequence, and which
+    of its tokens it writes (the rest are given). Returns (allowed, scored), aligned with
+    tokens[1:]: in the body, notes of the families but `kept`, waits, `end` and, with nothing
+    kept, tempo changes (a kept part's tempo map is given); with a `kept` family, its notes
+    and the tempo tokens are given, and no wait may pass its next event (`fixed.py`'s rules,
+    the kept notes due at an instant coming first). The header, tempo changes (which the
+    sampler may write only with nothing kept) and `end` are not scored."""
+    t = vocab.tables
+    head = header_length(tokens, vocab)
+    family, waits, is_tempo = t["family"][tokens], t["wait"][tokens], t["tempo"][tokens] > 0
+    step = np.cumsum(waits) - waits
+    step[:head] = 0
+    own = [FAMILY_ID[f] for f in families if f != kept]
+    allowed_kind = np.isin(t["family"], own) | (t["wait"] > 0)
+    allowed_kind[vocab.END] = True
+    if kept is None:
+        allowed_kind |= t["tempo"] > 0
+    allowed = np.ones((len(tokens) - 1, vocab.size), bool)
+    allowed[head - 1:] = allowed_kind
+    given = (np.arange(len(tokens)) < head) | is_tempo | (tokens == vocab.END)
+    if kept is not None:
+        is_kept = family == FAMILY_ID[kept]
+        given |= is_kept
+        events = np.unique(step[is_kept])
+        later = np.searchsorted(events, step, side="right")  # the first kept event after each token's instant
+        gap = np.where(later < len(events), events[np.minimum(later, len(events) - 1)] - step, np.iinfo(np.int64).max)
+        too_long = t["wait"][None, :] > gap[1:, None]
+        allowed &= ~(too_long & (np.arange(len(tokens) - 1) >= head - 1)[:, None])
+    scored = ~given[1:]
+    allowed[~scored] = True  # a given token is not the sampler's to draw
+    return allowed, scored
 
 
 def sequence_bits(model, vocab, tokens: np.ndarray, device) -> float:
@@ -116,6 +159,11 @@ def accompaniment_bits(model, vocab, root: str | Path, songs: int, device, secon
                "alone": float(alone_bits.sum()) / len(accompaniment),
                "notes_given_melody": _family_bits(both, vocab, together, "piano") / len(accompaniment),
                "notes_alone": _family_bits(alone_bits, vocab, alone, "piano") / len(accompaniment)}
+        allowed_alone, scored_alone = sampler_masks(alone, vocab, ["piano"])
+        allowed_both, scored_both = sampler_masks(together, vocab, ["voice", "piano"], kept="voice")
+        row["sampled_alone"] = _scored(model, vocab, alone, device, allowed_alone, scored_alone) / len(accompaniment)
+        row["sampled_given_melody"] = _scored(model, vocab, together, device, allowed_both,
+                                              scored_both) / len(accompaniment)
         if hints:
             head = header_length(together, vocab)
             steps, events = events_only(together[head:], vocab)
@@ -125,20 +173,33 @@ def accompaniment_bits(model, vocab, root: str | Path, songs: int, device, secon
             family = vocab.tables["family"][together[1:]]
             row["hinted"] = float(bits[family != FAMILY_ID["voice"]].sum()) / len(accompaniment)
             row["notes_hinted"] = float(bits[family == FAMILY_ID["piano"]].sum()) / len(accompaniment)
+            row["sampled_hinted"] = _scored(model, vocab, together, device, allowed_both, scored_both,
+                                            hint=(steps[voice], events[voice]), budget=budget) / len(accompaniment)
         rows.append(row)
     notes = sum(r["notes"] for r in rows)
     if not notes:
         raise MuseNetError(f"{root}: no held-out song with a melody and an accompaniment")
     out = {"songs": rows, "notes": notes}
-    for key in ("given_melody", "alone", "notes_given_melody", "notes_alone", "hinted", "notes_hinted"):
+    for key in ("given_melody", "alone", "notes_given_melody", "notes_alone", "hinted", "notes_hinted",
+                "sampled_alone", "sampled_given_melody", "sampled_hinted"):
         if key in rows[0]:
             out[key] = sum(r[key] * r["notes"] for r in rows) / notes
     out["reduction"] = 1 - out["given_melody"] / out["alone"]
     out["notes_reduction"] = 1 - out["notes_given_melody"] / out["notes_alone"]
+    out["sampled_reduction"] = 1 - out["sampled_given_melody"] / out["sampled_alone"]
     if hints:
         out["hinted_reduction"] = 1 - out["hinted"] / out["alone"]
         out["notes_hinted_reduction"] = 1 - out["notes_hinted"] / out["notes_alone"]
+        out["sampled_hinted_reduction"] = 1 - out["sampled_hinted"] / out["sampled_alone"]
     return out
+
+
+def _scored(model, vocab, tokens, device, allowed, scored, **hint) -> float:
+    """Bits of the tokens a sampler with masks `allowed` writes (`scored`, `sampler_masks`)."""
+    bits = token_bits(model, vocab, tokens, device, allowed=allowed, **hint)[scored]
+    if not np.isfinite(bits).all():
+        raise MuseNetError("internal error: a real token the sampler's masks forbid")
+    return float(bits.sum())
 
 
 def chord_share(table: NoteTable, rows: np.ndarray, chords) -> tuple[int, int]:
