@@ -69,6 +69,22 @@ def test_no_note_lost_or_doubled(songs):
         assert (guitar.pitch[taken] % 12 == table.pitch[taken] % 12).all()
 
 
+def test_melody_over_piano_gives_the_melody_to_a_lead_and_keeps_the_piano(songs):
+    leads = set()
+    for song, (table, roles, *_) in songs.items():
+        version = arrange.melody_over_piano(table, roles, song)
+        assert _music(version, np.arange(len(version))) == _music(table, np.arange(len(table)))
+        lead = version.family != FAMILY_ID["piano"]
+        assert len(set(version.family[lead].tolist())) == 1 and lead.sum() == (roles == pop909.MELODY).sum()
+        leads.add(int(version.family[lead][0]))
+        piano = table.select(np.flatnonzero(roles != pop909.MELODY))
+        kept = version.select(np.flatnonzero(~lead))
+        assert np.array_equal(np.sort(kept.pitch), np.sort(piano.pitch))  # the accompaniment as it was
+        again = arrange.melody_over_piano(table, roles, song)  # the same song, the same lead
+        assert np.array_equal(again.family, version.family) and np.array_equal(again.pitch, version.pitch)
+    assert leads <= {FAMILY_ID[f] for f in arrange.LEAD_FAMILIES}
+
+
 def test_bass_below_the_melody_and_one_note_at_a_time(songs):
     for table, roles, chords, _, _ in songs.values():
         band = arrange.lead_from_melody(arrange.bass_from_left_hand(table, roles, chords), roles, "voice")
@@ -213,6 +229,16 @@ def test_build_several_sources_with_band_versions(sources, tmp_path):
     assert no_drums["counts"]["pieces"] == 6
     lean = Dataset(tmp_path / "nodrums", split=None)
     assert not any(lean.index["families"][i] & (1 << DRUMS) for i in range(6))
+    with_melody = build(f"pop909,bands=1,melody:{sources['pop']}", tmp_path / "melody", workers=1, progress=False)
+    assert with_melody["counts"]["pieces"] == 9 and with_melody["counts"]["derived"] == 6
+    sung = Dataset(tmp_path / "melody", split=None)
+    names = [piece.partition("#")[2] for piece in sung.index["piece_id"].tolist()]
+    assert sorted(names) == sorted(["", "band1", "melody"] * 3)
+    for row in (i for i, name in enumerate(names) if name == "melody"):
+        families = sung.index["families"][row]
+        assert families & (1 << FAMILY_ID["piano"])
+        assert any(families & (1 << FAMILY_ID[f]) for f in arrange.LEAD_FAMILIES)
+        assert not families & ((1 << DRUMS) | (1 << FAMILY_ID["bass"]))
     with pytest.raises(MuseNetError, match="band drums need the Groove MIDI Dataset"):  # no pop/groove/
         build(f"pop909,band:{sources['pop'] / 'POP909'}", tmp_path / "fails", workers=1, progress=False)
 

@@ -373,6 +373,14 @@ def orchestrations(song_id: str, count: int = 2) -> list[dict[str, str]]:
             for lead, second, chord in zip(leads, seconds, chords, strict=True)]
 
 
+def melody_over_piano(table: NoteTable, roles: np.ndarray, song_id: str) -> NoteTable:
+    """The MELODY given to a lead family (drawn from the song's id, as `LEAD_FAMILIES` weighs
+    them) over the song's own piano accompaniment (BRIDGE and PIANO as they are): a singer
+    and a pianist, the case of accompanying a melody (`musenet accompany --keep voice`)."""
+    family = _draw(np.random.default_rng(_seed(f"melody:{song_id}")), LEAD_FAMILIES, 1)[0]
+    return lead_from_melody(table, roles, family, MELODY).sorted()
+
+
 def band_versions(table: NoteTable, roles: np.ndarray, chords: Chords | None, beats: Beats | None,
                   grooves: Sequence[Take], song_id: str, count: int = 2,
                   parts: Sequence[str] = PARTS) -> list[NoteTable]:

@@ -101,7 +101,7 @@ def _band_digest(item: Item, digest: str) -> str:
     from .arrange import ARRANGE_VERSION
 
     song = Path(item.source).parent
-    recipe = [digest, str(ARRANGE_VERSION), "+".join(item.parts), str(item.bands)]
+    recipe = [digest, str(ARRANGE_VERSION), "+".join(item.parts), str(item.bands)] + (["melody"] if item.melody else [])
     listed = [song / "chord_midi.txt", song / "beat_midi.txt"]
     if item.grooves is not None:
         listed.append(Path(item.grooves) / "info.csv")
@@ -117,8 +117,9 @@ def _groove_takes(folder: str) -> tuple:
 
 
 def _band_pieces(item: Item, data: bytes, digest: str) -> list[tuple[str, object]]:
-    """The band versions of a POP909 song (arrange.band_versions), or why they failed."""
-    from .arrange import band_versions
+    """The band versions of a POP909 song (arrange.band_versions) and its melody version
+    (arrange.melody_over_piano), or why they failed."""
+    from .arrange import band_versions, melody_over_piano
     from .corpus.pop909 import read_beats, read_chords, read_song
 
     song = Path(item.source).parent
@@ -127,10 +128,13 @@ def _band_pieces(item: Item, data: bytes, digest: str) -> list[tuple[str, object
         chords, beats = read_chords(song), read_beats(song)
         grooves = _groove_takes(item.grooves) if item.grooves is not None else ()
         versions = band_versions(table, roles, chords, beats, grooves, song.name, item.bands, item.parts)
+        melody = [melody_over_piano(table, roles, song.name)] if item.melody else []
     except Exception as err:  # noqa: BLE001 - the song itself still goes in
         reason = str(err).replace("<bytes>: ", "") if isinstance(err, MuseNetError) else f"{type(err).__name__}: {err}"
-        return [(f"midi:{digest}#band{k}", f"band version: {reason}") for k in range(1, item.bands + 1)]
-    return [(f"midi:{digest}#band{k}", band) for k, band in enumerate(versions, 1)]
+        names = [f"band{k}" for k in range(1, item.bands + 1)] + (["melody"] if item.melody else [])
+        return [(f"midi:{digest}#{name}", f"band version: {reason}") for name in names]
+    return ([(f"midi:{digest}#band{k}", band) for k, band in enumerate(versions, 1)]
+            + [(f"midi:{digest}#melody", version) for version in melody])
 
 
 def _pieces_of(item: Item, data: bytes | None, digest: str) -> list[tuple[str, object]]:
@@ -166,7 +170,7 @@ def _convert_uncached(item: Item, vocab: Vocab, data: bytes | None, digest: str)
         return [Converted(item, error=f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")]
     results = []
     for piece_id, table in pieces:
-        derived = item.kind == "pop909-band" and "#band" in piece_id
+        derived = item.kind == "pop909-band" and "#" in piece_id
         if isinstance(table, str):
             results.append(Converted(item, piece_id, error=table, derived=derived))
             continue
@@ -250,7 +254,7 @@ def build(
     workers = workers or os.cpu_count() or 1
 
     columns, shard_names, failures, duplicates = _convert_all(items, vocab, out, workers, progress)
-    arrays = _write_index(out, columns, derived=any(item.bands for item in items))
+    arrays = _write_index(out, columns, derived=any(item.bands or item.melody for item in items))
     vocab.save(out / "vocab.json")
     write_atomic(out / "failures.log", ("\n".join(failures + duplicates) + "\n").encode())
     summary = {

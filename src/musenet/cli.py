@@ -256,7 +256,7 @@ def add_data_commands(commands) -> None:
         "Parallel, cached by content hash (a re-run resumes), failures logged in failures.log.",
     )
     build.add_argument("--source", required=True, action="append", metavar="SOURCE",
-                       help="music21, pop909[,versions][,band[=bass+chords+lead+drums]][,bands=N]:DIR, "
+                       help="music21, pop909[,versions][,band[=bass+chords+lead+drums]][,bands=N][,melody]:DIR, "
                        "groove[,beat|,fill]:DIR, or a folder of MIDI files; repeat it to build one dataset "
                        "from several")
     build.add_argument("--out", required=True, metavar="DIR", help="where the dataset is written")

@@ -35,6 +35,7 @@ class Item:
     split: str | None = None  # "train", "valid" or "test": the collection's own split
     parts: tuple[str, ...] = ()  # pop909-band: the derivations (arrange.PARTS) of its band versions
     bands: int = 0  # pop909-band: how many band versions
+    melody: bool = False  # pop909-band: also the melody over the song's own piano (arrange.melody_over_piano)
     grooves: str | None = None  # pop909-band: the Groove MIDI Dataset folder its drums come from
 
     @property
@@ -56,7 +57,7 @@ def split_of_piece(item: Item, piece_id: str) -> int:
 
 
 #: `KIND[,OPTION[=VALUE]...]:FOLDER` names a published collection and its options.
-COLLECTIONS = {"pop909": ("versions", "band", "bands"), "groove": ("beat", "fill")}
+COLLECTIONS = {"pop909": ("versions", "band", "bands", "melody"), "groove": ("beat", "fill")}
 _COLLECTION = re.compile(r"^([a-z0-9]+)((?:,[a-z]+(?:=[a-z0-9+]+)?)*):(.+)$")
 _VALUED = ("band", "bands")  # the options that take a value
 BAND_VERSIONS = 2  # band versions per song unless `bands=N` says otherwise
@@ -122,7 +123,9 @@ def plan_items(source: str, styles: list[str] | None, limit: int | None, manifes
       `pop909,band:DIR` adds 2 band versions of each song (`bands=N`: N), derived by
       `arrange.band_versions` (`band=bass+chords+lead+drums` picks the derivations), in the
       song's split, style `pop`, ids `midi:<hash>#band1`...; their drums are Groove takes
-      from `grooves` (the build's groove source) or `DIR/../groove`;
+      from `grooves` (the build's groove source) or `DIR/../groove`; `pop909,melody:DIR`
+      adds a version with the melody on a lead family over the song's own piano
+      accompaniment (`arrange.melody_over_piano`, id `midi:<hash>#melody`);
     - `groove:DIR` (DIR holds `info.csv`): the Groove MIDI Dataset, style `drums-` and the
       take's main style, in the authors' split; `groove,beat:DIR` or `groove,fill:DIR` keeps
       those takes only (both by default);
@@ -146,11 +149,12 @@ def plan_items(source: str, styles: list[str] | None, limit: int | None, manifes
             from .corpus.pop909 import STYLE, song_files
 
             parts, count = band_options(options)
+            melody = "melody" in options
             drums = _groove_folder(folder, grooves) if "drums" in parts else None
             for path, song in song_files(folder, versions="versions" in options):
-                if count and path.stem == song:  # a main file: with its band versions
-                    add(Item(str(path), STYLE, "pop909-band", works=1 + count, group=f"pop909:{song}",
-                             parts=parts, bands=count, grooves=drums))
+                if (count or melody) and path.stem == song:  # a main file: with its derived versions
+                    add(Item(str(path), STYLE, "pop909-band", works=1 + count + melody, group=f"pop909:{song}",
+                             parts=parts, bands=count, grooves=drums, melody=melody))
                 else:
                     add(Item(str(path), STYLE, group=f"pop909:{song}"))
         else:
