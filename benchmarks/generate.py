@@ -1,7 +1,8 @@
 """Composing speed: our sampler against Hugging Face `generate`, and against an earlier
 version of this code, in one run.
 
-1. **Against Hugging Face** (the `small` shape with random weights, so no early `end`; the
+1. **Against Hugging Face** (the bundled model's shape, `small` with its time heads, with
+   random weights, so no early `end`; the
    same number of new tokens from the same 16-token prompt, KV cache on both sides, best of
    `--repeat`): "ours, composing" is the whole `Generator` (instrument, grammar, entrance
    and length masks, side features: what `musenet generate` does per token) in float32 and
@@ -57,6 +58,7 @@ def against_hf(tokens: int, repeat: int) -> list[tuple]:
     """Rows (batch, generator, tokens/s, ratio to HF) for batch 1 and 4."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
+    from musenet.composer import bundled_model_path
     from musenet.model import SIZES, build_model
     from musenet.quantize import quantize_int8
     from musenet.sample import Generator
@@ -65,7 +67,8 @@ def against_hf(tokens: int, repeat: int) -> list[tuple]:
 
     vocab, size = default_vocab(), dict(SIZES["small"])
     torch.manual_seed(0)
-    ours = build_model("small", vocab.size).eval()
+    bundled = json.loads((bundled_model_path() / "config.json").read_text())["model"]
+    ours = build_model("small", vocab.size, time_heads=bundled.get("time_heads", 0)).eval()
     hf = GPT2LMHeadModel(GPT2Config(
         vocab_size=vocab.size, n_positions=size["context"], n_embd=size["width"], n_layer=size["layers"],
         n_head=size["heads"], activation_function="gelu", tie_word_embeddings=True)).eval()
@@ -156,8 +159,8 @@ def main(argv: list[str] | None = None) -> None:
         return
     torch.set_num_threads(args.threads)
 
-    print(f"## Against Hugging Face (small shape, random weights, {args.tokens} new tokens, best of {args.repeat}, "
-          f"{args.threads} threads)\n")
+    print(f"## Against Hugging Face (the bundled model's shape, random weights, {args.tokens} new tokens, "
+          f"best of {args.repeat}, {args.threads} threads)\n")
     print("| batch | generator | tokens/s | vs HF |\n|---:|---|---:|---:|")
     for batch, name, rate, ratio in against_hf(args.tokens, args.repeat):
         print(f"| {batch} | {name} | {rate:,.0f} | {ratio:.2f}x |")
