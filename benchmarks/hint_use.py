@@ -71,12 +71,12 @@ def accompany_windows(composer: Composer, data: Dataset) -> dict[str, list[float
                 for w in (window, with_hint))
         n = min(len(a), len(b))
         held = _held_by_hint(with_hint[~hinted], with_hint[hinted], vocab)[1: n + 1]
-        for name, chosen in (("all tokens", slice(None)), ("notes the hint holds", held),
+        for name, chosen in (("all tokens", np.ones(n, bool)), ("notes the hint holds", held),
                              ("other tokens", ~held)):
             total = sums[name]
             total[0] += float(a[:n][chosen].sum())
             total[1] += float(b[:n][chosen].sum())
-            total[2] += int(np.ones(n, bool)[chosen].sum())
+            total[2] += int(chosen.sum())
     return sums
 
 

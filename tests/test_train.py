@@ -66,7 +66,7 @@ def losses(run_dir):
 
 def test_config_schedule_and_learning(dataset, tmp_path):
     config = tmp_path / "tiny.toml"
-    config.write_text(CONFIG.format(dropout=0.0, steps=12, precision="auto"))
+    config.write_text(CONFIG.format(dropout=0.0, steps=12, precision="auto") + 'ensembles = { pop = ["voice"] }\n')
     model_settings, train_config = load_config(str(config))
     assert model_settings["layers"] == 2 and model_settings["context"] == 64 and train_config.batch_size == 4
     assert learning_rate(0, train_config) < learning_rate(2, train_config) == pytest.approx(train_config.learning_rate)
@@ -76,6 +76,8 @@ def test_config_schedule_and_learning(dataset, tmp_path):
     assert len(seen) == 12 and seen[12] < seen[1] - 1.0  # it learns
     model, vocab, saved = load_checkpoint(tmp_path / "run")
     assert saved["train"]["max_steps"] == 12 and (tmp_path / "run" / "latest").read_text() == "step-0000012"
+    assert saved["ensembles"]["pop"] == ["voice"]  # the config's, over the counts
+    assert saved["ensembles"]["jazz"] == Dataset(dataset, "train").ensembles()["jazz"]
     train_set = Dataset(dataset, "train")
     report = heldout_scores(model, train_set, 64, "cpu", max_tokens=2000)
     assert report["bits_per_note"] > 0 and set(report["bits_per_note_by_style"]) <= {"jazz", "pop"}

@@ -26,6 +26,7 @@ from .checkpoint import load_checkpoint, resolve, save_run_checkpoint
 from .dataset import Dataset
 from .errors import MuseNetError
 from .evaluate.likelihood import heldout_scores, to_tensors, token_losses
+from .instruments import FAMILIES
 from .model import SIZES, MuseNet, build_model
 from .vocab import Vocab
 
@@ -55,6 +56,7 @@ class TrainConfig:
     augment: dict = field(default_factory=lambda: {"transpose": 6, "volume": 0.2, "stretch": 0.05,
                                                     "reorchestrate": 0.1})
     style_weights: dict = field(default_factory=dict)  # style or pattern (drums-*) -> how much more often drawn
+    ensembles: dict = field(default_factory=dict)  # style -> its usual families, over what the data's counts say
 
 
 #: Training settings that go with each named size.
@@ -105,6 +107,17 @@ def load_config(name_or_file: str) -> tuple[dict, TrainConfig]:
     if unknown:
         raise MuseNetError(f"{name_or_file}: unknown [train] settings {', '.join(sorted(unknown))}")
     return {**(SIZES.get(size, {})), **model}, TrainConfig(**train)
+
+
+def usual_ensembles(data: Dataset, chosen: dict[str, list[str]]) -> dict[str, list[str]]:
+    """Each style's usual families (what composing a style without naming instruments gets):
+    the data's (`Dataset.ensembles`), with the config's `ensembles` in place of a style's
+    where the counts mislead (derived versions that leave a family out, for instance)."""
+    unknown = sorted({f for families in chosen.values() for f in families} - set(FAMILIES))
+    if unknown:
+        raise MuseNetError(f"[train] ensembles: unknown families {', '.join(unknown)} "
+                           f"(families: {', '.join(FAMILIES)})")
+    return {**data.ensembles(), **{style: list(families) for style, families in chosen.items()}}
 
 
 def learning_rate(step: int, config: TrainConfig) -> float:
@@ -165,7 +178,8 @@ def train(data_dir: str | Path, config: str, out: str | Path, max_steps: int | N
     shares = data.style_shares(train_config.style_weights)
     autocast = (torch.autocast(dist.device.type, dtype=torch.bfloat16)
                 if use_bf16(train_config.precision, dist.device) else nullcontext())
-    extra_config = {"train": asdict(train_config), "data": str(data_dir), "ensembles": data.ensembles()}
+    extra_config = {"train": asdict(train_config), "data": str(data_dir),
+                    "ensembles": usual_ensembles(data, train_config.ensembles)}
     if init is not None or "init" in saved:
         extra_config["init"] = str(init) if init is not None else saved["init"]
     metrics_path = out / "metrics.jsonl"
