@@ -22,7 +22,7 @@ boundary. On a 2-core CPU short crops train much faster per minute than whole ch
 chorales per step, cheaper attention): after 4 minutes, 256-token crops (16 per step) reached a
 valid NLL of 0.65 against 0.74 for 512 (8 per step) and 0.86 for whole chorales (4 per step).
 
-Model: ours, `musenet.model.build_model(..., side_features=False)` with learned or rotary
+Model: ours, `musenet.model.build_model(..., side_features=False)` with learned, rotary or ALiBi
 positions, trained with AdamW (the project's weight-decay groups) and the project's warm-up +
 cosine `learning_rate` helper driven by the fraction of the time budget spent, on chorales
 transposed by a random k in [-transpose, +transpose] semitones (limited per chorale so every
@@ -252,7 +252,7 @@ def parse_args(argv=None):
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--data", type=Path, default=DATA)
     p.add_argument("--minutes", type=float, default=30.0, help="training time budget (steps only)")
-    p.add_argument("--positions", choices=("learned", "rotary"), default="rotary")
+    p.add_argument("--positions", choices=("learned", "rotary", "alibi"), default="rotary")
     p.add_argument("--layers", type=int, default=4)
     p.add_argument("--width", type=int, default=192)
     p.add_argument("--heads", type=int, default=3)

@@ -138,6 +138,19 @@ def with_waits(time: np.ndarray, token: np.ndarray, vocab: Vocab) -> np.ndarray:
     return out
 
 
+def tempo_map(tokens: np.ndarray, time: np.ndarray, vocab: Vocab) -> tuple[np.ndarray, np.ndarray]:
+    """A beat-mode token stream's tempo map (beats, BPM) from its tempo tokens, given each
+    token's grid step `time`: 120 BPM until the first, the last of an instant winning."""
+    tempo = vocab.tables["tempo"][tokens]
+    is_tempo = tempo > 0
+    tempo_step, tempo_qpm = time[is_tempo], tempo[is_tempo].astype(np.float64)
+    if len(tempo_step) == 0 or tempo_step[0] > 0:
+        tempo_step = np.concatenate([[0], tempo_step])
+        tempo_qpm = np.concatenate([[120.0], tempo_qpm])
+    last_of_step = np.append(tempo_step[1:] != tempo_step[:-1], True)
+    return tempo_step[last_of_step] / STEPS_PER_BEAT, tempo_qpm[last_of_step]
+
+
 def decode_tokens(tokens, vocab: Vocab | None = None) -> NoteTable:
     """Token ids -> NoteTable. Tolerant: reads up to the first `end`; a note-on is closed
     by the next event on its key or by the end of the piece; stray note-offs are ignored."""
@@ -172,14 +185,7 @@ def decode_tokens(tokens, vocab: Vocab | None = None) -> NoteTable:
 
     if vocab.time_mode == "beat":
         scale = 1.0 / STEPS_PER_BEAT
-        is_tempo = tables["tempo"][tokens] > 0
-        tempo_step = time[is_tempo]
-        tempo_qpm = tables["tempo"][tokens][is_tempo].astype(np.float64)
-        if len(tempo_step) == 0 or tempo_step[0] > 0:
-            tempo_step = np.concatenate([[0], tempo_step])
-            tempo_qpm = np.concatenate([[120.0], tempo_qpm])
-        last_of_step = np.append(tempo_step[1:] != tempo_step[:-1], True)
-        tempo_time, tempo_qpm = tempo_step[last_of_step] * scale, tempo_qpm[last_of_step]
+        tempo_time, tempo_qpm = tempo_map(tokens, time, vocab)
     else:
         scale = STEP_SECONDS * SECONDS_MODE_QPM / 60.0
         tempo_time, tempo_qpm = np.zeros(1), np.full(1, SECONDS_MODE_QPM)
