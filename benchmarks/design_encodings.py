@@ -45,7 +45,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from design import clock, rate
+from design import clock, rate, shape
 
 from musenet.dataset import Dataset
 from musenet.encoding import DRUM_STEPS, decode_tokens, encode_notes, tempo_buckets, tempo_map, with_waits
@@ -53,7 +53,7 @@ from musenet.instruments import DRUMS
 from musenet.model import build_model
 from musenet.notes import NoteTable, read_midi, to_score
 from musenet.sources import SPLITS
-from musenet.train import param_groups
+from musenet.train import param_groups, use_bf16
 from musenet.vocab import STEPS_PER_BEAT, VELOCITIES, Vocab, velocity_bins
 
 ENCODINGS = ("ours-beat", "ours-seconds", "chordwise", "onset", "onset-bpe", "remi")
@@ -420,11 +420,11 @@ def run(name: str, encoded: dict, args, seed: int) -> dict:
     """Train the plain model on one encoding's streams for the budget; score it."""
     torch.manual_seed(seed)
     size = encoded["size"]
-    model = build_model(args.size, size, dropout=0.0, side_features=False)
+    model = build_model(shape(args.size), size, dropout=0.0, side_features=False)
     context = model.config.context
     flat = np.concatenate(encoded["streams"]["train"])
     optimizer = torch.optim.AdamW(param_groups(model, 0.1), lr=args.lr, betas=(0.9, 0.95))
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if args.bf16 else torch.autocast("cpu", enabled=False)
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16(args.precision, torch.device("cpu")))
     rng = np.random.default_rng(seed)
     budget, spent, step, tokens = args.minutes * 60.0, 0.0, 0, 0
     model.train()
@@ -479,12 +479,13 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=3.0, help="training budget per encoding and seed")
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
     parser.add_argument("--encodings", default=",".join(ENCODINGS), help=f"some of {', '.join(ENCODINGS)}")
-    parser.add_argument("--size", default="small", help="model shape (tiny, small, ...)")
+    parser.add_argument("--size", default="study", help="model shape (study, tiny, small, ...)")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--chords", type=int, default=8000, help="chordwise: the commonest sets kept as tokens")
     parser.add_argument("--merges", type=int, default=4000, help="onset-bpe: merges learned")
-    parser.add_argument("--no-bf16", dest="bf16", action="store_false", help="train in float32")
+    parser.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
+                        help="auto: bfloat16 only where the CPU does it natively (AMX / AVX512-BF16)")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                         help="budget in wall-clock seconds, or in the process's CPU seconds (fair when two "
