@@ -13,7 +13,9 @@ on the valid split (`--eval-tokens`, whole pieces, the styles in turn):
 - `no-features`: all four off;
 - `rotary`, `alibi`: rotary positions, or ALiBi's distance penalties, instead of learned ones;
 - `time-heads`: ours with two heads that rotate queries and keys by the time feature, a
-  relative position in time (the bundled model's choice).
+  relative position in time (the bundled model's choice);
+- `phase`: ours plus the grid step within a 4-beat bar since the piece began (where in the
+  beat and the bar each token falls; without it a window that starts mid-piece does not know).
 
 Figures per variant, mean and spread (min-max) over the seeds: valid loss (nats per token),
 bits per note, bits per second of music, training tokens per second, steps. All variants
@@ -44,6 +46,7 @@ VARIANTS = {
     "rotary": {"positions": "rotary"},
     "alibi": {"positions": "alibi"},
     "time-heads": {"time_heads": 2},
+    "phase": {"side_features": [*FEATURES, "phase"]},
 }
 
 #: A shape small enough to learn something in a few CPU minutes (about 2,900 training tokens a

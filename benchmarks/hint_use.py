@@ -26,7 +26,7 @@ from musenet.encoding import encode_notes
 from musenet.evaluate.keep import token_bits
 from musenet.fixed import grid_step
 from musenet.hints import MAX_TAIL, accompany, events_only
-from musenet.model import FEATURES
+from musenet.model import ALL_FEATURES
 from musenet.sequence import header_length, hint_mask, side_features, window_of
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -62,12 +62,14 @@ def accompany_windows(composer: Composer, data: Dataset) -> dict[str, list[float
     sums = {name: [0.0, 0.0, 0] for name in ("all tokens", "notes the hint holds", "other tokens")}
     for row in [r for r in data.rows if data.style_of(r) == "pop"][:25]:
         piece = data.piece(int(row))
-        window, start_seconds = window_of(piece, vocab, header_length(piece, vocab), 50, 400)
+        head = header_length(piece, vocab)
+        window, start_seconds = window_of(piece, vocab, head, 50, 400)
+        start_step = int(vocab.tables["wait"][piece[head: head + 50]].sum())
         with_hint = accompany(window, vocab, rng)[:400]
         hinted = hint_mask(with_hint, vocab)
         if not hinted.any():
             continue
-        a, b = (_body_nats(model, vocab, w, start_seconds, float(data.index["seconds"][row]))
+        a, b = (_body_nats(model, vocab, w, start_seconds, float(data.index["seconds"][row]), start_step)
                 for w in (window, with_hint))
         n = min(len(a), len(b))
         held = _held_by_hint(with_hint[~hinted], with_hint[hinted], vocab)[1: n + 1]
@@ -93,9 +95,11 @@ def _held_by_hint(tokens: np.ndarray, hint: np.ndarray, vocab) -> np.ndarray:
 
 
 @torch.no_grad()
-def _body_nats(model, vocab, window: np.ndarray, start_seconds: float, total: float) -> np.ndarray:
-    features = side_features(window, vocab, total, start_seconds)
-    logits = model(torch.from_numpy(window[None, :-1]), {k: torch.from_numpy(features[k][None, :-1]) for k in FEATURES})
+def _body_nats(model, vocab, window: np.ndarray, start_seconds: float, total: float,
+               start_step: int) -> np.ndarray:
+    features = side_features(window, vocab, total, start_seconds, start_step=start_step)
+    feats = {k: torch.from_numpy(features[k][None, :-1]) for k in ALL_FEATURES}
+    logits = model(torch.from_numpy(window[None, :-1]), feats)
     nats = -torch.log_softmax(logits.float(), -1)[0].gather(1, torch.from_numpy(window[1:])[:, None])[:, 0].numpy()
     return nats[np.flatnonzero(~hint_mask(window, vocab))[1:] - 1]
 

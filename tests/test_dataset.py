@@ -125,6 +125,10 @@ def test_window_carries_header_and_tempo_in_force(midi_folder, tmp_path):
     assert vocab.tables["wait"][window.tokens[5]] == 0 and len(window.tokens) <= 50
     assert window.features["time"][:6].tolist() == [0] * 6
     assert window.features["position"][-1] >= 100  # near the end of the piece
+    whole = side_features(piece, vocab, float(data.index["seconds"][0]))["phase"]  # the phase is the piece's own
+    body = window.tokens[6:]
+    at = next(i for i in range(len(piece)) if np.array_equal(piece[i: i + len(body)], body))
+    assert window.features["phase"][6:].tolist() == whole[at: at + len(body)].tolist()
     batch = data.sample(np.random.default_rng(0), batch=3, context=64, augment=Augment(reorchestrate=0.5))
     assert all(v.shape == (3, 65) for v in batch.values())
     assert (batch["tokens"][:, 0] >= vocab.style_offset).all()  # every window starts with its style
@@ -140,6 +144,12 @@ def test_side_features_on_a_hand_made_example():
     np.testing.assert_allclose(token_seconds(tokens, vocab)[[0, 9, 13]], [0, 0.5, 1.5])
     assert f["position"].tolist()[:9] == [0] * 9 and f["position"][9] == 42  # 0.5 s of 1.5 s -> part 42 of 128
     assert f["countdown"].tolist()[0] == 0 and side_features(tokens, vocab, 30.0)["countdown"][0] == 15
+    assert f["phase"].tolist() == [0] * 9 + [12] * 4 + [36] * 3  # the step within a 4-beat bar
+    later = side_features(tokens, vocab, 1.5, start_step=40)["phase"]  # a window 40 steps into the piece
+    assert later.tolist() == [40] * 9 + [4] * 4 + [28] * 3
+    seconds_vocab = default_vocab("seconds")
+    assert not side_features(from_text("bach piano start piano:v80:C4 wait:30 piano:v0:C4 end", seconds_vocab),
+                             seconds_vocab, 1.0)["phase"].any()
 
 
 def test_augmentation_keeps_ranges_and_drums():

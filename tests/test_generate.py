@@ -248,7 +248,9 @@ def test_sampler_features_follow_the_reference_through_sliding_windows(model_dir
             tokens = np.concatenate([window, [int(t[row, 0]) for t, _ in fed[begin + 1: end]]])
             fed_before = len(fed[0][0][row]) + (begin - reads.index(begin))  # stream tokens before this read
             body = len(window) - header_length(window, vocab)
-            want = side_features(tokens, vocab, seconds, start_seconds=float(clock[fed_before - body]))
+            steps_before = int(vocab.tables["wait"][np.array(stream[: fed_before - body])].sum())
+            want = side_features(tokens, vocab, seconds, start_seconds=float(clock[fed_before - body]),
+                                 start_step=steps_before)
             for name, values in want.items():
                 got = torch.cat([f[name][row] for _, f in fed[begin:end]]).numpy()
                 np.testing.assert_array_equal(got, values, err_msg=name)

@@ -31,7 +31,7 @@ from tqdm import tqdm
 from .errors import MuseNetError
 from .files import write_atomic
 from .instruments import FAMILIES
-from .model import FEATURES
+from .model import ALL_FEATURES
 from .sequence import side_features, token_seconds
 from .vocab import Vocab
 
@@ -91,7 +91,7 @@ def critic_features(model, vocab: Vocab, sequences: list[np.ndarray], seconds: l
         lengths = [len(s) for s in chunk]
         longest = max(lengths)
         tokens = np.full((len(chunk), longest), vocab.PAD, np.int64)
-        feats = {name: np.zeros((len(chunk), longest), np.int64) for name in FEATURES}
+        feats = {name: np.zeros((len(chunk), longest), np.int64) for name in ALL_FEATURES}
         for row, piece in enumerate(chunk):
             total = seconds[first + row] if seconds is not None else float(token_seconds(sequences[first + row],
                                                                                          vocab)[-1])

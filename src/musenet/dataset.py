@@ -18,6 +18,7 @@ from .augment import Augment
 from .errors import MuseNetError
 from .hints import add_hint
 from .instruments import FAMILIES
+from .model import ALL_FEATURES
 from .sequence import header_length, side_features, window_of
 from .sources import SPLITS
 from .vocab import Vocab
@@ -82,13 +83,14 @@ class Dataset:
         # dropping families shortens a window: read enough that it still fills `length`
         reach = length * 4 if augment is not None and augment.drop_families else length
         window, start_seconds = window_of(tokens, vocab, head_end, start, reach)
+        start_step = int(vocab.tables["wait"][tokens[head_end: head_end + start]].sum())
         if augment is not None:
             rng = rng or np.random.default_rng()
             window = augment(window, vocab, rng)[:length]
             if hint:
                 window = add_hint(window, vocab, rng, augment.fill_middle, augment.accompany)[:length]
         total = float(self.index["seconds"][row])
-        return Window(window, side_features(window, vocab, total, start_seconds), row)
+        return Window(window, side_features(window, vocab, total, start_seconds, start_step=start_step), row)
 
     def style_shares(self, style_weights: dict[str, float] | None = None) -> np.ndarray:
         """How often each piece of the split is drawn: in proportion to its length, times the
@@ -113,8 +115,7 @@ class Dataset:
         features, until the row is full, so short pieces do not leave it half padding; what
         is left over is `pad` (features 0)."""
         weights = self.style_shares() if shares is None else shares
-        out = {key: np.zeros((batch, context + 1), np.int64) for key in ("tokens", "time", "chord", "position",
-                                                                          "countdown")}
+        out = {key: np.zeros((batch, context + 1), np.int64) for key in ("tokens", *ALL_FEATURES)}
         out["tokens"][:] = self.vocab.PAD
         for i in range(batch):
             filled = 0

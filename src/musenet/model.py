@@ -7,7 +7,8 @@ attention through `scaled_dot_product_attention`, which uses flash kernels on GP
   ALiBi's distance penalties on the attention scores instead (Press et al., 2022),
 - MuseNet's side features, when `side_features` is on (or those it names): the time since the window start
   (tokens sounding together share it), the note's place in its chord, which 1/128 of the
-  piece the token is in, and a countdown to the piece's end,
+  piece the token is in, and a countdown to the piece's end; named only, `phase`: the grid
+  step within a 4-beat bar counted from the piece's start (where in the beat and bar a token falls),
 - with `time_heads`, that many heads whose queries and keys are rotated by the time feature
   (`time_rotary`), so they score tokens by their distance in time,
 and predicts the next token with an output head tied to the token embedding. With
@@ -32,7 +33,9 @@ from .errors import MuseNetError
 from .instruments import FAMILIES
 from .vocab import VELOCITIES
 
-FEATURES = ("time", "chord", "position", "countdown")
+FEATURES = ("time", "chord", "position", "countdown")  # what side_features = True embeds
+EXTRA_FEATURES = ("phase",)  # embedded only where side_features names them (design study)
+ALL_FEATURES = FEATURES + EXTRA_FEATURES  # what `sequence.side_features` computes
 POSITIONS = ("learned", "rotary", "alibi")
 #: Factor embeddings of note tokens and their sizes; the last id of each is "not a note".
 NOTE_FACTORS = {"pitch": 129, "family": len(FAMILIES) + 1, "loudness": len(VELOCITIES) + 2}
@@ -53,6 +56,7 @@ class ModelConfig:
     chord_buckets: int = 16        # place in the chord (0 = not a note-on), saturating
     position_buckets: int = 128    # which 1/128 of the piece
     countdown_buckets: int = 256   # time left, saturating
+    phase_buckets: int = 48        # grid step within a 4-beat bar since the piece began (beat mode)
     note_factors: bool = False     # pitch / family / loudness embeddings shared by note tokens (starting at 0)
     time_heads: int = 0            # the last heads rotate queries and keys by the time feature (time_rotary)
 
@@ -61,9 +65,9 @@ class ModelConfig:
             raise MuseNetError(f"width {self.width} is not divisible by heads {self.heads}")
         if self.positions not in POSITIONS:
             raise MuseNetError(f"positions must be one of {', '.join(POSITIONS)}, not {self.positions!r}")
-        unknown = set(self.features) - set(FEATURES)
+        unknown = set(self.features) - set(ALL_FEATURES)
         if unknown:
-            raise MuseNetError(f"unknown side feature {sorted(unknown)[0]!r}; use some of {', '.join(FEATURES)}")
+            raise MuseNetError(f"unknown side feature {sorted(unknown)[0]!r}; use some of {', '.join(ALL_FEATURES)}")
         if not 0 <= self.time_heads <= self.heads or (self.time_heads and "time" not in self.features):
             raise MuseNetError(f"time_heads must be 0 to {self.heads} and needs the time feature")
 
@@ -229,7 +233,7 @@ class MuseNet(nn.Module):
         self.position_embedding = nn.Embedding(c.context, c.width) if c.positions == "learned" else None
         if c.features:
             sizes = {"time": c.time_buckets, "chord": c.chord_buckets, "position": c.position_buckets,
-                     "countdown": c.countdown_buckets}
+                     "countdown": c.countdown_buckets, "phase": c.phase_buckets}
             self.feature_embeddings = nn.ModuleDict({name: nn.Embedding(sizes[name], c.width) for name in c.features})
         self.dropout = nn.Dropout(c.dropout)
         self.blocks = nn.ModuleList(Block(c) for _ in range(c.layers))

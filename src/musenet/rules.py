@@ -32,6 +32,7 @@ from .instruments import DRUMS, FAMILIES
 from .sequence import (
     COUNTDOWN_BUCKETS,
     DEFAULT_TEMPO,
+    PHASE_STEPS,
     POSITION_PARTS,
     countdown_steps,
     hint_mask,
@@ -376,5 +377,6 @@ def next_features(token: torch.Tensor, state: DecodeState, tables: TokenTables,
     position = position_part(state.seconds, total_seconds).long().clamp(0, POSITION_PARTS - 1)
     countdown = countdown_steps(state.seconds, total_seconds).long().clamp(0, COUNTDOWN_BUCKETS - 1)
     chord = torch.where(tables.is_on[token], state.instant_ons + 1, 0)
+    phase = state.steps % PHASE_STEPS if tables.vocab.time_mode == "beat" else torch.zeros_like(state.steps)
     return {"time": state.window_steps[:, None].clone(), "chord": chord[:, None],
-            "position": position[:, None], "countdown": countdown[:, None]}
+            "position": position[:, None], "countdown": countdown[:, None], "phase": phase[:, None]}

@@ -28,7 +28,7 @@ from .fixed import FixedPlan, FixedState
 from .hints import hint_for, with_hint
 from .inference import Decoder
 from .instruments import FAMILIES
-from .model import FEATURES, MuseNet
+from .model import ALL_FEATURES, MuseNet
 from .notes import NoteTable
 from .rules import (
     DecodeState,
@@ -197,7 +197,8 @@ class Generator:
             windows = [(with_hint(w, h[:shortest], vocab), s) for (w, s), h in zip(windows, hints, strict=True)]
         features = []
         for row, (window, start_seconds) in enumerate(windows):
-            features.append(side_features(window, vocab, float(settings.seconds), start_seconds))
+            features.append(side_features(window, vocab, float(settings.seconds), start_seconds,
+                                          start_step=starts[row]))
             body_waits = np.where(hint_mask(window, vocab), 0, vocab.tables["wait"][window])
             state.window_steps[row] = int(body_waits.sum())
             # note-ons go on counting in the body's last instant, from where the window begins (as `chord_index`)
@@ -206,7 +207,8 @@ class Generator:
         if len({len(w) for w, _ in windows}) > 1:  # all rows take one token per step, pad when finished
             raise MuseNetError("internal error: candidates fell out of step")
         batch = torch.from_numpy(np.stack([w for w, _ in windows])).to(self.device)
-        feats = {name: torch.from_numpy(np.stack([f[name] for f in features])).to(self.device) for name in FEATURES}
+        feats = {name: torch.from_numpy(np.stack([f[name] for f in features])).to(self.device)
+                 for name in ALL_FEATURES}
         cache = self.model.new_cache()
         return self.decoder.forward(batch, feats, cache), cache
 

@@ -24,6 +24,7 @@ POSITION_PARTS = 128      # the piece is cut into 128 parts; each token knows wh
 COUNTDOWN_SECONDS = 2.0   # the countdown to the end counts in steps of 2 s ...
 COUNTDOWN_BUCKETS = 256   # ... up to 512 s, where it saturates
 DEFAULT_TEMPO = 120.0     # beat mode's tempo before the first tempo token
+PHASE_STEPS = 4 * STEPS_PER_BEAT  # the phase feature counts grid steps within a 4-beat bar
 
 
 # ---- the header --------------------------------------------------------------------------
@@ -144,12 +145,14 @@ def countdown_steps(seconds, total_seconds: float):
 
 
 def side_features(tokens, vocab: Vocab, total_seconds: float, start_seconds: float = 0.0,
-                  tempo: float = DEFAULT_TEMPO) -> dict[str, np.ndarray]:
+                  tempo: float = DEFAULT_TEMPO, start_step: int = 0) -> dict[str, np.ndarray]:
     """MuseNet's extra inputs for each token of a window:
     - time: grid steps since the window's first token (notes sounding together share it);
     - chord: 1 + the index of a note-on among the note-ons of its instant (0 for other tokens);
     - position: which 1/128 of the whole piece the token falls in;
-    - countdown: time left to the piece's end, in 2-second steps (saturating).
+    - countdown: time left to the piece's end, in 2-second steps (saturating);
+    - phase: in beat mode, the grid step within a 4-beat bar, counted from the piece's start
+      (`start_step`: the body's steps before the window); 0 in seconds mode.
     A hint's tokens get the features of the body's time they stand for (at the opening tempo)."""
     tokens = np.asarray(tokens, np.int64)
     waits = vocab.tables["wait"][tokens]
@@ -169,4 +172,5 @@ def side_features(tokens, vocab: Vocab, total_seconds: float, start_seconds: flo
         chord = np.concatenate([chord_index(tokens[:start], vocab), chord_index(tokens[start:], vocab)])
     position = np.clip(position_part(seconds, total_seconds).astype(np.int64), 0, POSITION_PARTS - 1)
     countdown = np.clip(countdown_steps(seconds, total_seconds).astype(np.int64), 0, COUNTDOWN_BUCKETS - 1)
-    return {"time": time, "chord": chord, "position": position, "countdown": countdown}
+    phase = (start_step + time) % PHASE_STEPS if vocab.time_mode == "beat" else np.zeros_like(time)
+    return {"time": time, "chord": chord, "position": position, "countdown": countdown, "phase": phase}

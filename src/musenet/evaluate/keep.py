@@ -26,7 +26,7 @@ from ..errors import MuseNetError
 from ..fixed import grid_step
 from ..hints import HINT_SHARE, MAX_TAIL, events_only, hint_for, with_hint
 from ..instruments import FAMILY_ID
-from ..model import FEATURES
+from ..model import ALL_FEATURES
 from ..notes import NoteTable
 from ..sequence import header_length, hint_mask, sequence_seconds, side_features, window_of
 from .harmony import held_out_songs
@@ -50,12 +50,12 @@ def token_bits(model, vocab, tokens: np.ndarray, device, overlap: float = 0.5, h
     parts, start = [], 0
     while True:
         window, start_seconds = window_of(tokens, vocab, head, start, body + head)
+        from_step = int(step[start - 1]) if start > 0 else 0
         if hint is not None:
-            from_step = int(step[start - 1]) if start > 0 else 0
             window = with_hint(window, hint_for(*hint, from_step, vocab, budget), vocab)
-        features = side_features(window, vocab, total_seconds, start_seconds)
+        features = side_features(window, vocab, total_seconds, start_seconds, start_step=from_step)
         inputs = torch.from_numpy(window[None, :-1]).to(device)
-        feats = {name: torch.from_numpy(features[name][None, :-1]).to(device) for name in FEATURES}
+        feats = {name: torch.from_numpy(features[name][None, :-1]).to(device) for name in ALL_FEATURES}
         logits = model(inputs, feats).float()[0]
         music = np.flatnonzero(~hint_mask(window, vocab))[1:] - 1  # the predictions of the window's own tokens
         if allowed is not None:  # the window's own tokens after the first sit at these places of `tokens`

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from ..dataset import Dataset, Window
-from ..model import FEATURES
+from ..model import ALL_FEATURES
 from ..sequence import header_length
 from ..vocab import TOKEN_KINDS
 from .ngram import NGRAM_ORDER, SHARED_ORDER, ngram_bits_per_note, seen_share, shared_ngram_share
@@ -22,7 +22,7 @@ WINDOW_OVERLAP = 0.5          # pieces longer than the context are scored in hal
 def to_tensors(batch: dict[str, np.ndarray], device) -> tuple[torch.Tensor, dict, torch.Tensor]:
     """(inputs, features, targets) from a batch of context+1 windows."""
     tokens = torch.from_numpy(batch["tokens"]).to(device)
-    features = {name: torch.from_numpy(batch[name][:, :-1]).to(device) for name in FEATURES}
+    features = {name: torch.from_numpy(batch[name][:, :-1]).to(device) for name in ALL_FEATURES}
     return tokens[:, :-1], features, tokens[:, 1:]
 
 
@@ -65,12 +65,12 @@ def scoring_windows(data: Dataset, context: int, max_tokens: int = 0,
 
 def _batch(windows: list[Window], context: int, pad: int) -> dict[str, np.ndarray]:
     """Windows padded to context+1 tokens, with their side features."""
-    batch = {key: np.zeros((len(windows), context + 1), np.int64) for key in ("tokens", *FEATURES)}
+    batch = {key: np.zeros((len(windows), context + 1), np.int64) for key in ("tokens", *ALL_FEATURES)}
     batch["tokens"][:] = pad
     for j, window in enumerate(windows):
         n = len(window.tokens)
         batch["tokens"][j, :n] = window.tokens
-        for name in FEATURES:
+        for name in ALL_FEATURES:
             batch[name][j, :n] = window.features[name]
     return batch
 
