@@ -145,6 +145,12 @@ def test_init_starts_from_a_models_weights(dataset, tmp_path):
     _, _, saved = load_checkpoint(tmp_path / "again")
     assert saved["init"] == str(tmp_path / "first") and saved["train"]["max_steps"] == 2
     assert saved["model"]["note_factors"] and saved["model"]["context"] == 64
+    phased = tmp_path / "phased.toml"  # may add a side feature (its embedding starts at 0)
+    phased.write_text(CONFIG.format(dropout=0.0, steps=12, precision="fp32").replace(
+        "context = 64", 'context = 64\nside_features = ["time", "chord", "position", "countdown", "phase"]'))
+    run_train(dataset, tmp_path / "phase", phased, "--max-steps", "2", "--init", str(tmp_path / "first"))
+    assert abs(losses(tmp_path / "phase")[1] - first[12]) < 0.5
+    assert "phase" in load_checkpoint(tmp_path / "phase")[2]["model"]["side_features"]
 
     other = tmp_path / "other"
     write_song(other / "rock" / "song.mid", 0, bars=4)  # a style the first build lacks: another vocabulary
