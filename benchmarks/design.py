@@ -36,6 +36,7 @@ import torch
 
 from musenet.dataset import Dataset
 from musenet.evaluate.likelihood import heldout_scores, to_tensors, token_losses
+from musenet.files import write_atomic
 from musenet.model import FEATURES, SIZES, build_model
 from musenet.train import param_groups, use_bf16
 
@@ -124,28 +125,34 @@ def table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", required=True, help="a built dataset (`musenet data build`)")
-    parser.add_argument("--minutes", type=float, default=10.0, help="training budget per variant and seed")
+def study_arguments(parser: argparse.ArgumentParser) -> tuple[argparse.Namespace, Path]:
+    """The options both halves of the study share; parses, sets the threads, makes --out."""
+    parser.add_argument("--minutes", type=float, default=3.0, help="training budget per run (default 3)")
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
-    parser.add_argument("--variants", default=",".join(VARIANTS), help=f"some of {', '.join(VARIANTS)}")
     parser.add_argument("--size", default="study", help="model shape (study, tiny, small, ...)")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--eval-tokens", type=int, default=40000, help="valid tokens scored (whole pieces)")
     parser.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
                         help="auto: bfloat16 only where the CPU does it natively (AMX / AVX512-BF16)")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                         help="budget in wall-clock seconds, or in the process's CPU seconds (fair when two "
                              "single-threaded studies share the machine)")
-    parser.add_argument("--out", required=True, help="folder for results.json (appended as variants finish)")
+    parser.add_argument("--out", required=True, help="folder for results.json (appended as runs finish)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    return args, out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", required=True, help="a built dataset (`musenet data build`)")
+    parser.add_argument("--variants", default=",".join(VARIANTS), help=f"some of {', '.join(VARIANTS)}")
+    parser.add_argument("--eval-tokens", type=int, default=40000, help="valid tokens scored (whole pieces)")
+    args, out = study_arguments(parser)
     data, valid = Dataset(args.data, "train"), Dataset(args.data, "valid")
     results_path = out / "results.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else []
@@ -157,9 +164,7 @@ def main() -> None:
             if (name, seed) in done:
                 continue
             results.append(run_variant(name, data, valid, args, seed))
-            tmp = results_path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(results, indent=2) + "\n")
-            tmp.replace(results_path)
+            write_atomic(results_path, (json.dumps(results, indent=2) + "\n").encode())
             print(f"{name} seed {seed}: {results[-1]['bits_per_note']:.3f} bits per note", flush=True)
     print(f"\n{args.size} model, {args.minutes:g} min of training per variant and seed on this machine\n")
     print(table(results))

@@ -42,15 +42,15 @@ import math
 import time
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from design import clock, rate, shape
+from design import clock, rate, shape, study_arguments
 
 from musenet.dataset import Dataset
 from musenet.encoding import DRUM_STEPS, decode_tokens, encode_notes, tempo_buckets, tempo_map, with_waits
+from musenet.files import write_atomic
 from musenet.instruments import DRUMS
 from musenet.model import build_model
 from musenet.notes import NoteTable, read_midi, to_score
@@ -489,26 +489,10 @@ def table(results: list[dict]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", required=True, help="a built beat-mode dataset (`musenet data build`)")
-    parser.add_argument("--minutes", type=float, default=3.0, help="training budget per encoding and seed")
-    parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
     parser.add_argument("--encodings", default=",".join(ENCODINGS), help=f"some of {', '.join(ENCODINGS)}")
-    parser.add_argument("--size", default="study", help="model shape (study, tiny, small, ...)")
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--chords", type=int, default=8000, help="chordwise: the commonest sets kept as tokens")
     parser.add_argument("--merges", type=int, default=4000, help="onset-bpe: merges learned")
-    parser.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
-                        help="auto: bfloat16 only where the CPU does it natively (AMX / AVX512-BF16)")
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
-                        help="budget in wall-clock seconds, or in the process's CPU seconds (fair when two "
-                             "single-threaded studies share the machine)")
-    parser.add_argument("--out", required=True, help="folder for results.json (appended as runs finish)")
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    args, out = study_arguments(parser)
     pieces, vocab = load_pieces(args.data)
     print(f"{len(pieces)} pieces ({sum(p.split == 'valid' for p in pieces)} valid)", flush=True)
     results_path = out / "results.json"
@@ -523,9 +507,7 @@ def main() -> None:
             if (name, seed) in done:
                 continue
             results.append(run(name, encoded, args, seed))
-            tmp = results_path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(results, indent=2) + "\n")
-            tmp.replace(results_path)
+            write_atomic(results_path, (json.dumps(results, indent=2) + "\n").encode())
             print(f"{name} seed {seed}: {results[-1]['bits_per_second']:.1f} bits per second", flush=True)
     print(f"\n{args.size} model, {args.minutes:g} min of training per encoding and seed on this machine\n")
     print(table(results))
