@@ -32,7 +32,8 @@ branches; attention-probability dropout is off (the model's `attention_dropout` 
 kernel for the quadratic-memory math path and trains several times slower. The time budget
 counts training steps only; the valid split is scored every --eval-minutes of training and the
 best-valid weights are kept in memory, and the final valid and test numbers are theirs (scored
-in float32; the periodic valid scores use bfloat16 matmuls under --bf16, the default).
+in float32; the periodic valid scores use bfloat16 matmuls under --bf16, the default on CPUs with
+native bfloat16).
 
 Run (2-core CPU, about 30 minutes of training plus a few of evaluation):
     python benchmarks/jsb.py --minutes 30 --out /tmp/jsb.json
@@ -55,7 +56,7 @@ import torch
 import torch.nn.functional as F
 
 from musenet.model import build_model
-from musenet.train import TrainConfig, learning_rate, param_groups
+from musenet.train import TrainConfig, learning_rate, native_bf16, param_groups
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "jsb" / "Jsb16thSeparated.npz"
 PUBLISHED = [  # Huang et al. 2019, Table 1: valid NLL only
@@ -269,8 +270,9 @@ def parse_args(argv=None):
     p.add_argument("--grad-clip", type=float, default=1.0)
     p.add_argument("--transpose", type=int, default=6, help="max semitones up or down")
     p.add_argument("--eval-minutes", type=float, default=3.0)
-    p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True,
-                   help="bfloat16 autocast for training steps (evaluation is always float32)")
+    p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=native_bf16(torch.device("cpu")),
+                   help="bfloat16 autocast for training steps (evaluation is always float32); default: where "
+                        "the CPU does it natively (AMX / AVX512-BF16; emulated it trains about 13x slower)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, help="write settings, history and results as JSON")
