@@ -27,7 +27,7 @@ from musenet.evaluate.keep import token_bits
 from musenet.fixed import grid_step
 from musenet.hints import MAX_TAIL, accompany, events_only
 from musenet.model import ALL_FEATURES
-from musenet.sequence import header_length, hint_mask, side_features, window_of
+from musenet.sequence import header_length, hint_mask, side_features, steps_before, window_of
 
 sys.path.insert(0, str(Path(__file__).parent))
 from keep import SPAN, test_pieces  # noqa: E402
@@ -64,7 +64,7 @@ def accompany_windows(composer: Composer, data: Dataset) -> dict[str, list[float
         piece = data.piece(int(row))
         head = header_length(piece, vocab)
         window, start_seconds = window_of(piece, vocab, head, 50, 400)
-        start_step = int(vocab.tables["wait"][piece[head: head + 50]].sum())
+        start_step = steps_before(piece, vocab, head, 50)
         with_hint = accompany(window, vocab, rng)[:400]
         hinted = hint_mask(with_hint, vocab)
         if not hinted.any():

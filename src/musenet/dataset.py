@@ -19,7 +19,7 @@ from .errors import MuseNetError
 from .hints import add_hint
 from .instruments import FAMILIES
 from .model import ALL_FEATURES
-from .sequence import header_length, side_features, window_of
+from .sequence import header_length, side_features, steps_before, window_of
 from .sources import SPLITS
 from .vocab import Vocab
 
@@ -83,7 +83,7 @@ class Dataset:
         # dropping families shortens a window: read enough that it still fills `length`
         reach = length * 4 if augment is not None and augment.drop_families else length
         window, start_seconds = window_of(tokens, vocab, head_end, start, reach)
-        start_step = int(vocab.tables["wait"][tokens[head_end: head_end + start]].sum())
+        start_step = steps_before(tokens, vocab, head_end, start)
         if augment is not None:
             rng = rng or np.random.default_rng()
             window = augment(window, vocab, rng)[:length]

@@ -42,7 +42,7 @@ from .rules import (
     requested_families,
     sample_tokens,
 )
-from .sequence import header_families, header_length, hint_mask, side_features, window_of
+from .sequence import header_families, header_length, hint_mask, side_features, steps_before, window_of
 from .settings import Settings, cut_prompt
 from .vocab import Vocab
 
@@ -190,7 +190,7 @@ class Generator:
                 latest = max((context - budget) // 2 - int(np.argmax(tokens == vocab.START)) - 2, 1)
                 start = max(len(tokens) - latest - head_end, 0)
             windows.append(window_of(tokens, vocab, head_end, start))
-            starts.append(int(vocab.tables["wait"][tokens[head_end: head_end + start]].sum()))
+            starts.append(steps_before(tokens, vocab, head_end, start))
         if budget:  # every row reads a hint of the same length, so that all stay in step
             hints = [hint_for(fixed.hint_steps, fixed.hint_tokens, step, vocab, budget) for step in starts]
             shortest = min(len(h) for h in hints)

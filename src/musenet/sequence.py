@@ -107,6 +107,11 @@ def sequence_seconds(tokens, vocab: Vocab) -> float:
 
 # ---- windows and side features -------------------------------------------------------------
 
+def steps_before(tokens, vocab: Vocab, head_end: int, start: int) -> int:
+    """Grid steps of a piece's body before body position `start` (a window's `start_step`)."""
+    return int(vocab.tables["wait"][np.asarray(tokens)[head_end: head_end + start]].sum())
+
+
 def window_of(tokens, vocab: Vocab, head_end: int, start: int, length: int | None = None) -> tuple[np.ndarray, float]:
     """A window of a piece: its header (the first `head_end` tokens), with the tempo in force
     at the window's start in place of the opening tempo, then `length` - header tokens of the
