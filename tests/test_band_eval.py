@@ -204,11 +204,12 @@ def test_band_stages_end_to_end(composer, tmp_path):
         pytest.skip(f"{CORPORA} is absent: real grooves, POP909 songs and band-version prompts not checked")
     assert drums["drums-rock"]["real_pieces"] > 0 and drums["pop"]["real_pieces"] > drums["drums-rock"]["real_pieces"]
     assert 0 < drums["drums-rock"]["real"]["hits_per_bar"] and 0 <= drums["pop"]["overlap"]["kick_share"] <= 1
+    assert band["drums"]["measurable_styles"] == 2 and 0 < band["drums"]["ceiling_measurable"] <= 1
     real = band["harmony"]["real"]
     assert real["pieces"] == 2 and 0.5 < real["share"] < 1
     assert len(names) == 2 and names[1].startswith("POP909 ") and "band version" in names[1]
     rows = band_headline(plain(band))
-    assert len(rows) == 10 and rows[0][0].startswith("instrument coverage, strict")
+    assert len(rows) == 11 and rows[0][0].startswith("instrument coverage, strict")
     text = markdown({"band": band, **_minimal_report()})
     assert "## 6. Playing as a band" in text and "| drums-rock |" in text and "| POP909 test songs | 2 " in text
 

@@ -16,7 +16,7 @@ from ..corpus.groove import takes
 from ..errors import MuseNetError
 from .continuation import CONTINUE_SECONDS, PROMPT_SECONDS, continue_song, folder_prompts, pop909_band_prompts, summary
 from .coverage import DRUM_STYLE_PREFIX, coverage, coverage_grid
-from .drums import MAX_REAL_TAKES, compare_drums, real_takes
+from .drums import MAX_REAL_TAKES, MIN_REAL_TAKES, compare_drums, real_takes
 from .harmony import MAX_REAL_SONGS, generated_bass_in_chord, pooled, real_bass_in_chord
 
 #: What a band style's pieces ask for: pop a band with a singer; drum styles drums alone.
@@ -128,11 +128,21 @@ def compose_band(composer, style: str, seconds: float, pieces: int, seed: int) -
 
 
 def drum_summary(generated: dict[str, list], real: dict[str, list]) -> dict:
-    """Per band style the drum figures beside real takes (none without corpora), and the mean
-    over styles of each style's mean overlap."""
+    """Per band style the drum figures beside real takes (none without corpora); the mean over
+    styles of each style's mean overlap; the same over the *measurable* styles, those with at
+    least MIN_REAL_TAKES real takes (one take's bars say little of a style), beside their
+    ceiling, the mean overlap of their real takes' two halves."""
     by_style = {style: compare_drums(tables, real.get(style, [])) for style, tables in generated.items()}
-    means = [v["mean_overlap"] for v in by_style.values() if np.isfinite(v["mean_overlap"])]
-    return {"by_style": by_style, "mean_overlap": float(np.mean(means)) if means else float("nan")}
+
+    def mean(values) -> float:
+        values = [v for v in values if np.isfinite(v)]
+        return float(np.mean(values)) if values else float("nan")
+
+    measurable = [v for v in by_style.values() if v["real_pieces"] >= MIN_REAL_TAKES]
+    return {"by_style": by_style, "mean_overlap": mean(v["mean_overlap"] for v in by_style.values()),
+            "min_real_takes": MIN_REAL_TAKES, "measurable_styles": len(measurable),
+            "mean_overlap_measurable": mean(v["mean_overlap"] for v in measurable),
+            "ceiling_measurable": mean(v["real_split_half"] for v in measurable)}
 
 
 def harmony_summary(pop: list, real: dict | None) -> dict:

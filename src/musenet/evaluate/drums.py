@@ -24,6 +24,7 @@ SHARE_EDGES = np.linspace(0.0, 1.0, 11)
 #: Histogram bin edges of each figure's per-bar values (the last bin is open above).
 EDGES = {"hits_per_bar": np.arange(0.0, 44.0, 4.0), **{name: SHARE_EDGES for name in FIGURES[1:]}}
 MAX_REAL_TAKES = 32        # real takes per style at most (evenly spread over the split's list)
+MIN_REAL_TAKES = 4         # fewer real takes than this, and a style's overlap is not measurable
 
 
 def drum_bars(table: NoteTable) -> dict[str, np.ndarray]:

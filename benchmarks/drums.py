@@ -1,0 +1,82 @@
+"""Drums against real grooves, with enough pieces to tell models apart (issue #14).
+
+    python benchmarks/drums.py --model src/musenet/default_model --model runs/band-phase \
+        --corpora ../shared/corpora [--pieces 8] [--seconds 30] [--min-real-takes 4]
+
+`musenet eval --band` composes 3 pieces a style and averages the drum overlap over every band
+style, among them styles with one or no Groove test take, whose overlap says little (one
+real take's bars against three pieces') or nothing. This script composes `--pieces` strict
+pieces of each band style that has at least `--min-real-takes` Groove test-split beat takes
+(pop: a band over takes of every style), with `musenet eval`'s requests and seeds, and
+prints per style and model the six figures' mean overlap with the real takes
+(`evaluate.drums.compare_drums`), the hits on the 16th grid generated / real, and the
+*ceiling*: the real takes' odd halves against their even halves, what two samples of real
+drumming of the style overlap by. Every model is measured in the same run, on the same
+real takes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from musenet.composer import Composer
+from musenet.corpus.groove import takes
+from musenet.evaluate.band import band_styles, compose_band
+from musenet.evaluate.drums import MAX_REAL_TAKES, compare_drums, real_takes
+
+
+def measurable_styles(styles: list[str], beats: list, seconds: float, minimum: int) -> dict[str, list]:
+    """The band styles among `styles` with at least `minimum` real test takes: their takes."""
+    real = {style: real_takes(beats, style, seconds, MAX_REAL_TAKES) for style in band_styles(styles)}
+    return {style: tables for style, tables in real.items() if len(tables) >= minimum}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", action="append", required=True, help="a model directory (repeat to compare)")
+    parser.add_argument("--corpora", required=True, help="a folder with groove/ (e.g. ../shared/corpora)")
+    parser.add_argument("--pieces", type=int, default=8, help="strict pieces per style (default 8)")
+    parser.add_argument("--seconds", type=float, default=30.0, help="length of each piece (default 30)")
+    parser.add_argument("--min-real-takes", type=int, default=4,
+                        help="styles with fewer Groove test takes are left out (default 4)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    beats = takes(Path(args.corpora) / "groove", ("beat",))
+    results, real = {}, None
+    for path in args.model:
+        started = time.time()
+        composer = Composer.load(path)
+        if real is None:
+            real = measurable_styles(composer.styles, beats, args.seconds, args.min_real_takes)
+        results[path] = {style: compare_drums(compose_band(composer, style, args.seconds, args.pieces, args.seed),
+                                              tables) for style, tables in real.items()}
+        print(f"{path}: {time.time() - started:.0f} s", flush=True)
+    print(f"\n{args.pieces} pieces of {args.seconds:g} s per style, styles with >= {args.min_real_takes} "
+          f"Groove test takes; mean overlap of six figures (generated vs real), hits on the 16th grid "
+          f"generated / real\n")
+    names = list(results)
+    print("| style | real takes | ceiling (real halves) | " + " | ".join(f"{n}: overlap | {n}: grid" for n in names)
+          + " |")
+    print("|---|---:|---:|" + "---:|---:|" * len(names))
+    for style, tables in real.items():
+        first = results[names[0]][style]
+        cells = []
+        for name in names:
+            r = results[name][style]
+            cells += [f"{r['mean_overlap']:.3f}", f"{r['generated']['grid_share']:.2f} / {r['real']['grid_share']:.2f}"]
+        print(f"| {style} | {len(tables)} | {first['real_split_half']:.3f} | " + " | ".join(cells) + " |")
+    ceiling = np.nanmean([results[names[0]][s]["real_split_half"] for s in real])
+    means = [np.nanmean([results[n][s]["mean_overlap"] for s in real]) for n in names]
+    print(f"| mean | | {ceiling:.3f} | " + " | ".join(f"{m:.3f} | " for m in means) + "|")
+
+
+if __name__ == "__main__":
+    main()
