@@ -1,6 +1,7 @@
-"""Drums against real grooves, with enough pieces to tell models apart (issue #14).
+"""Drums against real grooves and bass against real POP909 songs, with enough pieces to tell
+models apart (issue #14).
 
-    python benchmarks/drums.py --model src/musenet/default_model --model runs/band-phase \
+    python benchmarks/band_pieces.py --model src/musenet/default_model --model runs/band-phase \
         --corpora ../shared/corpora [--pieces 8] [--seconds 30] [--min-real-takes 4]
 
 `musenet eval --band` composes 3 pieces a style and averages the drum overlap over every band
@@ -12,7 +13,9 @@ prints per style and model the six figures' mean overlap with the real takes
 (`evaluate.drums.compare_drums`), the hits on the 16th grid generated / real, and the
 *ceiling*: the real takes' odd halves against their even halves, what two samples of real
 drumming of the style overlap by. Every model is measured in the same run, on the same
-real takes.
+real takes. Then, of the same pop pieces, the share of bass notes whose pitch class is in the
+chord the other parts sound (`evaluate.harmony`), against held-out POP909 songs' (their bass
+the piano's lowest voice).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from musenet.composer import Composer
 from musenet.corpus.groove import takes
 from musenet.evaluate.band import band_styles, compose_band
 from musenet.evaluate.drums import MAX_REAL_TAKES, compare_drums, real_takes
+from musenet.evaluate.harmony import MAX_REAL_SONGS, generated_bass_in_chord, pooled, real_bass_in_chord
 
 
 def measurable_styles(styles: list[str], beats: list, seconds: float, minimum: int) -> dict[str, list]:
@@ -50,14 +54,15 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     beats = takes(Path(args.corpora) / "groove", ("beat",))
-    results, real = {}, None
+    results, bass, real = {}, {}, None
     for path in args.model:
         started = time.time()
         composer = Composer.load(path)
         if real is None:
             real = measurable_styles(composer.styles, beats, args.seconds, args.min_real_takes)
-        results[path] = {style: compare_drums(compose_band(composer, style, args.seconds, args.pieces, args.seed),
-                                              tables) for style, tables in real.items()}
+        pieces = {style: compose_band(composer, style, args.seconds, args.pieces, args.seed) for style in real}
+        results[path] = {style: compare_drums(tables, real[style]) for style, tables in pieces.items()}
+        bass[path] = pooled([generated_bass_in_chord(t) for t in pieces.get("pop", [])])
         print(f"{path}: {time.time() - started:.0f} s", flush=True)
     print(f"\n{args.pieces} pieces of {args.seconds:g} s per style, styles with >= {args.min_real_takes} "
           f"Groove test takes; mean overlap of six figures (generated vs real), hits on the 16th grid "
@@ -76,6 +81,12 @@ def main() -> None:
     ceiling = np.nanmean([results[names[0]][s]["real_split_half"] for s in real])
     means = [np.nanmean([results[n][s]["mean_overlap"] for s in real]) for n in names]
     print(f"| mean | | {ceiling:.3f} | " + " | ".join(f"{m:.3f} | " for m in means) + "|")
+    truth = real_bass_in_chord(Path(args.corpora) / "pop909", MAX_REAL_SONGS)
+    print(f"\nbass notes in the chord, {args.pieces} pop pieces per model; real: {truth['pieces']} held-out POP909 "
+          f"songs {truth['share']:.3f}\n")
+    print("| model | bass notes | in the chord | gap to real (points) |\n|---|---:|---:|---:|")
+    for name, b in bass.items():
+        print(f"| {name} | {b['bass_notes']} | {b['share']:.3f} | {100 * (b['share'] - truth['share']):+.1f} |")
 
 
 if __name__ == "__main__":
