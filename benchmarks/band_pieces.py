@@ -48,19 +48,23 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0, help="length of each piece (default 30)")
     parser.add_argument("--min-real-takes", type=int, default=4,
                         help="styles with fewer Groove test takes are left out (default 4)")
+    parser.add_argument("--temperature", type=float, default=None, help="sampling temperature (default: generate's)")
+    parser.add_argument("--top-p", type=float, default=None, help="nucleus sampling (default: generate's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     beats = takes(Path(args.corpora) / "groove", ("beat",))
+    settings = {k: v for k, v in (("temperature", args.temperature), ("top_p", args.top_p)) if v is not None}
     results, bass, real = {}, {}, None
     for path in args.model:
         started = time.time()
         composer = Composer.load(path)
         if real is None:
             real = measurable_styles(composer.styles, beats, args.seconds, args.min_real_takes)
-        pieces = {style: compose_band(composer, style, args.seconds, args.pieces, args.seed) for style in real}
+        pieces = {style: compose_band(composer, style, args.seconds, args.pieces, args.seed, **settings)
+                  for style in real}
         results[path] = {style: compare_drums(tables, real[style]) for style, tables in pieces.items()}
         bass[path] = pooled([generated_bass_in_chord(t) for t in pieces.get("pop", [])])
         print(f"{path}: {time.time() - started:.0f} s", flush=True)

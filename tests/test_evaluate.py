@@ -320,7 +320,7 @@ def test_eval_band_stages_add_a_section_and_keep_the_rest(tiny_setup):
     assert band["drums"]["by_style"] == {} and band["continuation"]["songs"] == []  # no band style, no prompts
     metrics = [row["metric"] for row in report["headline"]]
     assert metrics[0] == "model bits per note" and "instrument coverage, strict (requested families that play)" \
-        in metrics and len(metrics) == 12 + 10  # 12 rows without the band (the two-sample test among them), 10 with it
+        in metrics and len(metrics) == 12 + 11  # 12 rows without the band (the two-sample test among them), 11 with it
     markdown = (out / "report.md").read_text()
     assert "## 5. Four-minute health" in markdown and "## 6. Playing as a band" in markdown
     assert main(["eval", "--model", str(model), "--data", str(root / "data"), "--out", str(out),

@@ -119,12 +119,13 @@ def compose_grid(composer, grid: list[tuple[str, tuple[str, ...]]], seconds: flo
             for i, (style, families) in enumerate(grid)]
 
 
-def compose_band(composer, style: str, seconds: float, pieces: int, seed: int) -> list:
-    """`pieces` strict pieces of a band style (pop: POP_BAND; a drum style: drums alone)."""
+def compose_band(composer, style: str, seconds: float, pieces: int, seed: int, **settings) -> list:
+    """`pieces` strict pieces of a band style (pop: POP_BAND; a drum style: drums alone);
+    `settings` go to `Composer.generate` (temperature, top_p...)."""
     families = ["drums"] if style.startswith(DRUM_STYLE_PREFIX) else list(POP_BAND)
     return [p.table for p in composer.generate(style=style, instruments=families, seconds=seconds, candidates=pieces,
                                                seed=seed * 1000 + 900, instrument_mode="strict",
-                                               max_tokens=int(seconds * 200) + 100)]
+                                               max_tokens=int(seconds * 200) + 100, **settings)]
 
 
 def drum_summary(generated: dict[str, list], real: dict[str, list]) -> dict:
