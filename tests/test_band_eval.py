@@ -11,8 +11,9 @@ from musenet import Composer
 from musenet.checkpoint import save_checkpoint
 from musenet.corpus.pop909 import MELODY, PIANO
 from musenet.evaluate import bass_in_chord, coverage, coverage_grid, drum_figures, run_band, window_figures
+from musenet.evaluate.band import drum_summary
 from musenet.evaluate.coverage import FAMILY_SETS
-from musenet.evaluate.drums import compare_drums, drum_bars
+from musenet.evaluate.drums import MIN_REAL_TAKES, compare_drums, drum_bars
 from musenet.evaluate.harmony import generated_bass_in_chord, pop909_bass_in_chord
 from musenet.evaluate.report import band_headline, markdown, plain
 from musenet.instruments import DRUMS, FAMILIES, FAMILY_ID
@@ -97,6 +98,18 @@ def test_drum_figures_off_the_grid_and_a_changing_groove():
     assert drum_figures(table(rock_beat(4, start=0.25)))["consistency"] == 1.0
     nothing = drum_figures(table([(0, 1, 60, FAMILY_ID["piano"])]))
     assert nothing["hits_per_bar"] == 0 and np.isnan(nothing["consistency"])
+
+
+def test_the_drum_target_averages_only_styles_with_enough_real_takes():
+    rock = table(rock_beat(4))
+    funk = table([(b + t / 3, 0.1, 42, DRUMS) for b in range(16) for t in range(3)])  # hi-hat triplets
+    summary = drum_summary({"drums-rock": [rock], "drums-funk": [funk], "pop": [rock]},
+                           {"drums-rock": [rock] * MIN_REAL_TAKES, "drums-funk": [rock], "pop": []})
+    assert summary["measurable_styles"] == 1 and summary["min_real_takes"] == MIN_REAL_TAKES
+    assert summary["mean_overlap_measurable"] == 1.0 and summary["ceiling_measurable"] == 1.0
+    # the one-take style counts in the plain mean (pop, with no takes, in neither)
+    funk_overlap = summary["by_style"]["drums-funk"]["mean_overlap"]
+    assert funk_overlap < 1.0 and summary["mean_overlap"] == pytest.approx((1.0 + funk_overlap) / 2)
 
 
 # ---- bass and harmony ----------------------------------------------------------------------------
