@@ -72,8 +72,14 @@ def against_hf(tokens: int, repeat: int) -> list[tuple]:
     hf = GPT2LMHeadModel(GPT2Config(
         vocab_size=vocab.size, n_positions=size["context"], n_embd=size["width"], n_layer=size["layers"],
         n_head=size["heads"], activation_function="gelu", tie_word_embeddings=True)).eval()
+    compiled = Generator(quantize_int8(ours), vocab)
+    start = time.perf_counter()
+    if not compiled.decoder.use_kernel(build=True):
+        raise SystemExit("could not build the compiled step (kernels.py); is a C++ compiler installed?")
+    print(f"(the compiled step of the random-weight model: built or loaded in {time.perf_counter() - start:.1f} s)\n")
     generators = {"ours, composing, float32": Generator(ours, vocab),
-                  "ours, composing, int8 weights": Generator(quantize_int8(ours), vocab)}
+                  "ours, composing, int8 weights": Generator(quantize_int8(ours), vocab),
+                  "ours, composing, int8, compiled step": compiled}
     rows = []
     for batch in (1, 4):
         prompt = torch.randint(0, vocab.size, (batch, 16))
@@ -88,12 +94,14 @@ def against_hf(tokens: int, repeat: int) -> list[tuple]:
     return rows
 
 
-def scenario(name: str) -> dict:
+def scenario(name: str, compiled: str) -> dict:
     """One timed scenario with the bundled model at default settings (run in a child process;
-    only API that every version has)."""
+    only API that every version has, `compiled` only where asked). Loading is timed apart."""
     from musenet import Composer
 
-    composer = Composer.load()
+    start = time.perf_counter()
+    composer = Composer.load(**({} if compiled == "auto" else {"compiled": compiled}))
+    load = time.perf_counter() - start
     asked = {"5000-tokens": dict(seconds=3600, max_tokens=5000), "four-minute": dict(seconds=240),
              "four-ideas": dict(seconds=20, candidates=4), "continue": dict(seconds=140)}[name]
     before = 0
@@ -105,28 +113,30 @@ def scenario(name: str) -> dict:
     seconds = time.perf_counter() - start
     peak = next(int(line.split()[1]) for line in Path("/proc/self/status").read_text().splitlines()
                 if line.startswith("VmHWM"))
-    return {"seconds": seconds, "tokens": int(sum(len(p.tokens) - before for p in pieces)),
+    return {"seconds": seconds, "load_seconds": load, "tokens": int(sum(len(p.tokens) - before for p in pieces)),
             "music_seconds": float(sum(p.seconds for p in pieces)), "peak_mb": peak / 1024}
 
 
-def run_scenario(source: Path, name: str, threads: int) -> dict:
+def run_scenario(source: Path, name: str, threads: int, compiled: str = "auto") -> dict:
     """`scenario(name)` in a fresh process importing the package from `source`/src."""
     env = {**os.environ, "PYTHONPATH": str(source / "src"), "OMP_NUM_THREADS": str(threads)}
-    out = subprocess.run([sys.executable, __file__, "--scenario", name], env=env, check=True,
+    out = subprocess.run([sys.executable, __file__, "--scenario", name, "--compiled", compiled], env=env, check=True,
                          capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
-def divergence(midi: Path, files: int = 4) -> list[float]:
+def divergence(midi: Path, files: int = 4, compiled: bool = False) -> list[float]:
     """KL (nats per token) of what the sampler reads with int8 weights (the decoder: half a
-    window at once, then a token at a time, attention in bfloat16) from float32's full forward
-    pass, over the first context of real MIDI files."""
+    window at once, then a token at a time, attention in bfloat16; with `compiled`, those
+    tokens through the compiled step) from float32's full forward pass, over the first
+    context of real MIDI files."""
     from musenet import Composer
     from musenet.encoding import encode_notes
     from musenet.notes import read_midi
     from musenet.sequence import side_features
 
-    plain, int8 = Composer.load(precision="float32"), Composer.load(precision="int8")
+    plain = Composer.load(precision="float32", compiled="off")
+    int8 = Composer.load(precision="int8", compiled="on" if compiled else "off")
     context, decoder = plain.model.config.context, int8.sampler.decoder
     paths = [p for folder in ("one-track", "multitrack") for p in sorted((midi / folder).glob("*.mid"))[:files // 2]]
     values = []
@@ -139,7 +149,7 @@ def divergence(midi: Path, files: int = 4) -> list[float]:
         cache = int8.model.new_cache()
         steps = [decoder.forward(tokens[:, :half], {k: v[:, :half] for k, v in features.items()}, cache)]
         for i in range(half, tokens.shape[1] - 1):
-            steps.append(decoder.forward(tokens[:, i:i + 1], {k: v[:, i:i + 1] for k, v in features.items()}, cache))
+            steps.append(decoder.step(tokens[:, i], {k: v[:, i:i + 1] for k, v in features.items()}, cache))
         q = torch.log_softmax(torch.cat(steps), -1)
         values.append(float((p.exp() * (p - q)).sum(-1).mean()))
     return values
@@ -153,9 +163,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--baseline", metavar="REV", help="also time these scenarios with this git revision")
     parser.add_argument("--midi", default=str(ROOT.parent / "shared" / "midi"), help="real MIDI for the divergence")
     parser.add_argument("--scenario", help=argparse.SUPPRESS)  # internal: one timed scenario, JSON on stdout
+    parser.add_argument("--compiled", default="auto", help=argparse.SUPPRESS)  # internal: the scenario's choice
     args = parser.parse_args(argv)
     if args.scenario:
-        print(json.dumps(scenario(args.scenario)))
+        print(json.dumps(scenario(args.scenario, args.compiled)))
         return
     torch.set_num_threads(args.threads)
 
@@ -165,36 +176,44 @@ def main(argv: list[str] | None = None) -> None:
     for batch, name, rate, ratio in against_hf(args.tokens, args.repeat):
         print(f"| {batch} | {name} | {rate:,.0f} | {ratio:.2f}x |")
 
-    versions = {"this code": ROOT}
+    from musenet import Composer
+
+    start = time.perf_counter()
+    if not Composer.load(compiled="on").sampler.decoder.kernel:
+        raise SystemExit("could not build the bundled model's compiled step")
+    print(f"\n(the bundled model's compiled step: built or loaded in {time.perf_counter() - start:.1f} s)")
+    versions = {"this code": (ROOT, "auto"), "this code, --compiled off": (ROOT, "off")}
     with tempfile.TemporaryDirectory() as scratch:
         if args.baseline:
             old = Path(scratch) / "baseline"
             subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(old), args.baseline],
                            check=True, capture_output=True)
-            versions = {f"baseline {args.baseline}": old, **versions}
+            versions = {f"baseline {args.baseline}": (old, "auto"), **versions}
         try:
-            results = {label: {name: run_scenario(path, name, args.threads)
+            results = {label: {name: run_scenario(path, name, args.threads, compiled)
                                for name in SCENARIOS}
-                       for label, path in versions.items()}
+                       for label, (path, compiled) in versions.items()}
         finally:
             if args.baseline:
                 subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(old)], check=False)
     print("\n## The bundled model at default settings, each scenario in its own process\n")
-    print("| scenario | code | tokens | seconds | tokens/s | peak memory (MB) |\n|---|---|---:|---:|---:|---:|")
+    print("| scenario | code | tokens | seconds | tokens/s | loading the model (s) | peak memory (MB) |\n"
+          "|---|---|---:|---:|---:|---:|---:|")
     for name, label in SCENARIOS.items():
         for version, result in results.items():
             r = result[name]
             print(f"| {label} | {version} | {r['tokens']:,} | {r['seconds']:.1f} | {r['tokens'] / r['seconds']:,.0f} "
-                  f"| {r['peak_mb']:,.0f} |")
+                  f"| {r.get('load_seconds', float('nan')):.1f} | {r['peak_mb']:,.0f} |")
     if args.baseline:
         old, new = results[f"baseline {args.baseline}"], results["this code"]
         print("\nSpeed-up in tokens per second, this code / baseline: " + ", ".join(
             f"{SCENARIOS[n]} {(new[n]['tokens'] / new[n]['seconds']) / (old[n]['tokens'] / old[n]['seconds']):.2f}x"
             for n in SCENARIOS))
     if Path(args.midi).is_dir():
-        kls = divergence(Path(args.midi))
-        print(f"\nKL of the int8 decoder from float32 on {len(kls)} real MIDI windows: mean {sum(kls) / len(kls):.5f}, "
-              f"max {max(kls):.5f} nats per token")
+        for compiled in (False, True):
+            kls = divergence(Path(args.midi), compiled=compiled)
+            print(f"\nKL of the int8 decoder{', compiled step,' if compiled else ''} from float32 on {len(kls)} real "
+                  f"MIDI windows: mean {sum(kls) / len(kls):.5f}, max {max(kls):.5f} nats per token")
 
 
 if __name__ == "__main__":

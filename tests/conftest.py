@@ -21,6 +21,7 @@ else:  # no example database; its other caches go to a temporary folder (see pyt
 
 _artifacts: list[Path] = []
 _hypothesis_home: list[str] = []
+_kernel_cache: list[str] = []
 
 
 def pytest_configure(config) -> None:
@@ -29,9 +30,15 @@ def pytest_configure(config) -> None:
     if set_hypothesis_home_dir is not None:
         _hypothesis_home.append(tempfile.mkdtemp(prefix="musenet-hypothesis-"))
         set_hypothesis_home_dir(_hypothesis_home[-1])
+    # compiled decode steps (kernels.py) built by tests go to a folder of their own, and none
+    # built outside the tests is used: every test decodes as its code says
+    _kernel_cache.append(tempfile.mkdtemp(prefix="musenet-kernels-"))
+    os.environ["MUSENET_CACHE"] = _kernel_cache[-1]
 
 
 def pytest_unconfigure(config) -> None:
+    while _kernel_cache:
+        shutil.rmtree(_kernel_cache.pop(), ignore_errors=True)
     while _hypothesis_home:
         shutil.rmtree(_hypothesis_home.pop(), ignore_errors=True)
 

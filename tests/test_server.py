@@ -621,10 +621,11 @@ def test_serve_command(monkeypatch, tmp_path):
 
     args = build_parser().parse_args(["serve"])
     assert (args.host, args.port, args.model, args.workers, args.queue) == ("127.0.0.1", 8000, None, 1, 8)
+    assert args.compiled == "on"  # a server composes for long: it builds the compiled step once
     model = make_tiny_model(tmp_path)
     seen = {}
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen.update(app=app, **kw))
-    assert main(["serve", "--model", str(model), "--port", "8123", "--workers", "2"]) == 0
+    assert main(["serve", "--model", str(model), "--port", "8123", "--workers", "2", "--compiled", "off"]) == 0
     assert seen["host"] == "127.0.0.1" and seen["port"] == 8123
     assert seen["app"].state.cocomposer.jobs.workers == 2
     assert main(["serve", "--model", str(tmp_path / "nothing")]) == 1

@@ -115,7 +115,7 @@ def _cmd_generate(args: argparse.Namespace) -> None:
         instrument_mode=args.instrument_mode, prompt_notes=args.prompt_notes, prompt_seconds=args.prompt_seconds,
         max_family_silence=args.max_family_silence,
     )
-    composer = Composer.load(args.model, precision=args.precision)
+    composer = Composer.load(args.model, precision=args.precision, compiled=args.compiled)
     composer.check(settings)
     check_wav(args)
     pieces = composer.generate(prompt=args.prompt, settings=settings, progress=True, keep=args.keep)
@@ -158,7 +158,10 @@ def _cmd_serve(args: argparse.Namespace) -> None:
         from .server import create_app
     except ImportError as err:
         raise MuseNetError(f"musenet serve needs {err.name}; pip install fastapi uvicorn fastapi-offline") from None
-    app = create_app(args.model, workers=args.workers, queue_size=args.queue)
+    from .composer import Composer
+
+    composer = Composer.load(args.model, compiled=args.compiled)
+    app = create_app(composer=composer, workers=args.workers, queue_size=args.queue)
     print(f"musenet: composing at http://{args.host}:{args.port}/ (API docs at /docs); Ctrl-C stops")
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
 
@@ -352,6 +355,14 @@ def comma_list(text: str | None) -> list[str] | None:
     return [word.strip() for word in text.split(",") if word.strip()] if text else None
 
 
+def add_compiled_option(command, default: str = "auto") -> None:
+    command.add_argument("--compiled", choices=("auto", "on", "off"), default=default,
+                         help="the compiled decode step (C++ built for this CPU, fewer milliseconds a token; "
+                         "README: composing speed): on builds it if need be (about 20 s, once per model and "
+                         "machine, needs a C++ compiler); auto uses it once built; off never "
+                         f"(default {default})")
+
+
 def add_composing_options(command, candidates: int = 1) -> None:
     """The options every composing command shares: sampling, the model, the files written."""
     command.add_argument("--temperature", type=float, default=1.0,
@@ -365,6 +376,7 @@ def add_composing_options(command, candidates: int = 1) -> None:
                          help="int8: 8-bit weights on a CPU, 2-3x faster per token with the same next-token "
                          "distribution within a KL of 0.001 nats (README: composing speed); auto (default): int8 "
                          "where the CPU computes in bfloat16 (AVX512-BF16, AMX), else float32")
+    add_compiled_option(command)
     command.add_argument("--model", metavar="DIR", help="a checkpoint or run directory (default: the bundled "
                          "model)")
     command.add_argument("--out", default="out", metavar="DIR", help="output folder (default: out)")
@@ -407,6 +419,7 @@ def add_serve_commands(commands) -> None:
     serve.add_argument("--model", metavar="DIR", help="a checkpoint or run directory (default: the bundled model)")
     serve.add_argument("--workers", type=int, default=1, help="pieces composed at once (default 1)")
     serve.add_argument("--queue", type=int, default=8, help="requests that may wait; more get 503 (default 8)")
+    add_compiled_option(serve, default="on")
     serve.set_defaults(run=_cmd_serve)
 
 

@@ -29,7 +29,7 @@ def _cmd_accompany(args: argparse.Namespace) -> None:
     keep, add = comma_list(args.keep), comma_list(args.add)
     if not keep or not add:
         raise MuseNetError("give the parts to keep (--keep) and the families to add (--add)")
-    composer = Composer.load(args.model, precision=args.precision)
+    composer = Composer.load(args.model, precision=args.precision, compiled=args.compiled)
     check_wav(args)
     pieces = composer.accompany(args.song, keep, add, rank=args.rank, progress=True, seconds=args.seconds,
                                 hints=not args.no_hints, **_sampling(args))
@@ -53,7 +53,7 @@ def _cmd_infill(args: argparse.Namespace) -> None:
         raise MuseNetError("give the span to rewrite: --from S --to S (seconds) or --bars FIRST-LAST")
     else:
         start, stop = args.start, args.stop
-    composer = Composer.load(args.model, precision=args.precision)
+    composer = Composer.load(args.model, precision=args.precision, compiled=args.compiled)
     check_wav(args)
     pieces = composer.infill(args.song, start, stop, comma_list(args.instruments), rank=not args.no_rank, progress=True,
                              hints=not args.no_hints, **_sampling(args))

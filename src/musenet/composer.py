@@ -33,6 +33,8 @@ from .sample import Generator
 from .settings import Settings
 from .vocab import Vocab, to_text
 
+COMPILED = ("auto", "on", "off")  # Composer.load's choices for the compiled decode step
+
 
 def bundled_model_path() -> Path | None:
     """The model shipped inside the package, if this install has one."""
@@ -80,12 +82,17 @@ class Composer:
 
     @classmethod
     def load(cls, path: str | Path | None = None, device: str | None = None, threads: int | None = None,
-             precision: str = "auto") -> Composer:
+             precision: str = "auto", compiled: str = "auto") -> Composer:
         """A composer for a checkpoint or run directory (the bundled model by default).
         `precision`: "int8" decodes with 8-bit weights on a CPU (`quantize.py`: 2-3x faster per
         token, the next-token distribution within a KL of 0.001 nats of float32's), "float32"
         with the model's weights as they are, "auto" (default) int8 where the CPU computes in
-        bfloat16, else float32. The metadata's `precision` says which was taken."""
+        bfloat16, else float32. The metadata's `precision` says which was taken.
+        `compiled` (`kernels.py`, CPU only): "auto" (default) decodes through this machine's
+        compiled step of the model where one was built before, "on" builds it first if need be
+        (about 20 s, once per model and machine), "off" never uses it."""
+        if compiled not in COMPILED:
+            raise MuseNetError(f"compiled must be one of {', '.join(COMPILED)}, not {compiled!r}")
         if path is None:
             path = bundled_model_path()
             if path is None:
@@ -99,7 +106,10 @@ class Composer:
         if chosen == "int8":
             model = quantize_int8(model)
         metadata = {**metadata, "precision": chosen}
-        return cls(model, vocab, device, str(path), metadata, Critic.load(resolve(path)))
+        composer = cls(model, vocab, device, str(path), metadata, Critic.load(resolve(path)))
+        if compiled != "off":
+            composer.sampler.decoder.use_kernel(build=compiled == "on")
+        return composer
 
     @property
     def model_label(self) -> str:

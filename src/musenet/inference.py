@@ -68,6 +68,59 @@ class Decoder:
         self.norm = (model.norm.weight, model.norm.bias, model.norm.eps)
         self.head = model.head
         self.full_head = linear_of(model.head)
+        self.model = model
+        self.feature_names = tuple(model.feature_embeddings) if c.features else ()
+        self.kernel = None  # a compiled step (kernels.py), once `use_kernel` found or built one
+
+    def use_kernel(self, build: bool = False) -> bool:
+        """Load this model's compiled step (kernels.py) if this machine has built it, or with
+        `build` build it now (about 20 s, once per model and machine). True if loaded; False
+        where the model or device is not covered, or building failed (then `forward` serves)."""
+        from . import kernels  # imported here: torch.export and the compiler load only when asked
+
+        if self.kernel is not None:
+            return True
+        if self.config.positions == "alibi" or self.table.device.type != "cpu":
+            return False
+        step = kernels.StepModule(self.model).eval()
+        path = kernels.kernel_path(step)
+        if not path.exists():
+            if not build:
+                return False
+            try:
+                kernels.build(step, path, self.cache_dtype)
+            except Exception as error:  # no C++ compiler, an unsupported platform: decode as before
+                kernels.report_failure(error)
+                return False
+        self.kernel = kernels.CompiledStep(path)
+        return True
+
+    @property
+    def cache_dtype(self) -> torch.dtype:
+        """What the KV cache holds: bfloat16 with int8 weights (the kernel's output), else float32."""
+        return torch.bfloat16 if isinstance(self.model.blocks[0].attention.qkv, Int8Linear) else torch.float32
+
+    def step(self, token: torch.Tensor, features: dict[str, torch.Tensor], cache: Cache, head=None,
+             rows: torch.Tensor | None = None) -> torch.Tensor:
+        """`forward` for one new token per row (`token` (batch,), features (batch, 1)): through
+        the compiled step where one is loaded and the cache is filled, else `forward`."""
+        kernel, past = self.kernel, cache.length
+        if kernel is None or cache.keys[0] is None or cache.keys[0].dtype != self.cache_dtype:
+            return self.forward(token[:, None], features, cache, head, rows)
+        if past + 1 > self.config.context:
+            raise MuseNetError(f"{past + 1} tokens do not fit the context of {self.config.context}")
+        columns = (torch.cat([features[name] for name in self.feature_names], dim=1) if self.feature_names
+                   else torch.zeros(len(token), 1, dtype=torch.long))
+        states = kernel(token.contiguous(), columns.contiguous(), torch.tensor(past), cache.keys, cache.values)
+        cache.lengths = [past + 1] * len(cache.lengths)
+        return self.logits(states, head, rows)
+
+    def logits(self, states: torch.Tensor, head=None, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """Next-token logits (batch, vocab) from the last layer's normalised states (batch, width)."""
+        if rows is None:
+            return (self.full_head if head is None else head)(states).float()
+        return states.new_full((len(states), self.config.vocab_size), float("-inf")).index_copy_(
+            1, rows, head(states).float())
 
     def head_for(self, rows: torch.Tensor | None):
         """The output head over `rows` of the vocabulary (None: all of it)."""
@@ -124,7 +177,4 @@ class Decoder:
                                                is_causal=causal)
             x = x + out(y.transpose(1, 2).reshape(batch * length, width))
             x = x + down(F.gelu(up(F.layer_norm(x, (width,), w2, b2, e2))))
-        states = F.layer_norm(x.view(batch, length, width)[:, -1], (width,), *self.norm)
-        if rows is None:
-            return (self.full_head if head is None else head)(states).float()
-        return states.new_full((batch, c.vocab_size), float("-inf")).index_copy_(1, rows, head(states).float())
+        return self.logits(F.layer_norm(x.view(batch, length, width)[:, -1], (width,), *self.norm), head, rows)

@@ -150,7 +150,7 @@ class Generator:
             advance(state, token, tables)
             for row, value in enumerate(token.tolist()):  # finished rows take pad, to stay in step
                 sequences[row].append(value)
-            logits = self.decoder.forward(token[:, None], features, cache, head, rows)
+            logits = self.decoder.step(token, features, cache, head, rows)
             now = min(state.seconds.min().item(), target)
             if int(now) > shown:
                 bar.update(int(now) - shown)

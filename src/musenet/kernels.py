@@ -1,0 +1,220 @@
+"""A compiled decode step: one token of every candidate in one call of C++ code built for this CPU.
+
+Composing reads one token per candidate per step, and `Decoder.forward` (inference.py) spends
+most of such a step dispatching about 150 small PyTorch operations, not computing them.
+`StepModule` is the same step written for a compiler: a static KV cache (the buffers of
+`model.Cache`, written at the step's position, attention over all of them with the later
+positions masked), the whole context length fixed, the batch free. PyTorch's ahead-of-time
+compiler (AOTInductor: `torch.export`, then `torch._inductor.aoti_compile_and_package`)
+turns it into a shared library with the weights inside, fused loops for the norms,
+rotations, attention and GELU, and PyTorch's own int8 kernel for the matrix products.
+
+Building takes about 20 seconds and needs a C++ compiler; the package is cached per
+model weights, precision, PyTorch version and CPU (`kernel_path`, under
+`~/.cache/musenet/kernels` or `$MUSENET_CACHE`), so each machine builds a model's step
+once and later runs load it in well under a second. `Decoder.step` uses it when
+loaded and falls back to `Decoder.forward` otherwise (and for ALiBi models, which it does not
+cover). Numbers: the step returns the last layer's normalised states; attention is computed in
+float32 over bfloat16 keys and values (the same rounding as `Decoder.forward` with int8
+weights), so the next-token distribution stays within the KL bound `tests/test_kernels.py`
+checks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import MuseNetError
+from .model import MuseNet
+from .quantize import Int8Linear
+
+
+class StepLinear(nn.Module):
+    """A linear layer of the step: PyTorch's int8 kernel (bfloat16 out, as `inference.linear_of`)
+    or a float32 `F.linear`."""
+
+    def __init__(self, module: nn.Module):
+        super().__init__()
+        self.int8 = isinstance(module, Int8Linear)
+        self.weight = nn.Buffer(module.weight.detach().clone())
+        self.scale = nn.Buffer(module.scale.detach().clone()) if self.int8 else None
+        self.bias = None if module.bias is None else nn.Buffer(module.bias.detach().clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.int8:
+            y = torch._weight_int8pack_mm(x.to(torch.bfloat16), self.weight, self.scale)
+        else:
+            y = F.linear(x, self.weight)
+        return y if self.bias is None else y + self.bias
+
+
+class StepModule(nn.Module):
+    """One new token per row over a static KV cache: (token (batch,), side features
+    (batch, features) in `MuseNet.feature_embeddings` order, position (a 0-d long tensor),
+    keys and values of every layer (batch, heads, context, head_dim), written at `position`)
+    -> the last layer's normalised states (batch, width), float32."""
+
+    def __init__(self, model: MuseNet):
+        super().__init__()
+        c = model.config
+        if c.positions not in ("learned", "rotary"):
+            raise MuseNetError(f"the compiled step does not cover {c.positions} positions")
+        self.heads, self.head_dim, self.time_heads, self.width = c.heads, c.width // c.heads, c.time_heads, c.width
+        self.rotary_positions = c.positions == "rotary"
+        self.token_table = nn.Buffer(model.token_table().detach().float().clone())
+        self.positions = None if model.position_embedding is None else nn.Buffer(
+            model.position_embedding.weight.detach().clone())
+        self.features = nn.ParameterList(
+            [nn.Parameter(e.weight.detach().clone(), requires_grad=False) for e in model.feature_embeddings.values()]
+            if c.features else [])
+        self.norms = nn.ModuleList()
+        self.linears = nn.ModuleList()
+        for block in model.blocks:
+            self.norms.extend([block.norm1, block.norm2])
+            self.linears.extend(StepLinear(m) for m in (block.attention.qkv, block.attention.out, block.mlp[0],
+                                                        block.mlp[2]))
+        self.norm = model.norm
+        half = self.head_dim // 2
+        self.inv_freq = nn.Buffer(1.0 / (10000 ** (torch.arange(0, self.head_dim, 2, dtype=torch.float32)
+                                                    / self.head_dim)))
+        self.context = c.context
+        self.half = half
+        self.time_index = c.features.index("time") if c.time_heads else -1
+
+    def rotation(self, steps: torch.Tensor):
+        """cos and sin (rows, head_dim) of rotary angles for `steps` (rows,)."""
+        angles = steps.float()[:, None] * self.inv_freq
+        angles = torch.cat([angles, angles], dim=-1)
+        return angles.cos(), angles.sin()
+
+    def rotate(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        rotated = torch.cat([-x[..., self.half:], x[..., :self.half]], dim=-1)
+        return x * cos + rotated * sin
+
+    def forward(self, token: torch.Tensor, features: torch.Tensor, position: torch.Tensor,
+                keys: list[torch.Tensor], values: list[torch.Tensor]) -> torch.Tensor:
+        batch, heads, head_dim, width = token.shape[0], self.heads, self.head_dim, self.width
+        x = F.embedding(token, self.token_table)
+        if self.positions is not None:
+            x = x + F.embedding(position.view(1), self.positions)
+        for index, table in enumerate(self.features):  # saturating at the table's last bucket
+            x = x + F.embedding(features[:, index].clamp(0, table.shape[0] - 1), table)
+        # one rotation per head: positions (rotary models) then time (the last `time_heads` heads)
+        ones = torch.ones(batch, heads, head_dim, device=x.device)
+        cos, sin = ones, torch.zeros_like(ones)
+        if self.rotary_positions:
+            p_cos, p_sin = self.rotation(position.view(1).expand(batch))
+            cos, sin = p_cos[:, None].expand(-1, heads, -1), p_sin[:, None].expand(-1, heads, -1)
+        if self.time_heads:
+            t_cos, t_sin = self.rotation(features[:, self.time_index])
+            t_cos, t_sin = t_cos[:, None], t_sin[:, None]
+            timed_cos = cos[:, -self.time_heads:] * t_cos - sin[:, -self.time_heads:] * t_sin
+            timed_sin = sin[:, -self.time_heads:] * t_cos + cos[:, -self.time_heads:] * t_sin
+            cos = torch.cat([cos[:, :-self.time_heads], timed_cos], dim=1)
+            sin = torch.cat([sin[:, :-self.time_heads], timed_sin], dim=1)
+        seen = torch.arange(self.context, device=x.device) <= position  # the cache up to this token
+        for layer in range(len(self.norms) // 2):
+            qkv, out, up, down = self.linears[4 * layer: 4 * layer + 4]
+            norm1, norm2 = self.norms[2 * layer], self.norms[2 * layer + 1]
+            cache_keys, cache_values = keys[layer], values[layer]
+            q, k, v = qkv(norm1(x)).view(batch, 3, heads, head_dim).unbind(1)
+            dtype = cache_keys.dtype
+            q = self.rotate(q.float(), cos, sin).to(dtype).float()
+            k = self.rotate(k.float(), cos, sin).to(dtype)
+            cache_keys.index_copy_(2, position.view(1), k[:, :, None])
+            cache_values.index_copy_(2, position.view(1), v[:, :, None].to(dtype))
+            scores = (q[:, :, None, :] * cache_keys.float()).sum(-1) * head_dim ** -0.5  # (batch, heads, context)
+            weights = torch.softmax(scores.masked_fill(~seen, float("-inf")), dim=-1)
+            y = (weights[..., None] * cache_values.float()).sum(-2).to(dtype)
+            x = x + out(y.reshape(batch, width))
+            x = x + down(F.gelu(up(norm2(x).to(dtype))).to(dtype))
+        return self.norm(x)
+
+
+def _cpu_flags() -> str:
+    """What the compiled code may depend on about this CPU (its instruction-set flags)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return line
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cache_dir() -> Path:
+    """Where compiled steps are kept: $MUSENET_CACHE/kernels, else ~/.cache/musenet/kernels."""
+    root = os.environ.get("MUSENET_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME")
+                                                           or os.path.expanduser("~/.cache"), "musenet")
+    return Path(root) / "kernels"
+
+
+def kernel_path(step: StepModule) -> Path:
+    """The package file of this step: a hash of its weights, PyTorch's version and the CPU."""
+    digest = hashlib.sha256()
+    for name, tensor in step.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.contiguous().view(torch.uint8).numpy().tobytes() if tensor.dtype != torch.bfloat16
+                      else tensor.contiguous().view(torch.int16).numpy().tobytes())
+    digest.update(f"{torch.__version__}|{_cpu_flags()}|{step.context}".encode())
+    return cache_dir() / f"step-{digest.hexdigest()[:24]}.pt2"
+
+
+def example_inputs(step: StepModule, batch: int, cache_dtype: torch.dtype):
+    """Inputs of the right shapes for tracing: a token per row, features, position 0, caches."""
+    layers = len(step.norms) // 2
+    shape = (batch, step.heads, step.context, step.head_dim)
+    return (torch.zeros(batch, dtype=torch.long), torch.zeros(batch, max(len(step.features), 1), dtype=torch.long),
+            torch.tensor(0), [torch.zeros(shape, dtype=cache_dtype) for _ in range(layers)],
+            [torch.zeros(shape, dtype=cache_dtype) for _ in range(layers)])
+
+
+def build(step: StepModule, path: Path, cache_dtype: torch.dtype) -> None:
+    """Compile `step` for any batch of 1 to 64 rows into the package `path` (written whole:
+    to a temporary file beside it, then renamed)."""
+    batch = torch.export.Dim("batch", min=1, max=64)
+    inputs = example_inputs(step, 2, cache_dtype)
+    dynamic = ({0: batch}, {0: batch}, None, [{0: batch}] * len(inputs[3]), [{0: batch}] * len(inputs[4]))
+    with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # PyTorch's own deprecation notices from inside the exporter
+        exported = torch.export.export(step, inputs, dynamic_shapes=dynamic)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(suffix=".pt2", dir=path.parent)
+    os.close(handle)
+    print("musenet: building the compiled decode step for this CPU (once per model and machine, about 20 s)",
+          file=sys.stderr)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch._inductor.aoti_compile_and_package(exported, package_path=temporary)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+
+
+def report_failure(error: Exception) -> None:
+    """One line on stderr: the compiled step could not be built, composing goes on without it."""
+    first = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+    print(f"musenet: could not build the compiled decode step ({first}); composing without it", file=sys.stderr)
+
+
+class CompiledStep:
+    """A loaded package: `__call__(token, features, position, keys, values)` as `StepModule`."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.runner = torch._inductor.aoti_load_package(str(path))
+
+    def __call__(self, token, features, position, keys, values) -> torch.Tensor:
+        return self.runner(token, features, position, keys, values)

@@ -1,0 +1,101 @@
+"""The compiled decode step (`kernels.py`): built for this CPU, cached, and computing what
+`Decoder.forward` computes (float32: to rounding; int8: within the sampler's KL bound)."""
+
+import pytest
+import torch
+
+from musenet import kernels
+from musenet.inference import Decoder
+from musenet.model import FEATURES, build_model
+from musenet.quantize import quantize_int8
+from musenet.sample import Generator
+from musenet.settings import Settings
+from musenet.vocab import default_vocab
+
+
+def inputs(batch, length=40, vocab=300, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    tokens = torch.randint(0, vocab, (batch, length), generator=g)
+    features = {name: torch.randint(0, 40, (batch, length), generator=g) for name in FEATURES}
+    return tokens, features
+
+
+def stepped(decoder, tokens, features, prefill=20):
+    """Logits after each token from `prefill` on: the window read at once, then one token a call."""
+    cache = decoder.model.new_cache()
+    out = [decoder.forward(tokens[:, :prefill], {k: v[:, :prefill] for k, v in features.items()}, cache)]
+    for i in range(prefill, tokens.shape[1] - 1):
+        out.append(decoder.step(tokens[:, i], {k: v[:, i: i + 1] for k, v in features.items()}, cache))
+    assert cache.length == tokens.shape[1] - 1
+    return torch.stack(out, 1)
+
+
+@pytest.mark.parametrize("positions", ["learned", "rotary"])
+def test_the_compiled_step_computes_what_the_decoder_computes(positions):
+    """float32, side features and a time head; batches of 2 and 3 from one package."""
+    torch.manual_seed(0)
+    model = build_model("tiny", 300, positions=positions, time_heads=1).eval()
+    eager, compiled = Decoder(model), Decoder(model)
+    assert not compiled.use_kernel()  # not built yet: nothing to load
+    assert compiled.use_kernel(build=True) and compiled.kernel is not None
+    for batch in (2, 3):
+        tokens, features = inputs(batch, seed=batch)
+        torch.testing.assert_close(stepped(compiled, tokens, features), stepped(eager, tokens, features),
+                                   atol=1e-4, rtol=1e-4)
+
+
+def test_the_int8_step_keeps_the_distribution_and_is_found_again():
+    torch.manual_seed(0)
+    model = build_model("tiny", 300, time_heads=1).eval()
+    int8 = quantize_int8(model)
+    built = Decoder(int8)
+    assert built.use_kernel(build=True) and built.cache_dtype == torch.bfloat16
+    tokens, features = inputs(2)
+    with torch.inference_mode():
+        p = torch.log_softmax(model(tokens, features)[:, 19:-1], -1)
+    q = torch.log_softmax(stepped(built, tokens, features), -1)
+    assert float((p.exp() * (p - q)).sum(-1).mean()) < 0.01  # KL in nats per token
+
+    def no_build(*args):
+        raise AssertionError("the package should have been loaded, not built again")
+
+    later = Decoder(quantize_int8(model))  # a new process would do the same: same weights, same file
+    original, kernels.build = kernels.build, no_build
+    try:
+        assert later.use_kernel(build=True)
+    finally:
+        kernels.build = original
+    torch.testing.assert_close(stepped(later, tokens, features), stepped(built, tokens, features))
+
+
+def test_without_a_compiler_or_for_alibi_composing_goes_on(monkeypatch, capsys):
+    torch.manual_seed(0)
+    assert not Decoder(build_model("tiny", 300, positions="alibi").eval()).use_kernel(build=True)
+
+    def broken(*args):
+        raise RuntimeError("no C++ compiler found\nmore lines")
+
+    monkeypatch.setattr(kernels, "build", broken)
+    decoder = Decoder(build_model("tiny", 300).eval())
+    assert not decoder.use_kernel(build=True) and decoder.kernel is None
+    assert "could not build the compiled decode step (no C++ compiler found)" in capsys.readouterr().err
+    tokens, features = inputs(2)
+    assert stepped(decoder, tokens, features).shape == (2, 20, 300)  # `forward` serves
+
+
+def test_a_generator_composes_through_the_compiled_step():
+    """The whole sampler on a random-weight model: valid pieces, the window sliding past the
+    context (96 tokens) and refilling the static cache."""
+    torch.manual_seed(0)
+    vocab = default_vocab()
+    model = build_model("tiny", vocab.size, context=96, time_heads=1).eval()
+    generator = Generator(model, vocab)
+    assert generator.decoder.use_kernel(build=True)
+    calls = []
+    kernel = generator.decoder.kernel
+    generator.decoder.kernel = lambda *args: calls.append(1) or kernel(*args)
+    settings = Settings(style="pop", instruments=["piano", "drums"], seconds=20, candidates=2, seed=1,
+                        max_tokens=300)
+    for tokens in generator.generate(settings):
+        assert tokens[-1] == vocab.END and len(tokens) > 100
+    assert len(calls) > 200
