@@ -210,11 +210,16 @@ def report_failure(error: Exception) -> None:
 
 
 class CompiledStep:
-    """A loaded package: `__call__(token, features, position, keys, values)` as `StepModule`."""
+    """A loaded package: `__call__(token, features, position, keys, values)` as `StepModule`.
+
+    It calls PyTorch's package loader directly, not through `torch._inductor.aoti_load_package`,
+    which first probes the CPU by compiling test programs (over a second, only to warn where
+    the package was built on another CPU: `kernel_path` already tells CPUs apart) and unpacks
+    its arguments' tree structure on every call."""
 
     def __init__(self, path: Path):
         self.path = path
-        self.runner = torch._inductor.aoti_load_package(str(path))
+        self.loader = torch._C._aoti.AOTIModelPackageLoader(str(path), "model", False, 1, -1)
 
     def __call__(self, token, features, position, keys, values) -> torch.Tensor:
-        return self.runner(token, features, position, keys, values)
+        return self.loader.boxed_run([token, features, position, *keys, *values])[0]
