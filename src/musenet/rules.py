@@ -72,13 +72,17 @@ class TokenTables:
         self.note_status = self.note_key + KEYS * self.note_is_on.long()
         self.off_ids = torch.nonzero(self.is_off)[:, 0]  # note-offs, for the release boost
         self.off_family = self.family[self.off_ids]
-        self.off_onehot = torch.nn.functional.one_hot(self.off_family, len(FAMILIES)).float()
         self.longest_wait = int(self.wait.max())
-        self.family_onehot = torch.nn.functional.one_hot(self.family, len(FAMILIES)).float() * self.is_on[:, None]
         self.ids = ids = torch.arange(vocab.size, device=device)
         self.never = (ids == vocab.PAD) | (ids == vocab.START) | (ids >= vocab.style_offset) | (
             (ids >= vocab.family_offset) & (ids < vocab.tempo_offset))
         self._rows: dict[int, torch.Tensor] = {}
+
+    @staticmethod
+    def per_family(values: torch.Tensor, family: torch.Tensor) -> torch.Tensor:
+        """Sums (batch, families) of `values` (batch, n) by the family (n,) of each column (an
+        index_add: at one or four rows several times quicker than a product with a one-hot)."""
+        return values.new_zeros(len(values), len(FAMILIES)).index_add_(1, family, values)
 
     def rows(self, batch: int) -> torch.Tensor:
         """0, 1, ..., batch - 1, made once per batch size."""
@@ -259,7 +263,7 @@ def entrances(mask: torch.Tensor, state: DecodeState, settings: Settings, tables
     near = requested[None, :] & ~playing & ((state.seconds + t.longest_wait * step_seconds)[:, None] > ends)
     if not bool(near.any()):  # no wait can reach a deadline: nothing to do (most steps)
         return mask
-    can_enter = (mask & t.is_on[None, :]).to(torch.float32) @ t.family_onehot > 0      # (batch, families)
+    can_enter = t.per_family((mask & t.is_on[None, :]).to(torch.float32), t.family) > 0  # (batch, families)
     enterable = near & can_enter
     deadline = torch.where(enterable, ends, float("inf")).min(dim=1).values
     due = state.seconds + step_seconds > deadline                                     # the shortest wait passes it
@@ -329,9 +333,9 @@ def release_boost(logits: torch.Tensor, mask: torch.Tensor, tables: TokenTables)
     # only ratios of note-off probabilities count, so a softmax over the note-offs alone serves
     probabilities = torch.softmax(logits.index_select(1, t.off_ids), dim=-1)
     allowed_share = probabilities * allowed
-    kept = allowed_share @ t.off_onehot                                    # (batch, families)
-    lost = (probabilities - allowed_share) @ t.off_onehot
-    single = allowed.to(logits.dtype) @ t.off_onehot == 1
+    kept = t.per_family(allowed_share, t.off_family)                       # (batch, families)
+    lost = t.per_family(probabilities - allowed_share, t.off_family)
+    single = t.per_family(allowed.to(logits.dtype), t.off_family) == 1
     boost = torch.where(single & (kept > 0), (1 + lost / kept.clamp_min(1e-30)).log(), 0.0)
     return logits.index_add(1, t.off_ids, torch.where(allowed, boost.index_select(1, t.off_family), 0.0))
 
