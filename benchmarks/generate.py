@@ -6,7 +6,8 @@ version of this code, in one run.
    same number of new tokens from the same 16-token prompt, KV cache on both sides, best of
    `--repeat`): "ours, composing" is the whole `Generator` (instrument, grammar, entrance
    and length masks, side features: what `musenet generate` does per token) in float32 and
-   with int8 weights (`quantize.py`, the default on CPUs with bfloat16 arithmetic);
+   with int8 weights (`quantize.py`, the default on CPUs with bfloat16 arithmetic), and with
+   int8 weights through the compiled step (`kernels.py`, built first if need be);
    "HF generate" is `GPT2LMHeadModel.generate(do_sample=True, use_cache=True)`.
 2. **The bundled model, this code against `--baseline REV`** (a git revision, checked out
    into a temporary worktree; each scenario in its own process, default settings, so the
@@ -14,12 +15,14 @@ version of this code, in one run.
    drums) as composed, and 5,000 new tokens of a long piece (the same amount of work for every
    version: what a dense four-minute piece takes), the co-composer's four 20-second ideas
    (one batch of 4), and a continuation of a two-minute piece by 20 s (the co-composer
-   re-reads the whole piece; its new tokens are counted). Seconds, new tokens, tokens per
-   second and peak memory (the process's high-water mark); the speed-up is in tokens per
-   second, since the versions compose different music.
+   re-reads the whole piece; its new tokens are counted); this code twice, with the bundled
+   model's compiled step (built first if need be) and with `--compiled off`. Seconds, new tokens, tokens per
+   second, the seconds loading the model took, and peak memory (the process's high-water mark);
+   the speed-up is in tokens per second, since the versions compose different music.
 3. **Divergence**: KL of the next-token distribution the sampler reads with int8 weights
-   (`inference.py`: a half window read at once, then one token at a time) from float32's full
-   forward pass, on windows of the real MIDI files in `--midi` (never trained on).
+   (`inference.py`: a half window read at once, then one token at a time, eager and through
+   the compiled step) from float32's full forward pass, on windows of the real MIDI files in
+   `--midi` (never trained on).
 
 Run:  python benchmarks/generate.py [--baseline 0b2bea0] [--midi ../shared/midi] [--threads 2]
 """
@@ -172,8 +175,9 @@ def main(argv: list[str] | None = None) -> None:
 
     print(f"## Against Hugging Face (the bundled model's shape, random weights, {args.tokens} new tokens, "
           f"best of {args.repeat}, {args.threads} threads)\n")
+    rows = against_hf(args.tokens, args.repeat)
     print("| batch | generator | tokens/s | vs HF |\n|---:|---|---:|---:|")
-    for batch, name, rate, ratio in against_hf(args.tokens, args.repeat):
+    for batch, name, rate, ratio in rows:
         print(f"| {batch} | {name} | {rate:,.0f} | {ratio:.2f}x |")
 
     from musenet import Composer

@@ -7,7 +7,7 @@
 set -euo pipefail
 out=${1:?usage: scripts/generation-fingerprint.sh OUT_DIR [SHARED_MIDI_DIR]}
 midi=${2:-../shared/midi}
-generate=(${PYTHON:-.venv/bin/python} -m musenet generate)
+generate=(${PYTHON:-.venv/bin/python} -m musenet generate --compiled off)  # the same bytes whether or not a compiled step was built
 mkdir -p "$out"
 "${generate[@]}" --style irish --instruments strings,guitar --seconds 70 --seed 3 --candidates 2 \
   --out "$out/noprompt" >/dev/null

@@ -29,8 +29,9 @@ if ! "$venv/bin/python" -c 'import torch' 2>/dev/null; then
 fi
 
 # System packages (FluidSynth and a General MIDI SoundFont for audio; Chromium for the web
-# co-composer's browser test, driven by Playwright), with apt when we can.
-apt_packages=(${MUSENET_APT_PACKAGES-fluidsynth fluid-soundfont-gm chromium})
+# co-composer's browser test, driven by Playwright; g++ to build the compiled decode step,
+# kernels.py), with apt when we can.
+apt_packages=(${MUSENET_APT_PACKAGES-fluidsynth fluid-soundfont-gm chromium g++})
 if [ ${#apt_packages[@]} -gt 0 ] && command -v apt-get >/dev/null 2>&1; then
   missing=()
   for p in "${apt_packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

@@ -3,14 +3,13 @@
 
 import pytest
 import torch
+from server_helpers import make_tiny_model
 
-from musenet import kernels
+from musenet import Composer, kernels
+from musenet.errors import MuseNetError
 from musenet.inference import Decoder
 from musenet.model import FEATURES, build_model
 from musenet.quantize import quantize_int8
-from musenet.sample import Generator
-from musenet.settings import Settings
-from musenet.vocab import default_vocab
 
 
 def inputs(batch, length=40, vocab=300, seed=0):
@@ -83,19 +82,23 @@ def test_without_a_compiler_or_for_alibi_composing_goes_on(monkeypatch, capsys):
     assert stepped(decoder, tokens, features).shape == (2, 20, 300)  # `forward` serves
 
 
-def test_a_generator_composes_through_the_compiled_step():
-    """The whole sampler on a random-weight model: valid pieces, the window sliding past the
-    context (96 tokens) and refilling the static cache."""
-    torch.manual_seed(0)
-    vocab = default_vocab()
-    model = build_model("tiny", vocab.size, context=96, time_heads=1).eval()
-    generator = Generator(model, vocab)
-    assert generator.decoder.use_kernel(build=True)
-    calls = []
-    kernel = generator.decoder.kernel
-    generator.decoder.kernel = lambda *args: calls.append(1) or kernel(*args)
-    settings = Settings(style="pop", instruments=["piano", "drums"], seconds=20, candidates=2, seed=1,
-                        max_tokens=300)
-    for tokens in generator.generate(settings):
-        assert tokens[-1] == vocab.END and len(tokens) > 100
+def test_a_composer_loads_it_and_composes_through_it(tmp_path):
+    """`Composer.load(compiled=...)`: off and auto (nothing built) decode eagerly, on builds;
+    the whole sampler on a random-weight model gives valid pieces, the window sliding past
+    the context (96 tokens) and refilling the cache; sidecars say "compiled step"."""
+    model_dir = make_tiny_model(tmp_path)
+    with pytest.raises(MuseNetError, match="compiled must be one of"):
+        Composer.load(model_dir, compiled="yes")
+    assert Composer.load(model_dir, compiled="auto").sampler.decoder.kernel is None
+    composer = Composer.load(model_dir, precision="float32", compiled="on")
+    decoder = composer.sampler.decoder
+    assert decoder.kernel is not None and composer.model_label.endswith("(float32, compiled step)")
+    assert Composer.load(model_dir, precision="float32").sampler.decoder.kernel is not None  # auto: now built
+    assert Composer.load(model_dir, compiled="off").sampler.decoder.kernel is None
+    calls, kernel = [], decoder.kernel
+    decoder.kernel = lambda *args: calls.append(1) or kernel(*args)
+    pieces = composer.generate(style="pop", instruments=["piano", "drums"], seconds=20, candidates=2, seed=1,
+                               max_tokens=300)
+    for piece in pieces:
+        assert piece.tokens[-1] == composer.vocab.END and len(piece.tokens) > 100
     assert len(calls) > 200

@@ -113,8 +113,10 @@ class Composer:
 
     @property
     def model_label(self) -> str:
-        """The model's path and the precision it decodes in, for sidecars."""
-        return f"{self.model_path} ({self.metadata.get('precision', 'float32')})"
+        """The model's path and the precision it decodes in (and "compiled step" where it
+        decodes through one, `kernels.py`), for sidecars."""
+        compiled = ", compiled step" if self.sampler.decoder.kernel is not None else ""
+        return f"{self.model_path} ({self.metadata.get('precision', 'float32')}{compiled})"
 
     @property
     def model(self) -> torch.nn.Module:
