@@ -1,6 +1,7 @@
 """The compiled decode step (`kernels.py`): built for this CPU, cached, and computing what
 `Decoder.forward` computes (float32: to rounding; int8: within the sampler's KL bound)."""
 
+import numpy as np
 import pytest
 import torch
 from server_helpers import make_tiny_model
@@ -10,6 +11,12 @@ from musenet.errors import MuseNetError
 from musenet.inference import Decoder
 from musenet.model import FEATURES, build_model
 from musenet.quantize import quantize_int8
+
+
+@pytest.fixture(autouse=True)
+def own_cache(tmp_path, monkeypatch):
+    """Each test builds into its own folder, so no other test finds (and decodes with) its packages."""
+    monkeypatch.setenv("MUSENET_CACHE", str(tmp_path / "cache"))
 
 
 def inputs(batch, length=40, vocab=300, seed=0):
@@ -102,3 +109,17 @@ def test_a_composer_loads_it_and_composes_through_it(tmp_path):
     for piece in pieces:
         assert piece.tokens[-1] == composer.vocab.END and len(piece.tokens) > 100
     assert len(calls) > 200
+
+
+def test_the_compiled_state_update_takes_the_same_tokens_as_the_eager_one(tmp_path):
+    """Same model, same seed: the pieces composed with the compiled update (the step eager)
+    are the eager rules' token for token, and so are accompaniments (a plan's rules)."""
+    composer = Composer.load(make_tiny_model(tmp_path), precision="float32", compiled="on")
+    sampler = composer.sampler
+    assert sampler.update is not None
+    sampler.decoder.kernel = None  # the same logits on both sides
+    settings = dict(style="pop", instruments=["piano", "bass", "drums"], seconds=15, candidates=3, seed=2)
+    compiled = [p.tokens for p in composer.generate(**settings)]
+    sampler.update = None
+    eager = [p.tokens for p in composer.generate(**settings)]
+    assert len(compiled) == 3 and all(np.array_equal(a, b) for a, b in zip(compiled, eager, strict=True))

@@ -357,9 +357,9 @@ def comma_list(text: str | None) -> list[str] | None:
 
 def add_compiled_option(command, default: str = "auto") -> None:
     command.add_argument("--compiled", choices=("auto", "on", "off"), default=default,
-                         help="the compiled decode step (C++ built for this CPU, fewer milliseconds a token; "
-                         "README: composing speed): on builds it if need be (about 20 s, once per model and "
-                         "machine, needs a C++ compiler); auto uses it once built; off never "
+                         help="the compiled decode step and state update (C++ built for this CPU, fewer "
+                         "milliseconds a token; README: composing speed): on builds them if need be (about 30 s, "
+                         "once per model and machine, needs a C++ compiler); auto uses them once built; off never "
                          f"(default {default})")
 
 

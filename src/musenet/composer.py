@@ -89,8 +89,8 @@ class Composer:
         with the model's weights as they are, "auto" (default) int8 where the CPU computes in
         bfloat16, else float32. The metadata's `precision` says which was taken.
         `compiled` (`kernels.py`, CPU only): "auto" (default) decodes through this machine's
-        compiled step of the model where one was built before, "on" builds it first if need be
-        (about 20 s, once per model and machine), "off" never uses it."""
+        compiled step and state update where they were built before, "on" builds them first if
+        need be (about 30 s, once per model and machine), "off" never uses them."""
         if compiled not in COMPILED:
             raise MuseNetError(f"compiled must be one of {', '.join(COMPILED)}, not {compiled!r}")
         if path is None:
@@ -108,7 +108,7 @@ class Composer:
         metadata = {**metadata, "precision": chosen}
         composer = cls(model, vocab, device, str(path), metadata, Critic.load(resolve(path)))
         if compiled != "off":
-            composer.sampler.decoder.use_kernel(build=compiled == "on")
+            composer.sampler.use_compiled(build=compiled == "on")
         return composer
 
     @property

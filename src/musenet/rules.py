@@ -46,6 +46,12 @@ from .vocab import Vocab
 KEYS = len(FAMILIES) * 128  # a key is family x 128 + pitch
 
 
+def tracing() -> bool:
+    """True while `torch.export` traces `advance` and `next_features` into the compiled
+    state update (`kernels.py`): then no Python `if` may read a tensor, and the batch is free."""
+    return torch.compiler.is_exporting() or torch.compiler.is_compiling()
+
+
 class TokenTables:
     """Per-token facts of a vocabulary as tensors, for building masks without Python loops."""
 
@@ -86,6 +92,8 @@ class TokenTables:
 
     def rows(self, batch: int) -> torch.Tensor:
         """0, 1, ..., batch - 1, made once per batch size."""
+        if tracing():  # a batch of any size
+            return torch.arange(batch, device=self.key.device)
         if batch not in self._rows:
             self._rows[batch] = torch.arange(batch, device=self.key.device)
         return self._rows[batch]
@@ -189,7 +197,7 @@ def opening_state(tokens, batch: int, tables: TokenTables, device) -> DecodeStat
 def advance(state: DecodeState, token: torch.Tensor, tables: TokenTables) -> None:
     """Update every candidate's state after it took `token` (one per row)."""
     t = tables
-    rows = t.rows(len(token))  # each row writes its own entry: a read, a where and a write per table
+    rows = t.rows(token.shape[0])  # each row writes its own entry: a read, a where and a write per table
     key, on, off, drum = t.key[token], t.is_on[token], t.is_off[token], t.is_drum[token]
     melodic_on = on & ~drum
     state.sounding[rows, key] = (state.sounding[rows, key] | melodic_on) & ~off
@@ -210,7 +218,7 @@ def advance(state: DecodeState, token: torch.Tensor, tables: TokenTables) -> Non
                                      state.rest_seconds + seconds)
     state.instant_ons = torch.where(waited, torch.zeros_like(state.instant_ons), state.instant_ons)
     state.instant_drums &= ~waited[:, None]
-    if bool(t.is_tempo[token].any()):  # a new tensor: `step_seconds` follows it
+    if tracing() or bool(t.is_tempo[token].any()):  # a new tensor: `step_seconds` follows it
         state.tempo = torch.where(t.is_tempo[token], t.tempo[token].double(), state.tempo)
     state.finished |= token == t.vocab.END
 

@@ -59,6 +59,26 @@ class Generator:
         self.vocab = vocab
         self.device = torch.device(device)
         self.tables = TokenTables(vocab, self.device)
+        self.update = None  # the compiled state update (kernels.py), once `use_compiled` found or built it
+
+    def use_compiled(self, build: bool = False) -> bool:
+        """Load the compiled decode step and state update (`kernels.py`) this machine has
+        built for this model and vocabulary, building them first with `build` (about 20 and
+        10 s, once). True where both are in use; where either cannot be (no compiler, a GPU,
+        an ALiBi model), composing goes on with what there is."""
+        from . import kernels
+
+        step = self.decoder.use_kernel(build)
+        if self.update is None and self.device.type == "cpu":
+            path = kernels.update_path(self.tables)
+            try:
+                if not path.exists() and build:
+                    kernels.build_update(self.tables, path)
+                if path.exists():
+                    self.update = kernels.CompiledUpdate(path)
+            except Exception as error:  # no C++ compiler, an unsupported platform: the eager update serves
+                kernels.report_failure(error)
+        return step and self.update is not None
 
     def header(self, settings: Settings, prompt_families: list[int]) -> list[int]:
         """Style, the families of the prompt and of the request, `start`."""
@@ -130,6 +150,7 @@ class Generator:
         rules = settings if plan is None else replace(settings, seconds=1.25 * target + 10)
         state.earliest_end = begun + 0.9 * max(target - begun, 0.0) if plan is None else 0.0
         state.entries_from = begun
+        target_tensor = torch.tensor(target, dtype=torch.float64)
         bar = tqdm(total=int(target), unit="s", desc="composing", disable=not progress, dynamic_ncols=True)
         shown = steps = 0
         while not bool(state.finished.all()) and steps != settings.max_tokens:
@@ -146,8 +167,11 @@ class Generator:
             if plan is not None:
                 plan.after(token, logits)
                 taken.append(plan.forced.clone())
-            features = next_features(token, state, tables, target)
-            advance(state, token, tables)
+            if self.update is not None:  # the same update, compiled (kernels.py)
+                features = self.update(token, state, target_tensor)
+            else:
+                features = next_features(token, state, tables, target)
+                advance(state, token, tables)
             for row, value in enumerate(token.tolist()):  # finished rows take pad, to stay in step
                 sequences[row].append(value)
             logits = self.decoder.step(token, features, cache, head, rows)

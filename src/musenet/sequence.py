@@ -141,12 +141,17 @@ def chord_index(tokens, vocab: Vocab) -> np.ndarray:
 
 def position_part(seconds, total_seconds: float):
     """Which 1/128 of a piece of `total_seconds` each time falls in (numpy or torch)."""
-    return seconds / max(total_seconds, 1e-6) * POSITION_PARTS
+    return seconds / at_least(total_seconds, 1e-6) * POSITION_PARTS
 
 
 def countdown_steps(seconds, total_seconds: float):
     """Time left to the piece's end in countdown steps (numpy or torch, before bucketing)."""
-    return (max(total_seconds, 1e-6) - seconds) / COUNTDOWN_SECONDS
+    return (at_least(total_seconds, 1e-6) - seconds) / COUNTDOWN_SECONDS
+
+
+def at_least(value, floor: float):
+    """max(value, floor) for a number or a 0-d tensor (the compiled rules pass tensors)."""
+    return value.clamp_min(floor) if hasattr(value, "clamp_min") else max(value, floor)
 
 
 def side_features(tokens, vocab: Vocab, total_seconds: float, start_seconds: float = 0.0,
