@@ -7,7 +7,7 @@ version of this code, in one run.
    `--repeat`): "ours, composing" is the whole `Generator` (instrument, grammar, entrance
    and length masks, side features: what `musenet generate` does per token) in float32 and
    with int8 weights (`quantize.py`, the default on CPUs with bfloat16 arithmetic), and with
-   int8 weights through the compiled step (`kernels.py`, built first if need be);
+   int8 weights through the compiled step and state update (`kernels.py`, built first if need be);
    "HF generate" is `GPT2LMHeadModel.generate(do_sample=True, use_cache=True)`.
 2. **The bundled model, this code against `--baseline REV`** (a git revision, checked out
    into a temporary worktree; each scenario in its own process, default settings, so the
@@ -77,12 +77,13 @@ def against_hf(tokens: int, repeat: int) -> list[tuple]:
         n_head=size["heads"], activation_function="gelu", tie_word_embeddings=True)).eval()
     compiled = Generator(quantize_int8(ours), vocab)
     start = time.perf_counter()
-    if not compiled.decoder.use_kernel(build=True):
-        raise SystemExit("could not build the compiled step (kernels.py); is a C++ compiler installed?")
-    print(f"(the compiled step of the random-weight model: built or loaded in {time.perf_counter() - start:.1f} s)\n")
+    if not compiled.use_compiled(build=True):
+        raise SystemExit("could not build the compiled step and update (kernels.py); is a C++ compiler installed?")
+    print(f"(the compiled step and update of the random-weight model: built or loaded in "
+          f"{time.perf_counter() - start:.1f} s)\n")
     generators = {"ours, composing, float32": Generator(ours, vocab),
                   "ours, composing, int8 weights": Generator(quantize_int8(ours), vocab),
-                  "ours, composing, int8, compiled step": compiled}
+                  "ours, composing, int8, compiled step and update": compiled}
     rows = []
     for batch in (1, 4):
         prompt = torch.randint(0, vocab.size, (batch, 16))
@@ -183,9 +184,9 @@ def main(argv: list[str] | None = None) -> None:
     from musenet import Composer
 
     start = time.perf_counter()
-    if not Composer.load(compiled="on").sampler.decoder.kernel:
-        raise SystemExit("could not build the bundled model's compiled step")
-    print(f"\n(the bundled model's compiled step: built or loaded in {time.perf_counter() - start:.1f} s)")
+    if not Composer.load(compiled="on").sampler.use_compiled():
+        raise SystemExit("could not build the bundled model's compiled step and update")
+    print(f"\n(the bundled model's compiled step and update: built or loaded in {time.perf_counter() - start:.1f} s)")
     versions = {"this code": (ROOT, "auto"), "this code, --compiled off": (ROOT, "off")}
     with tempfile.TemporaryDirectory() as scratch:
         if args.baseline:
