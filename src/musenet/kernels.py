@@ -38,6 +38,8 @@ from .errors import MuseNetError
 from .model import MuseNet
 from .quantize import Int8Linear
 
+FORMAT = 2  # what the packages take and give: a new number when that changes, so old files are not loaded
+
 
 class StepLinear(nn.Module):
     """A linear layer of the step: PyTorch's int8 kernel (bfloat16 out, as `inference.linear_of`)
@@ -166,7 +168,7 @@ def kernel_path(step: StepModule) -> Path:
         digest.update(name.encode())
         digest.update(tensor.contiguous().view(torch.uint8).numpy().tobytes() if tensor.dtype != torch.bfloat16
                       else tensor.contiguous().view(torch.int16).numpy().tobytes())
-    digest.update(f"{torch.__version__}|{_cpu_flags()}|{step.context}".encode())
+    digest.update(f"{torch.__version__}|{_cpu_flags()}|{step.context}|{FORMAT}".encode())
     return cache_dir() / f"step-{digest.hexdigest()[:24]}.pt2"
 
 
@@ -252,9 +254,10 @@ STATE = ("sounding", "onset", "polyphony", "rest_seconds", "seconds", "window_st
 
 
 class StateUpdate(nn.Module):
-    """(token, the state's tensors (STATE), the seconds asked for (0-d float64)) -> the side
-    features of `token` (batch, features in ALL_FEATURES order), after which the state's
-    tensors hold the state after it (written in place)."""
+    """(token, the state's tensors (STATE), the seconds asked for (0-d float64)) -> (the side
+    features of `token` (batch, features in ALL_FEATURES order), the seconds a grid step lasts
+    after it (batch,)), after which the state's tensors hold the state after it (written in
+    place)."""
 
     def __init__(self, tables):
         super().__init__()
@@ -272,7 +275,7 @@ class StateUpdate(nn.Module):
             after = getattr(state, name)
             if after is not before:
                 before.copy_(after)
-        return torch.cat([features[name] for name in ALL_FEATURES], dim=1)
+        return torch.cat([features[name] for name in ALL_FEATURES], dim=1), state.step_seconds(self.tables.vocab)
 
 
 def update_path(tables) -> Path:
@@ -281,7 +284,7 @@ def update_path(tables) -> Path:
     for name, array in sorted(tables.vocab.tables.items()):
         digest.update(name.encode())
         digest.update(array.tobytes())
-    digest.update(f"{tables.vocab.time_mode}|{torch.__version__}|{_cpu_flags()}".encode())
+    digest.update(f"{tables.vocab.time_mode}|{torch.__version__}|{_cpu_flags()}|{FORMAT}".encode())
     return cache_dir() / f"update-{digest.hexdigest()[:24]}.pt2"
 
 
@@ -304,6 +307,6 @@ class CompiledUpdate(Package):
     def __call__(self, token, state, target: torch.Tensor) -> dict[str, torch.Tensor]:
         from .model import ALL_FEATURES
 
-        columns = self.run([token.contiguous(), *(getattr(state, name) for name in STATE), target])[0]
-        state._step = None  # the tempo changed in place: `step_seconds` must not reuse its last figure
+        columns, step = self.run([token.contiguous(), *(getattr(state, name) for name in STATE), target])
+        state._step = (state.tempo, step)  # the tempo may have changed in place: its step, computed alike
         return {name: columns[:, index: index + 1] for index, name in enumerate(ALL_FEATURES)}

@@ -82,6 +82,7 @@ class TokenTables:
         self.ids = ids = torch.arange(vocab.size, device=device)
         self.never = (ids == vocab.PAD) | (ids == vocab.START) | (ids >= vocab.style_offset) | (
             (ids >= vocab.family_offset) & (ids < vocab.tempo_offset))
+        self.possible = ~self.never
         self._rows: dict[int, torch.Tensor] = {}
 
     @staticmethod
@@ -291,7 +292,7 @@ def allowed_tokens(state: DecodeState, settings: Settings, tables: TokenTables, 
     if needs_tempo:
         return t.is_tempo[None, :].expand(len(state.seconds), -1).clone()
     own = state.sounding if own is None else own
-    mask = (~t.never & allowed_on).expand(len(state.seconds), -1).clone()
+    mask = (t.possible & allowed_on).expand(len(state.seconds), -1).clone()
     # notes, key by key, then spread over the note tokens once: a note-off only for a note the
     # model holds and struck before this instant; a note-on only for a silent key while fewer
     # than max_polyphony melodic notes sound; a drum once an instant (a drum hit holds no voice)
@@ -341,9 +342,10 @@ def release_boost(logits: torch.Tensor, mask: torch.Tensor, tables: TokenTables)
     # only ratios of note-off probabilities count, so a softmax over the note-offs alone serves
     probabilities = torch.softmax(logits.index_select(1, t.off_ids), dim=-1)
     allowed_share = probabilities * allowed
-    kept = t.per_family(allowed_share, t.off_family)                       # (batch, families)
-    lost = t.per_family(probabilities - allowed_share, t.off_family)
-    single = t.per_family(allowed.to(logits.dtype), t.off_family) == 1
+    # three sums by family in one call: (batch, families) each
+    kept, lost, count = t.per_family(torch.cat((allowed_share, probabilities - allowed_share,
+                                                allowed.to(logits.dtype))), t.off_family).view(3, len(logits), -1)
+    single = count == 1
     boost = torch.where(single & (kept > 0), (1 + lost / kept.clamp_min(1e-30)).log(), 0.0)
     return logits.index_add(1, t.off_ids, torch.where(allowed, boost.index_select(1, t.off_family), 0.0))
 
