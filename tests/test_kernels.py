@@ -1,6 +1,8 @@
 """The compiled decode step (`kernels.py`): built for this CPU, cached, and computing what
 `Decoder.forward` computes (float32: to rounding; int8: within the sampler's KL bound)."""
 
+import threading
+
 import numpy as np
 import pytest
 import torch
@@ -109,6 +111,22 @@ def test_a_composer_loads_it_and_composes_through_it(tmp_path):
     for piece in pieces:
         assert piece.tokens[-1] == composer.vocab.END and len(piece.tokens) > 100
     assert len(calls) > 200
+
+    # one composer, several threads (the co-composer's workers): each piece as if composed alone
+    decoder.kernel = kernel
+    request = dict(style="pop", instruments=["piano", "drums"], seconds=10)
+    alone = {seed: composer.generate(seed=seed, **request)[0].tokens for seed in (3, 4, 5)}
+    together = {}
+
+    def compose(seed):
+        together[seed] = composer.generate(seed=seed, **request)[0].tokens
+
+    threads = [threading.Thread(target=compose, args=(seed,)) for seed in alone]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert all(np.array_equal(together[seed], alone[seed]) for seed in alone)
 
 
 def test_the_compiled_state_update_takes_the_same_tokens_as_the_eager_one(tmp_path):
