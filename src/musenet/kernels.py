@@ -1,4 +1,5 @@
-"""A compiled decode step: one token of every candidate in one call of C++ code built for this CPU.
+"""Compiled decoding: the model's one-token step and the sampler's state update, each one call
+of C++ code built for this CPU.
 
 Composing reads one token per candidate per step, and `Decoder.forward` (inference.py) spends
 most of such a step dispatching about 150 small PyTorch operations, not computing them.
@@ -12,9 +13,11 @@ rotations, attention and GELU, and PyTorch's own int8 kernel for the matrix prod
 Building takes about 20 seconds and needs a C++ compiler; the package is cached per
 model weights, precision, PyTorch version and CPU (`kernel_path`, under
 `~/.cache/musenet/kernels` or `$MUSENET_CACHE`), so each machine builds a model's step
-once and later runs load it in well under a second. `Decoder.step` uses it when
-loaded and falls back to `Decoder.forward` otherwise (and for ALiBi models, which it does not
-cover). Numbers: the step returns the last layer's normalised states; attention is computed in
+once and later runs load it in 0.02 s. `Decoder.step` uses it when loaded and falls back
+to `Decoder.forward` otherwise (and for ALiBi models, which it does not cover). The state
+update (`StateUpdate`, below) is built and cached the same way, per vocabulary.
+
+Numbers: the step returns the last layer's normalised states; attention is computed in
 float32 over bfloat16 keys and values (the same rounding as `Decoder.forward` with int8
 weights), so the next-token distribution stays within the KL bound `tests/test_kernels.py`
 checks.
