@@ -311,9 +311,9 @@ def allowed_tokens(state: DecodeState, settings: Settings, tables: TokenTables, 
         state.seconds[:, None] + wait_seconds > 1.1 * target) | (
         longest[:, None] + wait_seconds > settings.max_note_seconds)
     mask[:, t.waits] &= ~too_long
-    overdue = held + step_seconds[:, None] > settings.max_note_seconds  # cannot last another step
-    releasing = overdue.any(dim=1)
+    releasing = longest + step_seconds > settings.max_note_seconds  # a note cannot last another step
     if bool(releasing.any()):
+        overdue = held + step_seconds[:, None] > settings.max_note_seconds  # those notes
         mask[releasing] = (t.is_off[None, :] & overdue[:, t.key])[releasing]
     mask[:, vocab.END] = state.seconds >= state.earliest_end
     due = state.seconds >= target
@@ -354,12 +354,13 @@ NUCLEUS_FIRST_LOOK = 128  # the likeliest tokens top-p looks at first (it sorts 
 
 
 def sample_tokens(logits: torch.Tensor, mask: torch.Tensor, settings: Settings, generator: torch.Generator,
-                  tables: TokenTables) -> torch.Tensor:
+                  tables: TokenTables, draw: torch.Tensor | None = None) -> torch.Tensor:
     """One token per row: temperature, the release boost, the mask, top-k, then top-p
     (nucleus) sampling by inverse transform on the sorted probabilities (one uniform draw per
-    row; no sort when top_p is 1). The nucleus nearly always lies among the 128 likeliest
-    tokens, so those are found first (`topk`, a partial sort) and the whole vocabulary is
-    sorted only where they hold less than top_p: the same tokens either way."""
+    row, from `generator` or given as `draw` (batch, 1); no sort when top_p is 1). The
+    nucleus nearly always lies among the 128 likeliest tokens, so those are found first
+    (`topk`, a partial sort) and the whole vocabulary is sorted only where they hold less
+    than top_p: the same tokens either way."""
     logits = logits.float()
     if settings.temperature != 1.0:
         logits = logits / settings.temperature
@@ -368,7 +369,9 @@ def sample_tokens(logits: torch.Tensor, mask: torch.Tensor, settings: Settings, 
         kth = torch.topk(logits, min(settings.top_k, logits.shape[-1]), dim=-1).values[:, -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
     probabilities = torch.softmax(logits, dim=-1)
-    draw = torch.rand(len(logits), 1, generator=generator).to(logits.device)
+    if draw is None:
+        draw = torch.rand(len(logits), 1, generator=generator)
+    draw = draw.to(logits.device)
     if settings.top_p >= 1.0:  # no nucleus to find: inverse transform on the unsorted cumulative sum
         cumulative = probabilities.cumsum(dim=-1)
         index = torch.searchsorted(cumulative, draw * cumulative[:, -1:], right=True)
@@ -382,6 +385,22 @@ def sample_tokens(logits: torch.Tensor, mask: torch.Tensor, settings: Settings, 
     total = cumulative.gather(1, kept - 1)
     index = torch.searchsorted(cumulative, draw * total, right=True).clamp_max(kept - 1)
     return order.gather(1, index)[:, 0]
+
+
+class Draws:
+    """The uniform draws of `sample_tokens`, one (batch, 1) a step, taken from `generator` 256
+    steps at a time: the very numbers one call a step would give (the CPU generator fills a
+    block in the same order), for one call instead of 256."""
+
+    def __init__(self, generator: torch.Generator, batch: int, block: int = 256):
+        self.generator, self.batch, self.block = generator, batch, block
+        self.drawn, self.used = torch.empty(0, batch, 1), 0
+
+    def next(self) -> torch.Tensor:
+        if self.used == len(self.drawn):
+            self.drawn, self.used = torch.rand(self.block, self.batch, 1, generator=self.generator), 0
+        self.used += 1
+        return self.drawn[self.used - 1]
 
 
 def next_features(token: torch.Tensor, state: DecodeState, tables: TokenTables,

@@ -32,6 +32,7 @@ from .model import ALL_FEATURES, MuseNet
 from .notes import NoteTable
 from .rules import (
     DecodeState,
+    Draws,
     TokenTables,
     advance,
     allowed_tokens,
@@ -133,6 +134,7 @@ class Generator:
         allowed_on = instrument_filter(settings, tables)
         requested = requested_families(settings, device)
         generator = torch.Generator(device="cpu").manual_seed(settings.seed)
+        draws = Draws(generator, settings.candidates)  # sample_tokens' uniforms, a block at a time
         state = opening_state(opening, settings.candidates, tables, device)  # the prompt sounds, moves time
         plan = None if fixed is None else FixedState(fixed, settings.candidates, tables, device)
         logits, cache = self.read_window(sequences, state, settings, fixed)
@@ -161,7 +163,7 @@ class Generator:
             if plan is not None:
                 mask = plan.rule(mask, state.steps, state.finished)
             mask = entrances(mask, state, settings, tables, requested)
-            token = sample_tokens(logits, mask, settings, generator, tables)
+            token = sample_tokens(logits, mask, settings, generator, tables, draws.next())
             needs_tempo = False
             token = torch.where(state.finished, torch.full_like(token, vocab.PAD), token)
             if plan is not None:
