@@ -70,6 +70,8 @@ class Decoder:
         self.full_head = linear_of(model.head)
         self.model = model
         self.feature_names = tuple(model.feature_embeddings) if c.features else ()
+        # what the KV cache holds: bfloat16 with int8 weights (the kernel's output), else float32
+        self.cache_dtype = torch.bfloat16 if isinstance(model.blocks[0].attention.qkv, Int8Linear) else torch.float32
         self.kernel = None  # a compiled step (kernels.py), once `use_kernel` found or built one
 
     def use_kernel(self, build: bool = False) -> bool:
@@ -78,27 +80,12 @@ class Decoder:
         where the model or device is not covered, or building failed (then `forward` serves)."""
         from . import kernels  # imported here: torch.export and the compiler load only when asked
 
-        if self.kernel is not None:
-            return True
-        if self.config.positions == "alibi" or self.table.device.type != "cpu":
-            return False
-        step = kernels.StepModule(self.model).eval()
-        path = kernels.kernel_path(step)
-        if not path.exists():
-            if not build:
-                return False
-            try:
-                kernels.build(step, path, self.cache_dtype)
-            except Exception as error:  # no C++ compiler, an unsupported platform: decode as before
-                kernels.report_failure(error)
-                return False
-        self.kernel = kernels.CompiledStep(path)
-        return True
-
-    @property
-    def cache_dtype(self) -> torch.dtype:
-        """What the KV cache holds: bfloat16 with int8 weights (the kernel's output), else float32."""
-        return torch.bfloat16 if isinstance(self.model.blocks[0].attention.qkv, Int8Linear) else torch.float32
+        if self.kernel is None and self.config.positions != "alibi" and self.table.device.type == "cpu":
+            step = kernels.StepModule(self.model).eval()
+            self.kernel = kernels.load_or_build(kernels.kernel_path(step),
+                                                lambda path: kernels.build(step, path, self.cache_dtype), build,
+                                                "the compiled decode step", kernels.CompiledStep)
+        return self.kernel is not None
 
     def step(self, token: torch.Tensor, features: dict[str, torch.Tensor], cache: Cache, head=None,
              rows: torch.Tensor | None = None) -> torch.Tensor:

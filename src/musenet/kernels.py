@@ -25,6 +25,7 @@ checks.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import platform
@@ -146,6 +147,7 @@ class StepModule(nn.Module):
         return self.norm(x)
 
 
+@functools.cache
 def _cpu_flags() -> str:
     """What the compiled code may depend on about this CPU (its instruction-set flags)."""
     try:
@@ -164,15 +166,21 @@ def cache_dir() -> Path:
     return Path(root) / "kernels"
 
 
+def package_file(kind: str, digest) -> Path:
+    """The cache file of a package: `kind`, then a hash of what it was built from (`digest`,
+    a hashlib object), PyTorch's version, the CPU's flags and FORMAT."""
+    digest.update(f"{torch.__version__}|{_cpu_flags()}|{FORMAT}".encode())
+    return cache_dir() / f"{kind}-{digest.hexdigest()[:24]}.pt2"
+
+
 def kernel_path(step: StepModule) -> Path:
-    """The package file of this step: a hash of its weights, PyTorch's version and the CPU."""
-    digest = hashlib.sha256()
+    """The package file of this step: its weights (and context length) hashed."""
+    digest = hashlib.sha256(str(step.context).encode())
     for name, tensor in step.state_dict().items():
         digest.update(name.encode())
         digest.update(tensor.contiguous().view(torch.uint8).numpy().tobytes() if tensor.dtype != torch.bfloat16
                       else tensor.contiguous().view(torch.int16).numpy().tobytes())
-    digest.update(f"{torch.__version__}|{_cpu_flags()}|{step.context}|{FORMAT}".encode())
-    return cache_dir() / f"step-{digest.hexdigest()[:24]}.pt2"
+    return package_file("step", digest)
 
 
 def example_inputs(step: StepModule, batch: int, cache_dtype: torch.dtype):
@@ -213,10 +221,21 @@ def package(module: nn.Module, inputs: tuple, dynamic: tuple, path: Path, what: 
             os.unlink(temporary)
 
 
-def report_failure(error: Exception) -> None:
-    """One line on stderr: the compiled step could not be built, composing goes on without it."""
-    first = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
-    print(f"musenet: could not build the compiled decode step ({first}); composing without it", file=sys.stderr)
+def load_or_build(path: Path, build_package, build: bool, what: str, kind: type[Package]) -> Package | None:
+    """The package at `path` loaded as `kind`; where there is none, with `build`, first
+    `build_package(path)`. None where there is none and `build` is off, or building failed
+    (no C++ compiler, an unsupported platform): then one line on stderr says why, and
+    decoding goes on eagerly."""
+    if not path.exists():
+        if not build:
+            return None
+        try:
+            build_package(path)
+        except Exception as error:
+            first = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+            print(f"musenet: could not build {what} ({first}); composing without it", file=sys.stderr)
+            return None
+    return kind(path)
 
 
 class Package:
@@ -282,13 +301,12 @@ class StateUpdate(nn.Module):
 
 
 def update_path(tables) -> Path:
-    """The state update's package file: a hash of the vocabulary's tables, PyTorch's version and the CPU."""
-    digest = hashlib.sha256()
+    """The state update's package file: the vocabulary's tables hashed."""
+    digest = hashlib.sha256(tables.vocab.time_mode.encode())
     for name, array in sorted(tables.vocab.tables.items()):
         digest.update(name.encode())
         digest.update(array.tobytes())
-    digest.update(f"{tables.vocab.time_mode}|{torch.__version__}|{_cpu_flags()}|{FORMAT}".encode())
-    return cache_dir() / f"update-{digest.hexdigest()[:24]}.pt2"
+    return package_file("update", digest)
 
 
 def build_update(tables, path: Path) -> None:

@@ -71,14 +71,9 @@ class Generator:
 
         step = self.decoder.use_kernel(build)
         if self.update is None and self.device.type == "cpu":
-            path = kernels.update_path(self.tables)
-            try:
-                if not path.exists() and build:
-                    kernels.build_update(self.tables, path)
-                if path.exists():
-                    self.update = kernels.CompiledUpdate(path)
-            except Exception as error:  # no C++ compiler, an unsupported platform: the eager update serves
-                kernels.report_failure(error)
+            self.update = kernels.load_or_build(kernels.update_path(self.tables),
+                                                lambda path: kernels.build_update(self.tables, path), build,
+                                                "the compiled state update", kernels.CompiledUpdate)
         return step and self.update is not None
 
     def header(self, settings: Settings, prompt_families: list[int]) -> list[int]:
