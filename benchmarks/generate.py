@@ -6,7 +6,7 @@ version of this code, in one run.
    same number of new tokens from the same 16-token prompt, KV cache on both sides, best of
    `--repeat`): "ours, composing" is the whole `Generator` (instrument, grammar, entrance
    and length masks, side features: what `musenet generate` does per token) in float32 and
-   with int8 weights (`quantize.py`, the default on CPUs with bfloat16 arithmetic), and with
+   with int8 weights (`quantize.py`, the default on a CPU), and with
    int8 weights through the compiled step and state update (`kernels.py`, built first if need be);
    "HF generate" is `GPT2LMHeadModel.generate(do_sample=True, use_cache=True)`.
 2. **The bundled model, this code against `--baseline REV`** (a git revision, checked out

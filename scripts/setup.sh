@@ -45,3 +45,11 @@ fi
 
 "${pip[@]}" install -q -e ".[$extras]"
 "$venv/bin/python" -c 'import musenet, torch; print(f"setup: musenet {musenet.__version__}, torch {torch.__version__}")'
+
+# The bundled model's compiled decoder for this CPU (kernels.py; about 30 s once, instant
+# when found again), so that composing uses it from the first piece. Composing works without
+# it (MUSENET_NO_COMPILE=1 skips it).
+if [ -z "${MUSENET_NO_COMPILE:-}" ]; then
+  "$venv/bin/python" -m musenet compile \
+    || echo "setup: no compiled decoder for this CPU (see above); composing works without it" >&2
+fi

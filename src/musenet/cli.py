@@ -125,6 +125,17 @@ def _cmd_generate(args: argparse.Namespace) -> None:
     print_pieces(paths, pieces)
 
 
+def _cmd_compile(args: argparse.Namespace) -> None:
+    from .composer import Composer
+    from .kernels import cache_dir
+
+    composer = Composer.load(args.model, precision=args.precision, compiled="on")
+    if composer.sampler.decoder.kernel is None:
+        raise MuseNetError("no compiled step for this model on this machine (the reason is above); composing "
+                           "still works, without it")
+    print(f"compiled: {composer.model_label}; packages in {cache_dir()}")
+
+
 def _cmd_styles(args: argparse.Namespace) -> None:
     from .composer import Composer
     from .corpus.styles import style_description
@@ -375,7 +386,7 @@ def add_composing_options(command, candidates: int = 1) -> None:
     command.add_argument("--precision", choices=("auto", "float32", "int8"), default="auto",
                          help="int8: 8-bit weights on a CPU, 2-3x faster per token with the same next-token "
                          "distribution within a KL of 0.001 nats (README: composing speed); auto (default): int8 "
-                         "where the CPU computes in bfloat16 (AVX512-BF16, AMX), else float32")
+                         "on a CPU, float32 on a GPU")
     add_compiled_option(command)
     command.add_argument("--model", metavar="DIR", help="a checkpoint or run directory (default: the bundled "
                          "model)")
@@ -403,7 +414,19 @@ def check_wav(args: argparse.Namespace) -> None:
 
 
 def add_serve_commands(commands) -> None:
-    """styles and serve."""
+    """compile, styles and serve."""
+    compile_ = commands.add_parser(
+        "compile", help="build the compiled decoder for this CPU once; composing uses it from then on",
+        description="Build a model's compiled decode step and state update (kernels.py: C++ for this CPU, made by "
+        "PyTorch's AOTInductor; about 30 s, a C++ compiler needed) into ~/.cache/musenet/kernels "
+        "($MUSENET_CACHE/kernels), so that generate, accompany, infill and serve decode through them by default "
+        "(2-3x fewer milliseconds a token). make setup runs it for the bundled model; found again, it returns "
+        "at once.")
+    compile_.add_argument("--model", metavar="DIR", help="a checkpoint or run directory (default: the bundled model)")
+    compile_.add_argument("--precision", choices=("auto", "float32", "int8"), default="auto",
+                          help="the weights to compile for, as generate's option (default auto: int8 on a CPU)")
+    compile_.set_defaults(run=_cmd_compile)
+
     styles = commands.add_parser("styles", help="list the styles a model knows, a line each")
     styles.add_argument("--model", metavar="DIR", help="a checkpoint or run directory (default: the bundled model)")
     styles.set_defaults(run=_cmd_styles)
