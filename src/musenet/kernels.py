@@ -268,8 +268,8 @@ class CompiledStep(Package):
 # token in eager PyTorch, which spends 2-8 us dispatching each however small. Traced by
 # `torch.export` (`rules.tracing()` keeps Python `if`s off tensors there) and compiled like
 # the step, they take 0.02 ms. (The mask and the sampling, compiled the same way, took longer
-# than eager, 0.52 ms against 0.45: their gathers over the vocabulary compile poorly, so they
-# stay eager.)
+# than eager, 0.52 ms against 0.45: their gathers over the vocabulary compile poorly. They are
+# C loops instead, choose.py.)
 
 STATE = ("sounding", "onset", "polyphony", "rest_seconds", "seconds", "window_steps", "steps", "instant_ons",
          "instant_drums", "tempo", "finished", "family_last")  # DecodeState's tensors, in package order

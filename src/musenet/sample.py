@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from .choose import Chooser
 from .encoding import encode_notes
 from .errors import MuseNetError
 from .fixed import FixedPlan, FixedState
@@ -61,20 +62,25 @@ class Generator:
         self.device = torch.device(device)
         self.tables = TokenTables(vocab, self.device)
         self.update = None  # the compiled state update (kernels.py), once `use_compiled` found or built it
+        self.chooser = None  # choose.c, compiled (choose.py), once `use_compiled` found or built it
 
     def use_compiled(self, build: bool = False) -> bool:
-        """Load the compiled decode step and state update (`kernels.py`) this machine has
-        built for this model and vocabulary, building them first with `build` (about 20 and
-        10 s, once). True where both are in use; where either cannot be (no compiler, a GPU,
-        an ALiBi model), composing goes on with what there is."""
-        from . import kernels
+        """Load the compiled decode step and state update (`kernels.py`) and chooser
+        (`choose.py`) this machine has built for this model and vocabulary, building them
+        first with `build` (about 20, 10 and 1 s, once). True where all three are in use;
+        where one cannot be (no compiler, a GPU, an ALiBi model), composing goes on with what
+        there is."""
+        from . import choose, kernels
 
         step = self.decoder.use_kernel(build)
         if self.update is None and self.device.type == "cpu":
             self.update = kernels.load_or_build(kernels.update_path(self.tables),
                                                 lambda path: kernels.build_update(self.tables, path), build,
                                                 "the compiled state update", kernels.CompiledUpdate)
-        return step and self.update is not None
+        if self.chooser is None and self.device.type == "cpu":
+            self.chooser = kernels.load_or_build(choose.library_path(), choose.build_library, build,
+                                                 "the compiled chooser", choose.Library)
+        return step and self.update is not None and self.chooser is not None
 
     def header(self, settings: Settings, prompt_families: list[int]) -> list[int]:
         """Style, the families of the prompt and of the request, `start`."""
@@ -147,6 +153,9 @@ class Generator:
         rules = settings if plan is None else replace(settings, seconds=1.25 * target + 10)
         state.earliest_end = begun + 0.9 * max(target - begun, 0.0) if plan is None else 0.0
         state.entries_from = begun
+        # the mask and the draw in one compiled call (choose.py) where it is loaded: the same rules
+        chooser = (Chooser(self.chooser, tables, settings, allowed_on, requested, rows, state)
+                   if self.chooser is not None and Chooser.covers(settings, plan) else None)
         target_tensor = torch.tensor(target, dtype=torch.float64)
         bar = tqdm(total=int(target), unit="s", desc="composing", disable=not progress, dynamic_ncols=True)
         shown = steps = 0
@@ -154,11 +163,15 @@ class Generator:
             steps += 1
             if self.model.config.context - cache.length < 1:
                 logits, cache = self.read_window(sequences, state, settings, fixed)
-            mask = allowed_tokens(state, rules, tables, allowed_on, needs_tempo, None if plan is None else plan.own)
-            if plan is not None:
-                mask = plan.rule(mask, state.steps, state.finished)
-            mask = entrances(mask, state, settings, tables, requested)
-            token = sample_tokens(logits, mask, settings, generator, tables, draws.next())
+            if chooser is not None and not needs_tempo:
+                token = chooser(logits, state, draws.next())
+            else:
+                mask = allowed_tokens(state, rules, tables, allowed_on, needs_tempo,
+                                      None if plan is None else plan.own)
+                if plan is not None:
+                    mask = plan.rule(mask, state.steps, state.finished)
+                mask = entrances(mask, state, settings, tables, requested)
+                token = sample_tokens(logits, mask, settings, generator, tables, draws.next())
             needs_tempo = False
             token = torch.where(state.finished, torch.full_like(token, vocab.PAD), token)
             if plan is not None:

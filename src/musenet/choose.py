@@ -1,0 +1,133 @@
+"""The sampler's choice of each next token, the mask and the draw, in one compiled call.
+
+After the model's logits, every step of composing runs the rules of `rules.py` (the mask of
+`allowed_tokens`, strict mode's `entrances`, then `sample_tokens` with its release boost and
+nucleus). In eager PyTorch that is some 70 small tensor operations a token, 0.45 ms at batch
+1 on a 2-core CPU, nearly all of it dispatch: about as long as the compiled decode step
+itself. `choose.c` does the same work as loops over the tokens the request can take, in a
+few hundredths of a millisecond; it is built with the C compiler into the compiled
+decoder's cache (`kernels.py`, `musenet compile`; well under a second) and called through
+`ctypes` (which lets other threads run meanwhile).
+
+The same rules, not new ones: the mask is the eager mask to the bit (the same float64
+arithmetic in the same order, no fused multiply-adds; `tests/test_choose.py` compares both
+over real composing runs), and the draw takes its token from the same distribution with the
+same uniform number. Only the order of equally likely tokens may differ from `torch.topk`'s
+(with int8 weights the logits are bfloat16, so ties are common), and the probabilities are
+summed in float64 here, in float32 there. It covers plain composing (no fixed plan, no
+top-k, after the first step); the sampler uses `rules.py` for the rest, and where no C
+compiler is at hand.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import MuseNetError
+from .instruments import DRUMS, FAMILIES
+from .rules import FIRST_ENTRY_SECONDS, KEYS, DecodeState, TokenTables
+from .settings import Settings
+
+SOURCE = Path(__file__).with_name("choose.c")
+FLAGS = ["-O2", "-march=native", "-ffp-contract=off", "-shared", "-fPIC"]  # no fused multiply-adds: eager's bits
+
+_i64, _f64, _ptr = ctypes.c_int64, ctypes.c_double, ctypes.c_void_p
+ARGUMENTS = [_i64, *[_ptr] * 9, _i64, _i64, _i64, _i64, _i64, _ptr, _ptr,  # the request
+             _i64, _i64, _ptr, _ptr,                                      # batch, vocab, logits, draw
+             *[_ptr] * 9,                                                 # the state
+             _ptr, _ptr]                                                  # tokens, masks
+
+
+def library_path() -> Path:
+    """The compiled library's cache file: the source and flags hashed (kernels.package_file)."""
+    from .kernels import package_file
+
+    digest = hashlib.sha256(SOURCE.read_bytes() + " ".join(FLAGS).encode())
+    return package_file("choose", digest).with_suffix(".so")
+
+
+def build_library(path: Path) -> None:
+    """Compile choose.c into `path` (written whole: a temporary file, then renamed)."""
+    compiler = next((c for c in (os.environ.get("CC"), "cc", "gcc", "clang") if c and shutil.which(c)), None)
+    if compiler is None:
+        raise MuseNetError("no C compiler (cc, gcc or clang)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(suffix=".so", dir=path.parent)
+    os.close(handle)
+    try:
+        done = subprocess.run([compiler, *FLAGS, "-o", temporary, str(SOURCE), "-lm"], capture_output=True, text=True)
+        if done.returncode:
+            raise MuseNetError(f"{compiler} failed: {done.stderr.strip()[:200]}")
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+
+
+class Library:
+    """choose.c's `musenet_choose`, loaded."""
+
+    def __init__(self, path: Path):
+        self.function = ctypes.CDLL(str(path)).musenet_choose
+        self.function.argtypes, self.function.restype = ARGUMENTS, ctypes.c_int
+
+
+def pointer(array) -> int:
+    return array.ctypes.data if isinstance(array, np.ndarray) else array.data_ptr()
+
+
+class Chooser:
+    """The next token of every row for one request (`settings`, `allowed_on`, `requested`,
+    the head's `rows`, the state's `earliest_end` and `entries_from`), as
+    `rules.allowed_tokens` + `entrances` + `sample_tokens` give it: `__call__(logits, state,
+    draw)`. `masks` (batch, rows) holds the last call's masks."""
+
+    def __init__(self, library: Library, tables: TokenTables, settings: Settings, allowed_on: torch.Tensor,
+                 requested: torch.Tensor | None, rows: torch.Tensor | None, state: DecodeState):
+        t, vocab = tables, tables.vocab
+        ids = np.arange(vocab.size, dtype=np.int64) if rows is None else rows.cpu().numpy().astype(np.int64)
+
+        def at(values: torch.Tensor, dtype) -> np.ndarray:
+            return np.ascontiguousarray(values.cpu().numpy()[ids], dtype=dtype)
+
+        wait_steps = at(t.wait, np.float64)
+        self.arrays = [ids, at(t.possible & allowed_on, np.uint8), wait_steps, (wait_steps > 0).astype(np.uint8),
+                       at(t.is_on, np.uint8), at(t.is_off, np.uint8), at(t.is_drum, np.uint8),
+                       at(t.key, np.int64), at(t.family, np.int64)]
+        self.requested = (np.zeros(len(FAMILIES), np.uint8) if requested is None
+                          else requested.cpu().numpy().astype(np.uint8))
+        s = settings
+        self.limits = np.array([s.max_polyphony, s.max_rest_seconds, s.max_note_seconds, float(s.seconds),
+                                state.earliest_end, state.entries_from, s.max_family_silence, s.temperature,
+                                s.top_p, t.longest_wait, FIRST_ENTRY_SECONDS], np.float64)
+        self.request = [len(ids), *map(pointer, self.arrays), int(np.flatnonzero(ids == vocab.END)[0]), vocab.PAD,
+                        len(FAMILIES), KEYS, DRUMS, pointer(self.requested), pointer(self.limits)]
+        self.function, self.settings, self.tables, self.masks = library.function, settings, tables, None
+
+    @staticmethod
+    def covers(settings: Settings, plan) -> bool:
+        """Whether a Chooser serves this request: no fixed plan, no top-k."""
+        return plan is None and not settings.top_k
+
+    def __call__(self, logits: torch.Tensor, state: DecodeState, draw: torch.Tensor) -> torch.Tensor:
+        batch = len(logits)
+        tokens = torch.empty(batch, dtype=torch.long)
+        self.masks = np.empty((batch, len(self.arrays[0])), np.uint8)
+        inputs = (logits, draw, state.sounding, state.onset, state.polyphony, state.rest_seconds, state.seconds,
+                  state.instant_drums, state.finished, state.family_last, state.step_seconds(self.tables.vocab))
+        if logits.dtype != torch.float32 or not all(x.is_contiguous() and x.device.type == "cpu" for x in inputs):
+            raise MuseNetError("internal error: the chooser reads contiguous CPU tensors")
+        failed = self.function(*self.request, batch, logits.shape[1], *map(pointer, inputs),
+                               tokens.data_ptr(), self.masks.ctypes.data)
+        if failed:
+            raise MuseNetError("internal error: the chooser could not allocate its buffers")
+        return tokens
