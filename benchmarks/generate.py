@@ -78,12 +78,13 @@ def against_hf(tokens: int, repeat: int) -> list[tuple]:
     compiled = Generator(quantize_int8(ours), vocab)
     start = time.perf_counter()
     if not compiled.use_compiled(build=True):
-        raise SystemExit("could not build the compiled step and update (kernels.py); is a C++ compiler installed?")
-    print(f"(the compiled step and update of the random-weight model: built or loaded in "
+        raise SystemExit("could not build the compiled step, update and chooser (kernels.py, choose.py); is a C++ "
+                         "compiler installed?")
+    print(f"(the compiled step, update and chooser of the random-weight model: built or loaded in "
           f"{time.perf_counter() - start:.1f} s)\n")
     generators = {"ours, composing, float32": Generator(ours, vocab),
                   "ours, composing, int8 weights": Generator(quantize_int8(ours), vocab),
-                  "ours, composing, int8, compiled step and update": compiled}
+                  "ours, composing, int8, compiled step, update and chooser": compiled}
     rows = []
     for batch in (1, 4):
         prompt = torch.randint(0, vocab.size, (batch, 16))
@@ -185,8 +186,9 @@ def main(argv: list[str] | None = None) -> None:
 
     start = time.perf_counter()
     if not Composer.load(compiled="on").sampler.use_compiled():
-        raise SystemExit("could not build the bundled model's compiled step and update")
-    print(f"\n(the bundled model's compiled step and update: built or loaded in {time.perf_counter() - start:.1f} s)")
+        raise SystemExit("could not build the bundled model's compiled step, update and chooser")
+    took = time.perf_counter() - start
+    print(f"\n(the bundled model's compiled step, update and chooser: built or loaded in {took:.1f} s)")
     versions = {"this code": (ROOT, "auto"), "this code, --compiled off": (ROOT, "off")}
     with tempfile.TemporaryDirectory() as scratch:
         if args.baseline:
