@@ -37,6 +37,7 @@ def test_the_chooser_masks_as_the_rules_and_draws_from_the_same_distribution(mon
     chosen_by_c = choose.Chooser.__call__
 
     def beside_the_rules(self, logits, state, draw):
+        self.keep_masks = True
         token = chosen_by_c(self, logits, state, draw)
         s, t = self.settings, self.tables
         mask = entrances(allowed_tokens(state, s, t, instrument_filter(s, t), False), state, s, t,

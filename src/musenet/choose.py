@@ -89,7 +89,7 @@ class Chooser:
     """The next token of every row for one request (`settings`, `allowed_on`, `requested`,
     the head's `rows`, the state's `earliest_end` and `entries_from`), as
     `rules.allowed_tokens` + `entrances` + `sample_tokens` give it: `__call__(logits, state,
-    draw)`. `masks` (batch, rows) holds the last call's masks."""
+    draw)`."""
 
     def __init__(self, library: Library, tables: TokenTables, settings: Settings, allowed_on: torch.Tensor,
                  requested: torch.Tensor | None, rows: torch.Tensor | None, state: DecodeState):
@@ -111,7 +111,8 @@ class Chooser:
                                 s.top_p, t.longest_wait, FIRST_ENTRY_SECONDS], np.float64)
         self.request = [len(ids), *map(pointer, self.arrays), int(np.flatnonzero(ids == vocab.END)[0]), vocab.PAD,
                         len(FAMILIES), KEYS, DRUMS, pointer(self.requested), pointer(self.limits)]
-        self.function, self.settings, self.tables, self.masks = library.function, settings, tables, None
+        self.function, self.settings, self.tables = library.function, settings, tables
+        self.keep_masks, self.masks = False, None  # with keep_masks, each call's masks (batch, rows) (tests)
 
     @staticmethod
     def covers(settings: Settings, plan) -> bool:
@@ -120,14 +121,18 @@ class Chooser:
 
     def __call__(self, logits: torch.Tensor, state: DecodeState, draw: torch.Tensor) -> torch.Tensor:
         batch = len(logits)
+        if logits.dtype != torch.float32 or not logits.is_contiguous() or logits.device.type != "cpu":
+            raise MuseNetError("internal error: the chooser reads contiguous float32 CPU logits")
         tokens = torch.empty(batch, dtype=torch.long)
-        self.masks = np.empty((batch, len(self.arrays[0])), np.uint8)
-        inputs = (logits, draw, state.sounding, state.onset, state.polyphony, state.rest_seconds, state.seconds,
-                  state.instant_drums, state.finished, state.family_last, state.step_seconds(self.tables.vocab))
-        if logits.dtype != torch.float32 or not all(x.is_contiguous() and x.device.type == "cpu" for x in inputs):
-            raise MuseNetError("internal error: the chooser reads contiguous CPU tensors")
-        failed = self.function(*self.request, batch, logits.shape[1], *map(pointer, inputs),
-                               tokens.data_ptr(), self.masks.ctypes.data)
+        if self.keep_masks:
+            self.masks = np.empty((batch, len(self.arrays[0])), np.uint8)
+        # the state's tensors are contiguous CPU tensors by construction (DecodeState, opening_state, advance)
+        failed = self.function(*self.request, batch, logits.shape[1], logits.data_ptr(), draw.data_ptr(),
+                               state.sounding.data_ptr(), state.onset.data_ptr(), state.polyphony.data_ptr(),
+                               state.rest_seconds.data_ptr(), state.seconds.data_ptr(),
+                               state.instant_drums.data_ptr(), state.finished.data_ptr(),
+                               state.family_last.data_ptr(), state.step_seconds(self.tables.vocab).data_ptr(),
+                               tokens.data_ptr(), self.masks.ctypes.data if self.keep_masks else None)
         if failed:
             raise MuseNetError("internal error: the chooser could not allocate its buffers")
         return tokens
