@@ -76,3 +76,15 @@ def test_what_the_chooser_covers():
     assert choose.Chooser.covers(Settings(), None)
     assert not choose.Chooser.covers(Settings(top_k=20), None)
     assert not choose.Chooser.covers(Settings(), plan=object())
+
+
+def test_auto_builds_the_chooser_alone_and_quietly_without_a_compiler(monkeypatch, capsys):
+    composer = Composer.load(compiled="auto")  # nothing built in this cache: the chooser only (well under 1 s)
+    assert composer.sampler.chooser is not None and composer.sampler.decoder.kernel is None
+    assert composer.sampler.update is None
+    monkeypatch.setenv("MUSENET_CACHE", str(choose.library_path().parents[2] / "elsewhere"))
+    monkeypatch.delenv("CC", raising=False)
+    monkeypatch.setattr(choose.shutil, "which", lambda name: None)
+    composer = Composer.load(compiled="auto")  # nothing asked for: no line about a missing compiler
+    assert composer.sampler.chooser is None and capsys.readouterr().err == ""
+    assert len(composer.generate(style="pop", instruments=["piano"], seconds=5)[0].tokens) > 10

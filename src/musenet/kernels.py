@@ -221,11 +221,12 @@ def package(module: nn.Module, inputs: tuple, dynamic: tuple, path: Path, what: 
             os.unlink(temporary)
 
 
-def load_or_build(path: Path, build_package, build: bool, what: str, kind: type[Package]) -> Package | None:
+def load_or_build(path: Path, build_package, build: bool, what: str, kind: type[Package],
+                  quiet: bool = False) -> Package | None:
     """The package at `path` loaded as `kind`; where there is none, with `build`, first
     `build_package(path)`. None where there is none and `build` is off, or building failed
-    (no C++ compiler, an unsupported platform): then one line on stderr says why, and
-    decoding goes on eagerly."""
+    (no C++ compiler, an unsupported platform): then one line on stderr says why (unless
+    `quiet`), and decoding goes on eagerly."""
     if not path.exists():
         if not build:
             return None
@@ -233,7 +234,8 @@ def load_or_build(path: Path, build_package, build: bool, what: str, kind: type[
             build_package(path)
         except Exception as error:
             first = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
-            print(f"musenet: could not build {what} ({first}); composing without it", file=sys.stderr)
+            if not quiet:
+                print(f"musenet: could not build {what} ({first}); composing without it", file=sys.stderr)
             return None
     return kind(path)
 

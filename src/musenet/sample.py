@@ -65,9 +65,10 @@ class Generator:
         self.chooser = None  # choose.c, compiled (choose.py), once `use_compiled` found or built it
 
     def use_compiled(self, build: bool = False) -> bool:
-        """Load the compiled decode step and state update (`kernels.py`) and chooser
-        (`choose.py`) this machine has built for this model and vocabulary, building them
-        first with `build` (about 20, 10 and 1 s, once). True where all three are in use;
+        """Load the compiled decode step and state update (`kernels.py`) this machine has
+        built for this model and vocabulary, building them first with `build` (about 20 and
+        10 s, once), and the chooser (`choose.py`; built if need be either way, in well
+        under a second). True where all three are in use;
         where one cannot be (no compiler, a GPU, an ALiBi model), composing goes on with what
         there is."""
         from . import choose, kernels
@@ -78,8 +79,9 @@ class Generator:
                                                 lambda path: kernels.build_update(self.tables, path), build,
                                                 "the compiled state update", kernels.CompiledUpdate)
         if self.chooser is None and self.device.type == "cpu":
-            self.chooser = kernels.load_or_build(choose.library_path(), choose.build_library, build,
-                                                 "the compiled chooser", choose.Library)
+            # built even when not asked: it takes well under a second (quietly, then, where it fails)
+            self.chooser = kernels.load_or_build(choose.library_path(), choose.build_library, True,
+                                                 "the compiled chooser", choose.Library, quiet=not build)
         return step and self.update is not None and self.chooser is not None
 
     def header(self, settings: Settings, prompt_families: list[int]) -> list[int]:
