@@ -13,7 +13,7 @@
 typedef struct {
     double max_polyphony, max_rest, max_note, target, earliest_end, entries_from, silence, temperature, top_p,
         longest_wait, first_entry;
-} Limits; /* the settings read, in choose.py's LIMITS order */
+} Limits; /* the settings and request facts read, in the order of Chooser.limits (choose.py) */
 
 static int before(const double *x, int64_t i, int64_t j) {
     /* token i comes before token j: likelier, or as likely and earlier in the vocabulary */
