@@ -179,3 +179,19 @@ def test_init_grows_a_model_to_a_vocabulary_with_more_styles(tmp_path):
         assert grown(torch.tensor([[new.style_token("drums-rock"), new.START]])).isfinite().all()
     with pytest.raises(MuseNetError, match="not the data's"):
         initial_weights(tmp_path / "old", Vocab(time_mode="seconds"), {})
+
+
+def test_a_wall_clock_budget_ends_the_schedule_in_time(dataset, tmp_path):
+    """--minutes: the run times its steps, sets its last one so that the learning rate has
+    decayed to its minimum when the budget is spent, and saves that step."""
+    config = tmp_path / "budget.toml"
+    config.write_text(CONFIG.format(dropout=0.0, steps=100_000, precision="fp32")
+                      .replace("checkpoint_every = 2", "checkpoint_every = 100_000")
+                      .replace("eval_every = 6", "eval_every = 100_000"))
+    started = time.time()
+    records = train(dataset, str(config), tmp_path / "run", max_steps=3000, minutes=0.15, progress=False)
+    took = time.time() - started
+    steps = [r for r in records if "loss" in r]
+    assert 25 < steps[-1]["step"] < 3000 and took < 0.15 * 60 + 6, (steps[-1]["step"], took)
+    assert steps[-1]["lr"] < 1.5 * load_config(str(config))[1].min_learning_rate  # the schedule ran its course
+    assert (tmp_path / "run" / "latest").read_text().strip().endswith(str(steps[-1]["step"]))

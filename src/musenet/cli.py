@@ -90,7 +90,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
     from .train import train
 
     records = train(args.data, args.config, args.out, max_steps=args.max_steps, resume=args.resume,
-                    init=args.init)
+                    init=args.init, minutes=args.minutes)
     evals = [r for r in records if "bits_per_note" in r]
     if evals:
         last = evals[-1]
@@ -305,6 +305,9 @@ def add_train_commands(commands) -> None:
                        help="tiny, small, base, musenet, or a TOML file with [model] and [train] tables")
     train.add_argument("--out", required=True, metavar="RUN_DIR", help="where checkpoints and metrics go")
     train.add_argument("--max-steps", type=int, metavar="N", help="stop after N optimizer steps")
+    train.add_argument("--minutes", type=float, metavar="M",
+                       help="a wall-clock budget: the run times its steps and sets its last one so that the "
+                       "learning-rate schedule ends within M minutes (never past --max-steps or the config's)")
     train.add_argument("--resume", action="store_true", help="continue from RUN_DIR's latest checkpoint")
     train.add_argument("--init", metavar="MODEL_DIR",
                        help="start from this model's weights instead of random ones (fine-tuning); its shape "

@@ -153,14 +153,24 @@ class _Distributed:
             torch.distributed.barrier()
 
 
+WARM_STEPS, TIMED_STEPS = 5, 20  # a run with a wall-clock budget times 20 steps after 5 (compiling, caches)
+
+
 def train(data_dir: str | Path, config: str, out: str | Path, max_steps: int | None = None,
           resume: bool = False, progress: bool = True, overrides: dict | None = None,
-          init: str | Path | None = None) -> list[dict]:
+          init: str | Path | None = None, minutes: float | None = None) -> list[dict]:
     """Train (or resume) a model; returns the metric records written to RUN_DIR/metrics.jsonl.
 
     `init` (a checkpoint or run directory) starts a new run from that model's weights instead
     of random ones (fine-tuning, or going on with a finished model under a new schedule); the
-    model shape comes from it, and its vocabulary must be the data's."""
+    model shape comes from it, and its vocabulary must be the data's.
+
+    `minutes`, a wall-clock budget (a GPU loan, a CPU hour): every TIMED_STEPS steps after
+    the first WARM_STEPS (compiling, warming caches) the run sets its last step from its
+    speed since then, evaluations included, so that the learning-rate schedule ends in time,
+    never past max_steps; once time is up, that step is the last (its evaluation and
+    checkpoint follow)."""
+    budget_started = time.time()
     dist = _Distributed()
     out = Path(out)
     model_settings, train_config = _settings(config, overrides, max_steps, dist.world)
@@ -190,7 +200,7 @@ def train(data_dir: str | Path, config: str, out: str | Path, max_steps: int | N
     micro = train_config.batch_size // train_config.accumulate
     bar = tqdm(total=train_config.max_steps, initial=step, unit="step", desc="training",
                disable=not (progress and dist.main), dynamic_ncols=True)
-    started, tokens_seen = time.time(), 0
+    started, tokens_seen, first_step, warm = time.time(), 0, step, None
     model.train()
     while step < train_config.max_steps:
         lr = learning_rate(step, train_config)
@@ -205,6 +215,13 @@ def train(data_dir: str | Path, config: str, out: str | Path, max_steps: int | N
         bar.update()
         if not math.isfinite(loss_value):
             raise MuseNetError(f"training diverged at step {step} (loss {loss_value}); lower the learning rate")
+        if minutes is not None:  # every TIMED_STEPS steps (on every process alike), the last step set anew
+            if step - first_step == WARM_STEPS:
+                warm = (step, time.time())
+            elif warm is not None and (step - warm[0]) % TIMED_STEPS == 0:
+                train_config.max_steps = _steps_in_budget(step, warm, budget_started, minutes,
+                                                          train_config.max_steps, dist)
+                bar.total = train_config.max_steps
         last = step == train_config.max_steps
         if dist.main and (step % train_config.log_every == 0 or last):
             elapsed = time.time() - started
@@ -229,6 +246,24 @@ def train(data_dir: str | Path, config: str, out: str | Path, max_steps: int | N
     if writer is not None:
         writer.close()
     return records
+
+
+def _steps_in_budget(step: int, warm: tuple[int, float] | None, budget_started: float, minutes: float,
+                     max_steps: int, dist: _Distributed) -> int:
+    """The run's last step under a budget of `minutes` from `budget_started`: `step` if time
+    is up; else as many more as the speed since `warm` (step, time) leaves time for, and
+    never past `max_steps`. Every process takes the main process's answer."""
+    now = time.time()
+    left = 60 * minutes - (now - budget_started)
+    if left <= 0 or warm is None or step <= warm[0]:
+        last = step if left <= 0 else max_steps
+    else:
+        last = min(max_steps, step + int(left / ((now - warm[1]) / (step - warm[0]))))
+    if dist.world > 1:
+        shared = torch.tensor([last], device=dist.device)
+        torch.distributed.broadcast(shared, 0)
+        last = int(shared.item())
+    return max(last, step)
 
 
 def _settings(config: str, overrides: dict | None, max_steps: int | None, world: int) -> tuple[dict, TrainConfig]:
