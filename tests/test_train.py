@@ -195,3 +195,17 @@ def test_a_wall_clock_budget_ends_the_schedule_in_time(dataset, tmp_path):
     assert 25 < steps[-1]["step"] < 3000 and took < 0.15 * 60 + 6, (steps[-1]["step"], took)
     assert steps[-1]["lr"] < 1.5 * load_config(str(config))[1].min_learning_rate  # the schedule ran its course
     assert (tmp_path / "run" / "latest").read_text().strip().endswith(str(steps[-1]["step"]))
+
+
+@pytest.mark.slow
+def test_the_gpu_kit_trains_and_exports_on_a_cpu(dataset, tmp_path):
+    """scripts/gpu-kit.sh packs a build and the wheels (pip download: needs the package index);
+    scripts/gpu-train.sh unpacks it, trains within a budget and exports into $OUT."""
+    root = __import__("pathlib").Path(__file__).parents[1]
+    env = {**os.environ, "PYTHON": sys.executable, "OUT": str(tmp_path / "out"), "KIT": str(tmp_path / "kit")}
+    subprocess.run(["bash", "scripts/gpu-kit.sh", str(dataset)], cwd=root, env=env, check=True, timeout=600)
+    config = tmp_path / "tiny.toml"
+    config.write_text(CONFIG.format(dropout=0.0, steps=6, precision="fp32"))
+    subprocess.run(["bash", "scripts/gpu-train.sh", str(config), "0.5"], cwd=root, env=env, check=True, timeout=600)
+    assert (tmp_path / "out" / "model" / "model.safetensors").stat().st_size > 1000
+    assert '"step": 6' in (tmp_path / "out" / "metrics.jsonl").read_text()
