@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Pack what a training run on a lent GPU machine needs into .gpu/ (ignored by git; the device
+# Pack what a training run on a lent GPU machine needs into .gpu/ (.gitignore'd; the device
 # tool's `carry` takes it there): a built dataset, xz-compressed, and the wheels that machine
 # lacks (symusic and its two small pure-Python dependencies, for its Python 3.12). About 15 MB
 # for data/band2, well under the 64 MiB a call may carry with the tree.
@@ -11,7 +11,6 @@ kit=${KIT:-.gpu}
 [ "$kit" = .gpu ] || kit=$(mkdir -p "$kit" && cd "$kit" && pwd)
 cd "$(dirname "$0")/.."
 python=${PYTHON:-.venv/bin/python}
-[ "$kit" != .gpu ] || grep -qx '/.gpu/' .git/info/exclude 2>/dev/null || echo '/.gpu/' >> .git/info/exclude
 rm -rf "$kit"
 mkdir -p "$kit/wheels"
 (cd "$data" && tar -cf - vocab.json manifest.json index.npz tokens-*.bin) | xz -T2 -6 > "$kit/data.tar.xz"
