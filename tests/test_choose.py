@@ -88,3 +88,11 @@ def test_auto_builds_the_chooser_alone_and_quietly_without_a_compiler(monkeypatc
     composer = Composer.load(compiled="auto")  # nothing asked for: no line about a missing compiler
     assert composer.sampler.chooser is None and capsys.readouterr().err == ""
     assert len(composer.generate(style="pop", instruments=["piano"], seconds=5)[0].tokens) > 10
+
+
+def test_a_compiler_without_march_native_still_builds_it(tmp_path, monkeypatch):
+    picky = tmp_path / "picky-cc"
+    picky.write_text('#!/bin/sh\nfor a in "$@"; do [ "$a" = "-march=native" ] && exit 1; done\nexec cc "$@"\n')
+    picky.chmod(0o755)
+    monkeypatch.setenv("CC", str(picky))
+    assert load_chooser() is not None

@@ -64,8 +64,12 @@ def build_library(path: Path) -> None:
     handle, temporary = tempfile.mkstemp(suffix=".so", dir=path.parent)
     os.close(handle)
     try:
-        done = subprocess.run([compiler, *FLAGS, "-o", temporary, str(SOURCE), "-lm"], capture_output=True, text=True)
-        if done.returncode:
+        for flags in (FLAGS, [f for f in FLAGS if f != "-march=native"]):  # some compilers lack -march=native
+            done = subprocess.run([compiler, *flags, "-o", temporary, str(SOURCE), "-lm"], capture_output=True,
+                                  text=True)
+            if not done.returncode:
+                break
+        else:
             raise MuseNetError(f"{compiler} failed: {done.stderr.strip()[:200]}")
         os.replace(temporary, path)
     finally:
