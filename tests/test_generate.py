@@ -432,3 +432,21 @@ def test_only_styles_the_model_learnt_are_offered(model_dir):
     assert composer.styles == ("bach", "irish")
     with pytest.raises(MuseNetError, match="never learnt the style 'pop'"):
         composer.generate(style="pop", seconds=2)
+
+
+def test_auto_precision_is_int8_on_a_cpu_where_the_kernel_runs(monkeypatch):
+    from musenet import quantize
+
+    quantize.int8_kernel_works.cache_clear()
+    assert quantize.decoding_precision("auto", torch.device("cpu")) == "int8"
+    assert quantize.decoding_precision("auto", torch.device("cuda")) == "float32"
+
+    def missing(*args):
+        raise NotImplementedError("no int8 kernel for this CPU")
+
+    monkeypatch.setattr(torch, "_weight_int8pack_mm", missing)
+    quantize.int8_kernel_works.cache_clear()
+    try:
+        assert quantize.decoding_precision("auto", torch.device("cpu")) == "float32"
+    finally:
+        quantize.int8_kernel_works.cache_clear()

@@ -13,15 +13,17 @@ dtype. Weights are rounded to within half a step of 1/127 of their row's largest
 next-token distribution stays within a KL of 0.01 nats of float32's
 (`tests/test_inference.py`, `benchmarks/generate.py` measure it).
 
-`decoding_precision("auto")` picks int8 on a CPU and float32 on a GPU, where this kernel is
-not meant. The CPU need not compute in bfloat16 itself: on a 2-core AVX2 EPYC without it
-(bfloat16 rounded in software) int8 composed 2.1x float32's tokens a second at batch 1, and
-5.1x Hugging Face's through the compiled step (`benchmarks/generate.py`, 2026-12-06).
+`decoding_precision("auto")` picks int8 on a CPU (where PyTorch's build has the kernel for
+it: a tiny product tries it once) and float32 on a GPU, where this kernel is not meant. The
+CPU need not compute in bfloat16 itself: on a 2-core AVX2 EPYC without it (bfloat16 rounded
+in software) int8 composed 2.1x float32's tokens a second at batch 1, and 5.1x Hugging
+Face's through the compiled step (`benchmarks/generate.py`, 2026-12-06).
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 
 import torch
 from torch import nn
@@ -66,12 +68,23 @@ def quantize_int8(model: nn.Module) -> nn.Module:
     return quantized.eval()
 
 
+@functools.cache
+def int8_kernel_works() -> bool:
+    """Whether this PyTorch build computes `torch._weight_int8pack_mm` on this CPU (a tiny product)."""
+    try:
+        torch._weight_int8pack_mm(torch.ones(1, 32, dtype=torch.bfloat16), torch.ones(8, 32, dtype=torch.int8),
+                                  torch.ones(8, dtype=torch.bfloat16))
+        return True
+    except (AttributeError, NotImplementedError, RuntimeError):
+        return False
+
+
 def decoding_precision(precision: str, device: torch.device) -> str:
     """float32 or int8 for `precision` (auto, float32, int8) on `device`."""
     if precision not in PRECISIONS:
         raise MuseNetError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
     if precision == "auto":
-        return "int8" if device.type == "cpu" else "float32"
+        return "int8" if device.type == "cpu" and int8_kernel_works() else "float32"
     if precision == "int8" and device.type != "cpu":
         raise MuseNetError("int8 is for CPU decoding; on a GPU compose in the model's own precision")
     return precision
