@@ -30,6 +30,6 @@ xz -dc "$kit/data.tar.xz" | tar -C "$work/data" -xf -
   > "$out/train.log" 2>&1 || { tail -c 3000 "$out/train.log"; exit 1; }
 "$python" -m musenet export "$work/run" --out "$out/model"
 cp "$work/run/metrics.jsonl" "$out/"
-grep -v '^training:' "$out/train.log" | tr '\r' '\n' | grep -v 'training:' | tail -20
+tr '\r' '\n' < "$out/train.log" | grep -v 'training:' | tail -20
 tail -3 "$out/metrics.jsonl"
 ls -la "$out/model"

@@ -40,7 +40,7 @@ from .settings import Settings
 SOURCE = Path(__file__).with_name("choose.c")
 FLAGS = ["-O2", "-march=native", "-ffp-contract=off", "-shared", "-fPIC"]  # no fused multiply-adds: eager's bits
 
-_i64, _f64, _ptr = ctypes.c_int64, ctypes.c_double, ctypes.c_void_p
+_i64, _ptr = ctypes.c_int64, ctypes.c_void_p
 ARGUMENTS = [_i64, *[_ptr] * 9, _i64, _i64, _i64, _i64, _i64, _ptr, _ptr,  # the request
              _i64, _i64, _ptr, _ptr,                                      # batch, vocab, logits, draw
              *[_ptr] * 9,                                                 # the state
@@ -85,10 +85,6 @@ class Library:
         self.function.argtypes, self.function.restype = ARGUMENTS, ctypes.c_int
 
 
-def pointer(array) -> int:
-    return array.ctypes.data if isinstance(array, np.ndarray) else array.data_ptr()
-
-
 class Chooser:
     """The next token of every row for one request (`settings`, `allowed_on`, `requested`,
     the head's `rows`, the state's `earliest_end` and `entries_from`), as
@@ -113,8 +109,9 @@ class Chooser:
         self.limits = np.array([s.max_polyphony, s.max_rest_seconds, s.max_note_seconds, float(s.seconds),
                                 state.earliest_end, state.entries_from, s.max_family_silence, s.temperature,
                                 s.top_p, t.longest_wait, FIRST_ENTRY_SECONDS], np.float64)
-        self.request = [len(ids), *map(pointer, self.arrays), int(np.flatnonzero(ids == vocab.END)[0]), vocab.PAD,
-                        len(FAMILIES), KEYS, DRUMS, pointer(self.requested), pointer(self.limits)]
+        end_at = int(np.flatnonzero(ids == vocab.END)[0])
+        self.request = [len(ids), *(a.ctypes.data for a in self.arrays), end_at, vocab.PAD, len(FAMILIES), KEYS,
+                        DRUMS, self.requested.ctypes.data, self.limits.ctypes.data]
         self.function, self.settings, self.tables = library.function, settings, tables
         self.keep_masks, self.masks = False, None  # with keep_masks, each call's masks (batch, rows) (tests)
 

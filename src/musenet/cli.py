@@ -421,7 +421,8 @@ def add_serve_commands(commands) -> None:
     compile_ = commands.add_parser(
         "compile", help="build the compiled decoder for this CPU once; composing uses it from then on",
         description="Build a model's compiled decode step and state update (kernels.py: C++ for this CPU, made by "
-        "PyTorch's AOTInductor; about 30 s, a C++ compiler needed) into ~/.cache/musenet/kernels "
+        "PyTorch's AOTInductor; about 30 s, a C++ compiler needed) and the sampler's chooser (choose.py, C) into "
+        "~/.cache/musenet/kernels "
         "($MUSENET_CACHE/kernels), so that generate, accompany, infill and serve decode through them by default "
         "(2-3x fewer milliseconds a token). make setup runs it for the bundled model; found again, it returns "
         "at once.")

@@ -201,6 +201,7 @@ def train(data_dir: str | Path, config: str, out: str | Path, max_steps: int | N
     bar = tqdm(total=train_config.max_steps, initial=step, unit="step", desc="training",
                disable=not (progress and dist.main), dynamic_ncols=True)
     started, tokens_seen, first_step, warm = time.time(), 0, step, None
+    step_cap = train_config.max_steps  # a budget moves the last step, never past this
     model.train()
     while step < train_config.max_steps:
         lr = learning_rate(step, train_config)
@@ -219,8 +220,7 @@ def train(data_dir: str | Path, config: str, out: str | Path, max_steps: int | N
             if step - first_step == WARM_STEPS:
                 warm = (step, time.time())
             elif warm is not None and (step - warm[0]) % TIMED_STEPS == 0:
-                train_config.max_steps = _steps_in_budget(step, warm, budget_started, minutes,
-                                                          train_config.max_steps, dist)
+                train_config.max_steps = _steps_in_budget(step, warm, budget_started, minutes, step_cap, dist)
                 bar.total = train_config.max_steps
         last = step == train_config.max_steps
         if dist.main and (step % train_config.log_every == 0 or last):
@@ -248,17 +248,14 @@ def train(data_dir: str | Path, config: str, out: str | Path, max_steps: int | N
     return records
 
 
-def _steps_in_budget(step: int, warm: tuple[int, float] | None, budget_started: float, minutes: float,
-                     max_steps: int, dist: _Distributed) -> int:
-    """The run's last step under a budget of `minutes` from `budget_started`: `step` if time
-    is up; else as many more as the speed since `warm` (step, time) leaves time for, and
-    never past `max_steps`. Every process takes the main process's answer."""
+def _steps_in_budget(step: int, warm: tuple[int, float], budget_started: float, minutes: float,
+                     step_cap: int, dist: _Distributed) -> int:
+    """The run's last step under a budget of `minutes` from `budget_started`: as many more
+    steps as the speed since `warm` (an earlier step, its time) leaves time for (none once
+    time is up), never past `step_cap`. Every process takes the main process's answer."""
     now = time.time()
-    left = 60 * minutes - (now - budget_started)
-    if left <= 0 or warm is None or step <= warm[0]:
-        last = step if left <= 0 else max_steps
-    else:
-        last = min(max_steps, step + int(left / ((now - warm[1]) / (step - warm[0]))))
+    left = max(60 * minutes - (now - budget_started), 0.0)
+    last = min(step_cap, step + int(left / ((now - warm[1]) / (step - warm[0]))))
     if dist.world > 1:
         shared = torch.tensor([last], device=dist.device)
         torch.distributed.broadcast(shared, 0)
