@@ -124,10 +124,12 @@ def main() -> None:
           "evaluate/keep.py `sampler_masks`: the accompaniment's family, waits that stop at the next "
           "melody event; the melody's own tokens, given, not scored.)\n")
     first = next(iter(chords.values()))
-    print("| onsets in the annotated chord | share | onsets |\n|---|---:|---:|")
-    print(f"| real accompaniment | {first['real']:.3f} | {first['real_onsets']} |")
+    print("| onsets in the annotated chord | share | onsets | onsets a piece |\n|---|---:|---:|---:|")
+    print(f"| real accompaniment | {first['real']:.3f} | {first['real_onsets']} | "
+          f"{first['real_onsets'] / max(first['songs'], 1):.0f} |")
     for way, figure in chords.items():
-        print(f"| composed, melody kept ({way}) | {figure['composed']:.3f} | {figure['composed_onsets']} |")
+        print(f"| composed, melody kept ({way}) | {figure['composed']:.3f} | {figure['composed_onsets']} | "
+              f"{figure['composed_onsets'] / max(figure['composed_pieces'], 1):.0f} |")
     print(f"\nmelody kept exactly in every composed piece: {all(c['kept_exact'] for c in chords.values())}\n")
     print("| infilling | value |\n|---|---:|")
     print(f"| bits per note of the real middle given the left side | {middle['given_left']:.3f} "

@@ -192,7 +192,15 @@ def test_sampler_masks_allow_every_real_token_and_renormalise_the_bits(song_toke
     kept = family == FAMILY_ID["piano"]
     assert kept.any() and not scored[kept].any() and scored[(family == FAMILY_ID["strings"])].all()
     body = allowed[head - 1:][scored[head - 1:]]
-    assert not body[:, t["family"] == FAMILY_ID["piano"]].any()     # the sampler never writes a kept note
+    # a kept note stands only for itself: allowed where it is the next kept event, in the same instant
+    step = np.cumsum(t["wait"][tokens]) - t["wait"][tokens]  # the grid step each token sits at
+    for row in np.flatnonzero(scored[head - 1:]) + head - 1:
+        kept_allowed = np.flatnonzero(allowed[row] & (t["family"] == FAMILY_ID["piano"]))
+        nxt = row + 1 + np.argmax(kept[row:])
+        if kept[row:].any() and step[nxt] == step[row + 1]:
+            assert kept_allowed.tolist() == [tokens[nxt]]
+        else:
+            assert len(kept_allowed) == 0
     assert not body[:, t["tempo"] > 0].any()                         # nor a tempo change under a kept part
     waits = np.flatnonzero(t["wait"] > 0)
     assert (~body[:, waits]).any()                                   # no wait may pass the next kept note

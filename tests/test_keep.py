@@ -10,10 +10,12 @@ import torch
 from musenet import Composer, MuseNetError
 from musenet.checkpoint import save_checkpoint
 from musenet.cli import main
+from musenet.encoding import instant_rank
 from musenet.fixed import plan
 from musenet.instruments import DRUMS, FAMILIES
 from musenet.model import build_model
 from musenet.notes import NoteTable, read_midi
+from musenet.settings import Settings
 from musenet.song import bars_to_seconds, parts
 from musenet.vocab import default_vocab, to_text
 
@@ -65,6 +67,30 @@ def test_accompaniment_keeps_every_note_and_adds_only_the_asked_families(compose
     ranked = composer.accompany(song, ["Melody"], ["piano", "bass", "drums"], seconds=12, candidates=2, seed=1,
                                 rank=True)
     assert [p.fit for p in ranked] == sorted((p.fit for p in pieces), reverse=True)
+
+
+def test_kept_notes_take_their_place_in_the_instant(composer, shared_midi):
+    """At an instant with kept events, the model may write first its own events that the
+    encoding puts before them there (offs before ons, each by pitch), as training read them;
+    nothing of its own that comes after a kept event of that instant is written before it."""
+    song = shared_midi / "multitrack" / "Mr. Blue Sky.mid"
+    kept, _ = parts(song, ["Melody"])
+    kept = kept.select(np.flatnonzero(kept.seconds(kept.onset) < 24))  # the melody enters at 16.5 s
+    vocab = composer.vocab
+    fixed = plan(kept, vocab, None, ["piano", "bass"], (0.0, 24.0))
+    settings = Settings(instruments=["piano", "bass"], seconds=24, candidates=2, seed=2)
+    rank, wait = instant_rank(vocab), vocab.tables["wait"]
+    before_kept = 0
+    for tokens, forced, _ in composer.sampler.keep(settings, fixed):
+        start = int(np.argmax(tokens == vocab.START)) + 1
+        body, forced = tokens[start:], forced[start:]
+        instant = np.cumsum(wait[body] > 0)  # instants, counted by the waits between them
+        melody = vocab.tables["family"][body] == FAMILIES.index("winds")  # the kept part's family
+        for i in np.flatnonzero(forced & melody & (instant < instant[-1])):  # the last: the span's end releases
+            own = np.flatnonzero((instant == instant[i]) & ~forced & (wait[body] == 0) & (np.arange(len(body)) < i))
+            assert (rank[body[own]] < rank[body[i]]).all()
+            before_kept += len(own)
+    assert before_kept > 0  # and the model did write its own events before kept ones
 
 
 def notes_of_rows(table: NoteTable) -> list:

@@ -32,6 +32,18 @@ SECONDS_MODE_QPM = 125.0
 _KIND_TEMPO, _KIND_OFF, _KIND_ON = 0, 1, 2
 
 
+def instant_rank(vocab: Vocab) -> np.ndarray:
+    """Each token's place among the events of one instant, as `encode_notes` orders them:
+    tempo changes, then note-offs, then note-ons, each kind by pitch, then by family
+    (int64, vocab.size; tokens that are not events rank after them all)."""
+    t = vocab.tables
+    families = int(t["family"].max()) + 1
+    kind = np.where(t["tempo"] > 0, _KIND_TEMPO, np.where(t["velocity"] > 0, _KIND_ON, _KIND_OFF))
+    rank = (kind * 128 + np.maximum(t["pitch"], 0)) * families + np.maximum(t["family"], 0)
+    event = (t["family"] >= 0) | (t["tempo"] > 0)
+    return np.where(event, rank, 3 * 128 * families).astype(np.int64)
+
+
 def _round(x: np.ndarray) -> np.ndarray:
     return np.floor(np.asarray(x, np.float64) + 0.5).astype(np.int64)
 

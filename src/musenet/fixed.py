@@ -5,9 +5,12 @@ different fixed events. A `FixedPlan` is the kept notes encoded on the grid:
 
 - `opening`: the tokens read before sampling (the header, then every kept token before
   the free span: an infill's left side);
-- `steps`, `tokens`: the later kept tokens at their grid steps; inside the span they are
-  forced when their instant comes and the model's waits stop there; after the span
-  (`exact`, an infill's right side, waits included) they are forced one by one;
+- `steps`, `tokens`: the later kept tokens at their grid steps; inside the span the
+  model's waits stop at each, and each takes its place in its instant as the encoding
+  orders events there (offs before ons, each by pitch): the model first writes what it
+  would put before it (a bass note under a kept melody note), and whatever it draws that
+  comes after it stands for it; after the span (`exact`, an infill's right side, waits
+  included) they are forced one by one;
 - `span`: the grid steps where the model adds notes. It releases its own notes when the
   span ends, and never touches a kept note;
 - `hint_steps`, `hint_tokens`: for a model that learnt hints (`hints.py`), the kept events
@@ -26,7 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .encoding import decode_tokens, encode_notes, time_steps, with_waits
+from .encoding import decode_tokens, encode_notes, instant_rank, time_steps, with_waits
 from .errors import MuseNetError
 from .instruments import FAMILIES
 from .notes import NoteTable
@@ -109,7 +112,10 @@ class FixedState:
         self.exact = torch.from_numpy(np.append(fixed.exact, False)).to(device)
         self.next = torch.zeros(batch, dtype=torch.long, device=device)  # next fixed token per row
         self.own = torch.zeros(batch, KEYS, dtype=torch.bool, device=device)  # keys the model holds
-        self.forced = torch.zeros(batch, dtype=torch.bool, device=device)  # was the last token forced
+        self.rank = torch.from_numpy(instant_rank(tables.vocab)).to(device)  # order inside an instant
+        self.due = torch.zeros(batch, dtype=torch.bool, device=device)  # is a kept token next in line
+        self.placed = torch.zeros(batch, dtype=torch.bool, device=device)  # ... and may wait for the model's
+        self.forced = torch.zeros(batch, dtype=torch.bool, device=device)  # was the last token a kept one
         self.right_logprob = torch.zeros(batch, dtype=torch.float64, device=device)  # the right side's
         self.kept_logprob = torch.zeros(batch, dtype=torch.float64, device=device)   # kept notes in the span
 
@@ -118,6 +124,7 @@ class FixedState:
         for rows at grid step `now` (batch,)."""
         t, vocab = self.tables, self.tables.vocab
         start, stop = self.fixed.span
+        base = mask
         pending = self.next < self.count
         next_step = self.steps[self.next]
         mask = mask & ~t.is_tempo[None, :]                              # the kept tempo map rules
@@ -134,20 +141,39 @@ class FixedState:
         finish = ~pending & (now >= stop)
         mask[:, vocab.END] = finish
         releasing = (now >= stop) & self.own.any(dim=1)                 # the span is over: the model lets go
-        forced = pending & ((self.exact[self.next] & (now >= stop)) | (next_step == now)) & ~releasing & ~finished
+        exact = self.exact[self.next]
+        due = pending & ((exact & (now >= stop)) | (next_step == now)) & ~releasing & ~finished
+        # inside the span a kept event takes its place in its instant as the encoding orders
+        # it (offs before ons, each by pitch), as training read it: the model draws as if
+        # nothing were kept, and whatever it draws that comes after the kept event there
+        # (a wait, a later event, `end`) stands for "the kept event now" (`settle`)
+        placed = due & ~exact & free
+        forced = due & ~placed
         if bool(releasing.any()):
             mask[releasing] = (t.is_off[None, :] & self.own[:, t.key])[releasing]
+        kept = self.tokens[self.next]
+        if bool(placed.any()):
+            rows = placed.nonzero()[:, 0]
+            mask[rows] = base[rows] & ~t.is_tempo[None, :]
+            mask[rows, kept[rows]] = True
         if bool(forced.any()):
             rows = forced.nonzero()[:, 0]
             mask[rows] = False
-            mask[rows, self.tokens[self.next][rows]] = True
+            mask[rows, kept[rows]] = True
         ending = finish & ~releasing & ~finished
         mask[ending] = False
         mask[ending, vocab.END] = True
         mask[finished] = False
         mask[finished, vocab.PAD] = True
-        self.forced = forced
+        self.due, self.placed = due, placed
         return mask
+
+    def settle(self, token: torch.Tensor) -> torch.Tensor:
+        """The tokens drawn under `rule`'s mask, with those that stand for a kept event taken
+        as it: where a kept event waits in the instant, anything the encoding puts after it."""
+        kept = self.tokens[self.next]
+        before = self.tables.is_note[token] & (self.rank[token] < self.rank[kept])
+        return torch.where(self.placed & ~before, kept, token)
 
     def after(self, token: torch.Tensor, logits: torch.Tensor) -> None:
         """Account for the tokens just taken: the plan moves on where a fixed one was taken,
@@ -155,7 +181,7 @@ class FixedState:
         (under the model, before any mask) of the kept tokens adds up: those in the span (how
         well the model's music fits the kept parts) and the right side's."""
         t = self.tables
-        forced = self.forced
+        self.forced = forced = self.due & (token == self.tokens[self.next])
         if bool(forced.any()):
             exact = self.exact[self.next]
             logp = torch.log_softmax(logits.float(), dim=-1).gather(1, token[:, None])[:, 0].double()

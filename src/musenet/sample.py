@@ -174,6 +174,8 @@ class Generator:
                     mask = plan.rule(mask, state.steps, state.finished)
                 mask = entrances(mask, state, settings, tables, requested)
                 token = sample_tokens(logits, mask, settings, generator, tables, draws.next())
+                if plan is not None:
+                    token = plan.settle(token)
             needs_tempo = False
             token = torch.where(state.finished, torch.full_like(token, vocab.PAD), token)
             if plan is not None:

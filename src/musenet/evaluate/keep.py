@@ -80,9 +80,10 @@ def sampler_masks(tokens: np.ndarray, vocab, families: list[str],
     of its tokens it writes (the rest are given). Returns (allowed, scored), aligned with
     tokens[1:]: in the body, notes of the families but `kept`, waits, `end` and, with nothing
     kept, tempo changes (a kept part's tempo map is given); with a `kept` family, its notes
-    and the tempo tokens are given, and no wait may pass its next event (`fixed.py`'s rules,
-    the kept notes due at an instant coming first). The header, tempo changes (which the
-    sampler may write only with nothing kept) and `end` are not scored."""
+    and the tempo tokens are given, and no wait may pass its next event (`fixed.py`'s rules:
+    in the instant of a kept event, before it, the model draws as if nothing were kept). The
+    header, tempo changes (which the sampler may write only with nothing kept) and `end` are
+    not scored."""
     t = vocab.tables
     head = header_length(tokens, vocab)
     family, waits, is_tempo = t["family"][tokens], t["wait"][tokens], t["tempo"][tokens] > 0
@@ -104,6 +105,15 @@ def sampler_masks(tokens: np.ndarray, vocab, families: list[str],
         gap = np.where(later < len(events), events[np.minimum(later, len(events) - 1)] - step, np.iinfo(np.int64).max)
         too_long = t["wait"][None, :] > gap[1:, None]
         allowed &= ~(too_long & (np.arange(len(tokens) - 1) >= head - 1)[:, None])
+        where = np.flatnonzero(is_kept)
+        place = np.arange(head, len(tokens))
+        later = np.searchsorted(where, place)  # the next kept token from each place on
+        pending = later < len(where)
+        place, nxt = place[pending], where[later[pending]]
+        same = step[nxt] == step[place]  # it is due in the instant of the token at `place`
+        place, nxt = place[same], nxt[same]
+        allowed[place - 1] = allowed_kind  # drawn as if nothing were kept: what the encoding puts
+        allowed[place - 1, tokens[nxt]] = True  # after the kept event there stands for it (fixed.py)
     scored = ~given[1:]
     allowed[~scored] = True  # a given token is not the sampler's to draw
     return allowed, scored
@@ -213,16 +223,17 @@ def accompaniment_chords(composer, root: str | Path, songs: int, seconds: float 
     """Share of accompaniment onsets in POP909's annotated chord: the real accompaniment's
     and that of accompaniments composed for the same melodies (piano, the melody kept;
     read ahead as a hint when `hints` and the model reads them)."""
-    real, made, kept_exact = [0, 0], [0, 0], True
+    real, made, kept_exact, songs, composed = [0, 0], [0, 0], True, 0, 0
     for path, _song in held_out_songs(root, songs):
         melody, accompaniment = melody_and_accompaniment(path, seconds)
         if len(melody) == 0 or len(accompaniment) == 0:
             continue
         chords = read_chords(path.parent)
         hit, total = chord_share(accompaniment, np.arange(len(accompaniment)), chords)
-        real = [real[0] + hit, real[1] + total]
+        real, songs = [real[0] + hit, real[1] + total], songs + 1
         pieces = composer.accompany(melody, ["voice"], ["piano"], seconds=accompaniment.end_seconds(),
                                     candidates=candidates, seed=seed, style=style, hints=hints)
+        composed += len(pieces)
         for piece in pieces:
             table = piece.table
             added = np.flatnonzero(table.family == FAMILY_ID["piano"])
@@ -233,7 +244,7 @@ def accompaniment_chords(composer, root: str | Path, songs: int, seconds: float 
                                and np.array_equal(voice.duration, melody.duration)
                                and np.array_equal(voice.velocity, melody.velocity))
     return {"real": real[0] / max(real[1], 1), "composed": made[0] / max(made[1], 1), "real_onsets": real[1],
-            "composed_onsets": made[1], "kept_exact": kept_exact}
+            "composed_onsets": made[1], "kept_exact": kept_exact, "songs": songs, "composed_pieces": composed}
 
 
 def longest_silence(table: NoteTable, start: float, stop: float) -> float:
