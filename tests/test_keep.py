@@ -6,11 +6,13 @@ import json
 import numpy as np
 import pytest
 import torch
+from helpers import CORPORA
 
 from musenet import Composer, MuseNetError
 from musenet.checkpoint import save_checkpoint
 from musenet.cli import main
 from musenet.encoding import instant_rank
+from musenet.evaluate.keep import accompaniment_chords
 from musenet.fixed import plan
 from musenet.instruments import DRUMS, FAMILIES
 from musenet.model import build_model
@@ -105,14 +107,20 @@ def test_infill_keeps_both_sides_and_closes_the_seams(composer, shared_midi):
     outside = whole.select(np.flatnonzero((onset < 6) | (onset >= 10)))
     pieces = composer.infill(song, 6.0, 10.0, candidates=3, seed=2, right_seconds=3.0)
     assert [p.fit for p in pieces] == sorted((p.fit for p in pieces), reverse=True)  # best first
+    first_after, rings = float(onset[onset > 10].min()), False  # 10.069 s
+    fixed = plan(outside, composer.vocab, None, ["piano"], (6.0, 10.0), right_seconds=3.0)
+    assert fixed.release is not None and fixed.release[1] == pytest.approx(float(whole.beats(first_after)))
     for piece in pieces:
         table = piece.table
         assert notes_of(outside) <= notes_of(table)
         assert len(table) - len(outside) == len(set(notes_of_rows(table)) - notes_of(outside)) > 0
         new = [row for row, n in enumerate(notes_of_rows(table)) if n not in notes_of(outside)]
         start, end = table.seconds(table.onset[new]), table.seconds(table.onset[new] + table.duration[new])
-        assert (start >= 6 - 1e-6).all() and (start < 10).all() and (end <= 10 + 1e-6).all()  # no stuck notes
+        # no stuck notes: those sounding at the span's end ring on only until the next kept note-on
+        assert (start >= 6 - 1e-6).all() and (start < 10).all() and (end <= first_after + 1e-6).all()
+        rings |= bool((end > 10 + 1e-6).any())
         assert piece.fit < 0
+    assert rings  # (some do)
     unranked = composer.infill(song, 6.0, 10.0, candidates=3, seed=2, right_seconds=3.0, rank=False)
     assert sorted(p.fit for p in unranked) == sorted(p.fit for p in pieces)
 
@@ -182,3 +190,12 @@ def test_evaluation_helpers(composer, shared_midi):
         logp = torch.log_softmax(model(torch.from_numpy(short[None, :-1]), inputs).float(), -1)[0]
         direct = -logp.gather(1, torch.from_numpy(short[1:, None]))[:, 0] / np.log(2)
     np.testing.assert_allclose(token_bits(model, vocab, short, composer.device), direct.numpy(), rtol=1e-4)
+
+
+def test_accompaniment_chords_counts_real_and_composed_onsets(composer):
+    if not (CORPORA / "pop909").is_dir():
+        pytest.skip(f"{CORPORA} is absent")
+    figures = accompaniment_chords(composer, CORPORA / "pop909", songs=1, seconds=4.0, candidates=2, hints=False)
+    assert figures["songs"] == 1 and figures["composed_pieces"] == 2 and figures["kept_exact"]
+    assert figures["real_onsets"] > 0 and figures["composed_onsets"] > 0
+    assert 0 < figures["real"] <= 1 and 0 <= figures["composed"] <= 1

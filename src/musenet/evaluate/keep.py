@@ -23,7 +23,7 @@ from ..arrange import in_chord
 from ..corpus.pop909 import MELODY, read_chords, read_song
 from ..encoding import encode_notes
 from ..errors import MuseNetError
-from ..fixed import grid_step
+from ..fixed import RING_SECONDS, grid_step
 from ..hints import HINT_SHARE, MAX_TAIL, events_only, hint_for, with_hint
 from ..instruments import FAMILY_ID
 from ..model import ALL_FEATURES
@@ -223,14 +223,14 @@ def accompaniment_chords(composer, root: str | Path, songs: int, seconds: float 
     """Share of accompaniment onsets in POP909's annotated chord: the real accompaniment's
     and that of accompaniments composed for the same melodies (piano, the melody kept;
     read ahead as a hint when `hints` and the model reads them)."""
-    real, made, kept_exact, songs, composed = [0, 0], [0, 0], True, 0, 0
+    real, made, kept_exact, used, composed = [0, 0], [0, 0], True, 0, 0
     for path, _song in held_out_songs(root, songs):
         melody, accompaniment = melody_and_accompaniment(path, seconds)
         if len(melody) == 0 or len(accompaniment) == 0:
             continue
         chords = read_chords(path.parent)
         hit, total = chord_share(accompaniment, np.arange(len(accompaniment)), chords)
-        real, songs = [real[0] + hit, real[1] + total], songs + 1
+        real, used = [real[0] + hit, real[1] + total], used + 1
         pieces = composer.accompany(melody, ["voice"], ["piano"], seconds=accompaniment.end_seconds(),
                                     candidates=candidates, seed=seed, style=style, hints=hints)
         composed += len(pieces)
@@ -244,7 +244,7 @@ def accompaniment_chords(composer, root: str | Path, songs: int, seconds: float 
                                and np.array_equal(voice.duration, melody.duration)
                                and np.array_equal(voice.velocity, melody.velocity))
     return {"real": real[0] / max(real[1], 1), "composed": made[0] / max(made[1], 1), "real_onsets": real[1],
-            "composed_onsets": made[1], "kept_exact": kept_exact, "songs": songs, "composed_pieces": composed}
+            "composed_onsets": made[1], "kept_exact": kept_exact, "songs": used, "composed_pieces": composed}
 
 
 def longest_silence(table: NoteTable, start: float, stop: float) -> float:
@@ -262,13 +262,16 @@ def longest_silence(table: NoteTable, start: float, stop: float) -> float:
 def infill_seams(composer, pieces: list[tuple[NoteTable, str]], span: tuple[float, float], candidates: int = 2,
                  margin: float = 2.0, seed: int = 0, hints: bool = True) -> dict:
     """For each (table, style): compose `span` anew and measure its seams: the longest
-    silence within `margin` s of each seam, composed and real; model notes sounding past the
-    span's end; kept notes unchanged."""
+    silence within `margin` s of each seam, composed and real; model notes stuck past the
+    span's end (sounding past it when the music after it comes in, or past its end where
+    that music starts later than `fixed.RING_SECONDS`); kept notes unchanged."""
     start, stop = span
     rows = []
     for table, style in pieces:
         onset = table.seconds(table.onset)
         outside = table.select(np.flatnonzero((onset < start) | (onset >= stop)))
+        after = onset[(onset > stop) & (onset < stop + RING_SECONDS)]
+        let_go = float(after.min()) if len(after) else stop  # where the model's notes must have ended
         kept = set(_rows(outside))
         for piece in composer.infill(table, start, stop, candidates=candidates, seed=seed, style=style, hints=hints):
             made = piece.table
@@ -277,7 +280,7 @@ def infill_seams(composer, pieces: list[tuple[NoteTable, str]], span: tuple[floa
                 "style": style,
                 "kept_exact": kept <= set(_rows(made)),
                 # drums decode to a fixed 16th; the span's end is on the grid (half a step at most off)
-                "stuck": int((made.seconds(made.onset + made.duration)[new & ~made.drum] > stop + 0.05).sum()),
+                "stuck": int((made.seconds(made.onset + made.duration)[new & ~made.drum] > let_go + 0.05).sum()),
                 "silence_real": max(longest_silence(table, s - margin, s + margin) for s in span),
                 "silence_composed": max(longest_silence(made, s - margin, s + margin) for s in span),
                 "new_notes": int(new.sum()),
