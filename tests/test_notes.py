@@ -8,7 +8,7 @@ from helpers import make_score
 from musenet import MidiError
 from musenet import notes as notes_module
 from musenet.instruments import DRUMS, FAMILY_ID
-from musenet.notes import midi_bytes, read_midi, to_score, write_midi
+from musenet.notes import MAX_PEDAL_BEATS, midi_bytes, read_midi, to_score, write_midi
 
 
 def vlq(n: int) -> bytes:
@@ -92,6 +92,13 @@ def test_sustain_pedal_extends_notes_to_the_pedal_release():
     data = smf(TEMPO_120 + b"\x00\xb0\x40\x7f" + NOTE + vlq(960) + b"\xb0\x40\x00")
     table = read_midi(data)
     assert table.duration[0] == 3.0  # key up after 1 beat, pedal up after 3
+
+
+def test_a_pedal_held_for_minutes_is_not_read_as_pedalling():
+    held = vlq(960) + b"\xb0\x40\x00"  # pedal up 3 beats after the note's release ...
+    assert read_midi(smf(TEMPO_120 + b"\x00\xb0\x40\x7f" + NOTE + held)).duration[0] == 3.0
+    longer = vlq(480 * MAX_PEDAL_BEATS) + b"\xb0\x40\x00"  # ... or pressed for over MAX_PEDAL_BEATS
+    assert read_midi(smf(TEMPO_120 + b"\x00\xb0\x40\x7f" + NOTE + longer)).duration[0] == 1.0
 
 
 def test_write_one_track_per_family_and_drums_on_channel_10(tmp_path):

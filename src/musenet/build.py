@@ -39,7 +39,7 @@ from .sources import SPLITS, Item, plan_sources, split_of_piece
 from .version import __version__
 from .vocab import DEFAULT_STYLES, Vocab
 
-BUILD_VERSION = 1  # bump when conversion changes, so cached results are not reused
+BUILD_VERSION = 2  # bump when conversion changes, so cached results are not reused
 SHARD_TOKENS = 1 << 26  # 64M tokens (128 MB of uint16) per shard at most
 
 

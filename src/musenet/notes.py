@@ -210,7 +210,7 @@ def read_midi(source) -> NoteTable:
             continue
         family = DRUMS if track.is_drum else int(PROGRAM_FAMILY[track.program % 128])
         if family != DRUMS and len(track.pedals):
-            notes["duration"] = _sustained(notes["time"], notes["duration"], track.pedals.numpy())
+            notes["duration"] = _sustained(notes["time"], notes["duration"], track.pedals.numpy(), tpq)
         for key in ("time", "duration", "pitch", "velocity"):
             columns[key].append(notes[key])
         columns["family"].append(np.full(len(notes["time"]), family, np.int64))
@@ -234,11 +234,24 @@ def read_midi(source) -> NoteTable:
     return table.sorted()
 
 
-def _sustained(onset: np.ndarray, duration: np.ndarray, pedals: dict) -> np.ndarray:
-    """Durations with the sustain pedal applied: a release inside a pedal moves to its end."""
-    order = np.argsort(pedals["time"], kind="stable")
-    start = np.asarray(pedals["time"], np.int64)[order]
-    stop = start + np.asarray(pedals["duration"], np.int64)[order]
+#: The longest sustain-pedal press read as one (4 bars of 4/4). Longer ones are mostly
+#: controller values left above 64 rather than pedalling: a third of POP909's songs hold
+#: CC64 above 64 for up to minutes, which would hold every piano note to the press's end
+#: (2.5% of its piano notes over 8 s, some of 230 s, 20 sounding at once; 0.15% with this
+#: limit); the real pianists of ../shared/midi press longer 28 times in 7,964.
+MAX_PEDAL_BEATS = 16
+
+
+def _sustained(onset: np.ndarray, duration: np.ndarray, pedals: dict, tpq: int) -> np.ndarray:
+    """Durations with the sustain pedal applied: a release inside a pedal moves to its end.
+    A press longer than MAX_PEDAL_BEATS is not one a player makes (pedalling follows the
+    harmony) and is left out."""
+    played = np.asarray(pedals["duration"], np.int64) <= MAX_PEDAL_BEATS * tpq
+    order = np.argsort(np.asarray(pedals["time"], np.int64)[played], kind="stable")
+    start = np.asarray(pedals["time"], np.int64)[played][order]
+    stop = start + np.asarray(pedals["duration"], np.int64)[played][order]
+    if len(start) == 0:
+        return duration
     stop = np.maximum.accumulate(stop)  # overlapping pedals act as one
     release = onset.astype(np.int64) + duration.astype(np.int64)
     i = np.searchsorted(start, release, side="right") - 1
