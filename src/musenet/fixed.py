@@ -11,8 +11,9 @@ different fixed events. A `FixedPlan` is the kept notes encoded on the grid:
   would put before it (a bass note under a kept melody note), and whatever it draws that
   comes after it stands for it; after the span (`exact`, an infill's right side, waits
   included) they are forced one by one;
-- `span`: the grid steps where the model adds notes. It releases its own notes when the
-  span ends, and never touches a kept note;
+- `span`: the grid steps where the model adds notes. It never touches a kept note, and
+  lets go of its own at `release`: the span's end, or the right side's first note-on if
+  that comes within RING_SECONDS (its notes ring across the seam, as a real piece's do);
 - `hint_steps`, `hint_tokens`: for a model that learnt hints (`hints.py`), the kept events
   it reads ahead, each time it reads a window: the kept parts from the window's start (an
   accompaniment) or what follows the span (an infill's right side), at most `hint_budget`
@@ -49,7 +50,7 @@ class FixedPlan:
     hint_steps: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))   # events read ahead
     hint_tokens: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     hint_budget: int = 0     # the longest hint, in tokens (0: no hint)
-    release: tuple[int, float] | None = None  # where the model lets go, if after the span: (grid step, beats)
+    release: tuple[int, float] = (0, 0.0)  # where the model lets go of its notes: (grid step, input beats)
 
 
 def grid_step(table: NoteTable, seconds: float, vocab: Vocab) -> int:
@@ -90,7 +91,7 @@ def plan(kept: NoteTable, vocab: Vocab, style: str | None, added: list[str], spa
     return FixedPlan(opening, steps, tokens, exact, span, kept,
                      (float(kept.beats(span_seconds[0])), float(kept.beats(span_seconds[1]))),
                      step[hinted].astype(np.int64), body[hinted].astype(np.int64), hint_budget,
-                     _release(kept, span_seconds[1], min(RING_SECONDS, right_seconds), vocab))
+                     _release(kept, span_seconds[1], min(RING_SECONDS, right_seconds), vocab, span[1]))
 
 
 #: The model's notes sounding at a span's end ring on until the right side's next note-on if
@@ -99,16 +100,15 @@ def plan(kept: NoteTable, vocab: Vocab, style: str | None, added: list[str], spa
 RING_SECONDS = 2.0
 
 
-def _release(kept: NoteTable, stop: float, within: float, vocab: Vocab) -> tuple[int, float] | None:
-    """(grid step, beats) of the first kept note-on after `stop` seconds, if within `within`
-    seconds of it: where the model lets go of what it holds at the span's end."""
+def _release(kept: NoteTable, stop: float, within: float, vocab: Vocab, stop_step: int) -> tuple[int, float]:
+    """(grid step, beats) where the model lets go of what it holds at the span's end (`stop`
+    seconds, `stop_step`): the first kept note-on after it if within `within` seconds, else
+    the span's end."""
     onset = kept.seconds(kept.onset)
     later = onset[(onset > stop) & (onset < stop + within)]
-    if len(later) == 0:
-        return None
-    first = float(later.min())
+    first = float(later.min()) if len(later) else stop
     step = grid_step(kept, first, vocab)
-    return (step, float(kept.beats(first))) if step > grid_step(kept, stop, vocab) else None
+    return (step, float(kept.beats(first))) if step > stop_step else (stop_step, float(kept.beats(stop)))
 
 
 def _right_side(tokens: np.ndarray, steps: np.ndarray, stop: int, vocab: Vocab, until: int) -> np.ndarray:
@@ -133,7 +133,6 @@ class FixedState:
         self.next = torch.zeros(batch, dtype=torch.long, device=device)  # next fixed token per row
         self.own = torch.zeros(batch, KEYS, dtype=torch.bool, device=device)  # keys the model holds
         self.rank = torch.from_numpy(instant_rank(tables.vocab)).to(device)  # order inside an instant
-        self.release = fixed.span[1] if fixed.release is None else fixed.release[0]
         self.due = torch.zeros(batch, dtype=torch.bool, device=device)  # is a kept token next in line
         self.placed = torch.zeros(batch, dtype=torch.bool, device=device)  # ... and may wait for the model's
         self.forced = torch.zeros(batch, dtype=torch.bool, device=device)  # was the last token a kept one
@@ -161,7 +160,7 @@ class FixedState:
         mask |= (~others.any(dim=1) & pending)[:, None] & waits_ok     # a rest rule never blocks the plan
         finish = ~pending & (now >= stop)
         mask[:, vocab.END] = finish
-        releasing = (now >= self.release) & self.own.any(dim=1)         # the span is over: the model lets go
+        releasing = (now >= self.fixed.release[0]) & self.own.any(dim=1)         # the span is over: the model lets go
         exact = self.exact[self.next]
         due = pending & ((exact & (now >= stop)) | (next_step == now)) & ~releasing & ~finished
         # inside the span a kept event takes its place in its instant as the encoding orders
@@ -232,6 +231,6 @@ def merge(tokens: np.ndarray, forced: np.ndarray, fixed: FixedPlan, vocab: Vocab
     else:  # decoded at a fixed tempo: back to seconds, then onto the input's beats
         onset, end = (kept.beats(mine.seconds(x)) for x in (mine.onset, mine.onset + mine.duration))
     onset = np.clip(onset, *fixed.span_beats)
-    end = np.clip(end, fixed.span_beats[0], fixed.span_beats[1] if fixed.release is None else fixed.release[1])
+    end = np.clip(end, fixed.span_beats[0], fixed.release[1])
     mine = NoteTable(onset, end - onset, mine.pitch, mine.velocity, mine.family)
     return NoteTable.joined([kept, mine.select(mine.duration > 0)]).sorted()

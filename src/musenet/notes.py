@@ -237,8 +237,9 @@ def read_midi(source) -> NoteTable:
 #: The longest sustain-pedal press read as one (4 bars of 4/4). Longer ones are mostly
 #: controller values left above 64 rather than pedalling: a third of POP909's songs hold
 #: CC64 above 64 for up to minutes, which would hold every piano note to the press's end
-#: (2.5% of its piano notes over 8 s, some of 230 s, 20 sounding at once; 0.15% with this
-#: limit); the real pianists of ../shared/midi press longer 28 times in 7,964.
+#: (2.5% of its piano notes over 8 s, some of 230 s, 22 sounding at once in song 028;
+#: 0.15% over 8 s with this limit); the real pianists of ../shared/midi press longer 28
+#: times in 7,964.
 MAX_PEDAL_BEATS = 16
 
 
@@ -246,12 +247,13 @@ def _sustained(onset: np.ndarray, duration: np.ndarray, pedals: dict, tpq: int) 
     """Durations with the sustain pedal applied: a release inside a pedal moves to its end.
     A press longer than MAX_PEDAL_BEATS is not one a player makes (pedalling follows the
     harmony) and is left out."""
-    played = np.asarray(pedals["duration"], np.int64) <= MAX_PEDAL_BEATS * tpq
-    order = np.argsort(np.asarray(pedals["time"], np.int64)[played], kind="stable")
-    start = np.asarray(pedals["time"], np.int64)[played][order]
-    stop = start + np.asarray(pedals["duration"], np.int64)[played][order]
-    if len(start) == 0:
+    time, length = np.asarray(pedals["time"], np.int64), np.asarray(pedals["duration"], np.int64)
+    played = length <= MAX_PEDAL_BEATS * tpq
+    if not played.any():
         return duration
+    order = np.argsort(time[played], kind="stable")
+    start = time[played][order]
+    stop = start + length[played][order]
     stop = np.maximum.accumulate(stop)  # overlapping pedals act as one
     release = onset.astype(np.int64) + duration.astype(np.int64)
     i = np.searchsorted(start, release, side="right") - 1

@@ -107,9 +107,9 @@ def sampler_masks(tokens: np.ndarray, vocab, families: list[str],
         allowed &= ~(too_long & (np.arange(len(tokens) - 1) >= head - 1)[:, None])
         where = np.flatnonzero(is_kept)
         place = np.arange(head, len(tokens))
-        later = np.searchsorted(where, place)  # the next kept token from each place on
-        pending = later < len(where)
-        place, nxt = place[pending], where[later[pending]]
+        coming = np.searchsorted(where, place)  # the next kept token from each place on
+        pending = coming < len(where)
+        place, nxt = place[pending], where[coming[pending]]
         same = step[nxt] == step[place]  # it is due in the instant of the token at `place`
         place, nxt = place[same], nxt[same]
         allowed[place - 1] = allowed_kind  # drawn as if nothing were kept: what the encoding puts
