@@ -152,6 +152,21 @@ def test_side_features_on_a_hand_made_example():
                              seconds_vocab, 1.0)["phase"].any()
 
 
+
+def test_held_names_the_note_sounding_longest_and_counts_one_struck_before_the_window():
+    vocab = default_vocab()
+    # a window that begins with D5 still sounding (its note-off, with no note-on before it)
+    tokens = from_text("pop piano strings drums start tempo:120 piano:v80:C4 piano:v80:E4 drums:v80:C2 wait:12 "
+                       "strings:v80:G4 wait:24 piano:v0:E4 wait:12 piano:v0:C4 piano:v0:D5 wait:6 strings:v0:G4 end",
+                       vocab)
+    f = side_features(tokens, vocab, 10.0)
+    c4, d5, g4 = 1 + 60, 1 + 74, 1 + FAMILY_ID["strings"] * 128 + 67
+    # header: nothing; from the body on, D5 (struck before the window) and C4 sound from the
+    # window's start: the lower key first; the drum holds no note; then D5, then the strings' G4
+    assert f["held"].tolist() == [0] * 5 + [d5] * 2 + [c4] * 8 + [d5, g4, g4, 0]
+    # in quarter seconds (a step is 1/24 s at 120 BPM): C4 0.5, 1.5, 2 s; D5 2 s from the window's start; G4 1.5, 1.75 s
+    assert f["held_for"].tolist() == [0] * 5 + [0, 0, 0, 0, 0, 2, 2, 6, 6, 8, 8, 6, 7, 0]
+
 def test_augmentation_keeps_ranges_and_drums():
     vocab = default_vocab()
     table = read_midi(make_score([

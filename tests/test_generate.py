@@ -28,7 +28,14 @@ from musenet.rules import (
     requested_families,
     sample_tokens,
 )
-from musenet.sequence import header_length, seconds_per_step, side_features, token_seconds
+from musenet.sequence import (
+    HELD_FOR_BUCKETS,
+    HELD_STEP_SECONDS,
+    header_length,
+    seconds_per_step,
+    side_features,
+    token_seconds,
+)
 from musenet.settings import Settings
 from musenet.vocab import default_vocab
 
@@ -249,11 +256,21 @@ def test_sampler_features_follow_the_reference_through_sliding_windows(model_dir
             fed_before = len(fed[0][0][row]) + (begin - reads.index(begin))  # stream tokens before this read
             body = len(window) - header_length(window, vocab)
             steps_before = int(vocab.tables["wait"][np.array(stream[: fed_before - body])].sum())
-            want = side_features(tokens, vocab, seconds, start_seconds=float(clock[fed_before - body]),
-                                 start_step=steps_before)
+            start_seconds = float(clock[fed_before - body])
+            want = side_features(tokens, vocab, seconds, start_seconds=start_seconds, start_step=steps_before)
+            got = {name: torch.cat([f[name][row] for _, f in fed[begin:end]]).numpy() for name in want}
+            # `held`: a note struck before the window is known to the sampler while it sounds, to
+            # `side_features` only once its note-off is in what it reads (the window as read,
+            # then as it grows); both count it from the window's start, and only there may they differ
+            read = side_features(window, vocab, seconds, start_seconds=start_seconds, start_step=steps_before)
+            since_window = np.floor((token_seconds(tokens, vocab, start_seconds=start_seconds) - start_seconds)
+                                    / HELD_STEP_SECONDS + 1e-6).clip(0, HELD_FOR_BUCKETS - 1)
+            differ = (got["held"] != want["held"]) | (got["held_for"] != want["held_for"])
+            differ[: len(window)] = False
+            assert (got["held_for"][differ] == since_window[differ]).all()
             for name, values in want.items():
-                got = torch.cat([f[name][row] for _, f in fed[begin:end]]).numpy()
-                np.testing.assert_array_equal(got, values, err_msg=name)
+                values = np.concatenate([read[name], np.where(differ, got[name], values)[len(window):]])
+                np.testing.assert_array_equal(got[name], values, err_msg=name)
 
 
 def test_one_composer_serves_several_threads(composer):

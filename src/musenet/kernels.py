@@ -42,7 +42,7 @@ from .errors import MuseNetError
 from .model import MuseNet
 from .quantize import Int8Linear
 
-FORMAT = 2  # what the packages take and give: a new number when that changes, so old files are not loaded
+FORMAT = 3  # what the packages take and give: a new number when that changes, so old files are not loaded
 
 
 class StepLinear(nn.Module):
@@ -273,8 +273,8 @@ class CompiledStep(Package):
 # than eager, 0.52 ms against 0.45: their gathers over the vocabulary compile poorly. They are
 # C loops instead, choose.py.)
 
-STATE = ("sounding", "onset", "polyphony", "rest_seconds", "seconds", "window_steps", "steps", "instant_ons",
-         "instant_drums", "tempo", "finished", "family_last")  # DecodeState's tensors, in package order
+STATE = ("sounding", "onset", "polyphony", "rest_seconds", "seconds", "window_steps", "window_seconds", "steps",
+         "instant_ons", "instant_drums", "tempo", "finished", "family_last")  # DecodeState's tensors, in package order
 
 
 class StateUpdate(nn.Module):

@@ -9,6 +9,7 @@ attention through `scaled_dot_product_attention`, which uses flash kernels on GP
   (tokens sounding together share it), the note's place in its chord, which 1/128 of the
   piece the token is in, and a countdown to the piece's end; named only, `phase`: the grid
   step within a 4-beat bar counted from the piece's start (where in the beat and bar a token falls),
+  and `held` / `held_for`: the note sounding longest and for how long (so it is not forgotten),
 - with `time_heads`, that many heads whose queries and keys are rotated by the time feature
   (`time_rotary`), so they score tokens by their distance in time,
 and predicts the next token with an output head tied to the token embedding. With
@@ -34,7 +35,7 @@ from .instruments import FAMILIES
 from .vocab import VELOCITIES
 
 FEATURES = ("time", "chord", "position", "countdown")  # what side_features = True embeds
-EXTRA_FEATURES = ("phase",)  # embedded only where side_features names them (design study)
+EXTRA_FEATURES = ("phase", "held", "held_for")  # embedded only where side_features names them (design study)
 ALL_FEATURES = FEATURES + EXTRA_FEATURES  # what `sequence.side_features` computes
 POSITIONS = ("learned", "rotary", "alibi")
 #: Factor embeddings of note tokens and their sizes; the last id of each is "not a note".
@@ -57,6 +58,8 @@ class ModelConfig:
     position_buckets: int = 128    # which 1/128 of the piece
     countdown_buckets: int = 256   # time left, saturating
     phase_buckets: int = 48        # grid step within a 4-beat bar since the piece began (beat mode)
+    held_buckets: int = 1281       # the note sounding longest (0: none; 1 + family x 128 + pitch)
+    held_for_buckets: int = 33     # how long it has sounded, in quarter seconds, saturating
     note_factors: bool = False     # pitch / family / loudness embeddings shared by note tokens (starting at 0)
     time_heads: int = 0            # the last heads rotate queries and keys by the time feature (time_rotary)
 
@@ -233,7 +236,8 @@ class MuseNet(nn.Module):
         self.position_embedding = nn.Embedding(c.context, c.width) if c.positions == "learned" else None
         if c.features:
             sizes = {"time": c.time_buckets, "chord": c.chord_buckets, "position": c.position_buckets,
-                     "countdown": c.countdown_buckets, "phase": c.phase_buckets}
+                     "countdown": c.countdown_buckets, "phase": c.phase_buckets, "held": c.held_buckets,
+                     "held_for": c.held_for_buckets}
             self.feature_embeddings = nn.ModuleDict({name: nn.Embedding(sizes[name], c.width) for name in c.features})
         self.dropout = nn.Dropout(c.dropout)
         self.blocks = nn.ModuleList(Block(c) for _ in range(c.layers))

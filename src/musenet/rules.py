@@ -32,6 +32,8 @@ from .instruments import DRUMS, FAMILIES
 from .sequence import (
     COUNTDOWN_BUCKETS,
     DEFAULT_TEMPO,
+    HELD_FOR_BUCKETS,
+    HELD_STEP_SECONDS,
     PHASE_STEPS,
     POSITION_PARTS,
     countdown_steps,
@@ -110,6 +112,7 @@ class DecodeState:
     rest_seconds: torch.Tensor   # (batch,) seconds since the last note token
     seconds: torch.Tensor        # (batch,) the clock: seconds before the next token
     window_steps: torch.Tensor   # (batch,) grid steps since the model's window began
+    window_seconds: torch.Tensor  # (batch,) float64: the clock where the model's window began
     steps: torch.Tensor          # (batch,) grid steps since the piece began
     instant_ons: torch.Tensor    # (batch,) note-ons so far in the current instant
     instant_drums: torch.Tensor  # (batch, 128) bool: drum keys struck in the current instant
@@ -134,7 +137,7 @@ class DecodeState:
 
         return cls(sounding=zeros(torch.bool, KEYS), onset=zeros(torch.float64, KEYS), polyphony=zeros(torch.long),
                    rest_seconds=zeros(torch.float64), seconds=zeros(torch.float64), window_steps=zeros(torch.long),
-                   steps=zeros(torch.long),
+                   window_seconds=zeros(torch.float64), steps=zeros(torch.long),
                    instant_ons=zeros(torch.long), instant_drums=zeros(torch.bool, 128),
                    tempo=torch.full((batch,), 120.0, dtype=torch.float64, device=device),
                    finished=zeros(torch.bool),
@@ -411,5 +414,13 @@ def next_features(token: torch.Tensor, state: DecodeState, tables: TokenTables,
     countdown = countdown_steps(state.seconds, total_seconds).long().clamp(0, COUNTDOWN_BUCKETS - 1)
     chord = torch.where(tables.is_on[token], state.instant_ons + 1, 0)
     phase = state.steps % PHASE_STEPS if tables.vocab.time_mode == "beat" else torch.zeros_like(state.steps)
+    # a note struck before the window counts from where it begins, as `sequence.held_notes` counts it
+    onset = torch.maximum(state.onset, state.window_seconds[:, None])
+    since, key = torch.where(state.sounding, onset, float("inf")).min(dim=1)  # ties: the lowest key
+    sounds = torch.isfinite(since)
+    held = torch.where(sounds, key + 1, 0)
+    held_for = ((state.seconds - torch.where(sounds, since, state.seconds)) / HELD_STEP_SECONDS + 1e-6).floor()
+    held_for = torch.where(sounds, held_for.long().clamp(0, HELD_FOR_BUCKETS - 1), 0)
     return {"time": state.window_steps[:, None].clone(), "chord": chord[:, None],
-            "position": position[:, None], "countdown": countdown[:, None], "phase": phase[:, None]}
+            "position": position[:, None], "countdown": countdown[:, None], "phase": phase[:, None],
+            "held": held[:, None], "held_for": held_for[:, None]}

@@ -239,6 +239,7 @@ class Generator:
                                           start_step=starts[row]))
             body_waits = np.where(hint_mask(window, vocab), 0, vocab.tables["wait"][window])
             state.window_steps[row] = int(body_waits.sum())
+            state.window_seconds[row] = start_seconds
             # note-ons go on counting in the body's last instant, from where the window begins (as `chord_index`)
             waited = np.flatnonzero(body_waits > 0)
             state.instant_ons[row] = int(features[-1]["chord"][waited[-1] + 1 if len(waited) else 0:].max(initial=0))

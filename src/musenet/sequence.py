@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .instruments import FAMILIES
+from .instruments import DRUMS, FAMILIES
 from .vocab import STEP_SECONDS, STEPS_PER_BEAT, Vocab
 
 POSITION_PARTS = 128      # the piece is cut into 128 parts; each token knows which it is in
@@ -25,6 +25,9 @@ COUNTDOWN_SECONDS = 2.0   # the countdown to the end counts in steps of 2 s ...
 COUNTDOWN_BUCKETS = 256   # ... up to 512 s, where it saturates
 DEFAULT_TEMPO = 120.0     # beat mode's tempo before the first tempo token
 PHASE_STEPS = 4 * STEPS_PER_BEAT  # the phase feature counts grid steps within a 4-beat bar
+HELD_KEYS = len(FAMILIES) * 128 + 1  # `held`: 0 (nothing sounds) or 1 + family x 128 + pitch
+HELD_STEP_SECONDS = 0.25  # `held_for` counts in quarter seconds ...
+HELD_FOR_BUCKETS = 33     # ... up to 8 s, where it saturates
 
 
 # ---- the header --------------------------------------------------------------------------
@@ -139,6 +142,47 @@ def chord_index(tokens, vocab: Vocab) -> np.ndarray:
     return np.where(is_on, ons_before - ons_before[first_of_instant] + 1, 0)
 
 
+def note_keys(tokens, vocab: Vocab) -> np.ndarray:
+    """family x 128 + pitch of each melodic note token (on or off); -1 for other tokens and drums."""
+    t = vocab.tables
+    family = t["family"][tokens]
+    return np.where((family >= 0) & (family != DRUMS), family * 128 + t["pitch"][tokens], -1)
+
+
+def held_notes(tokens, vocab: Vocab, seconds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(held, held_for) of each token: 1 + the key (`note_keys`) of the melodic note that has
+    sounded longest before it (0: none; ties: the lowest key), and for how long, in
+    HELD_STEP_SECONDS (saturating). A note sounds from the token after its note-on to its
+    note-off; a note-off in the body with no note-on before it is a note struck before the
+    window, counted from the window's first body token. Header and hint tokens: 0."""
+    tokens = np.asarray(tokens, np.int64)
+    n = len(tokens)
+    held, since = np.zeros(n, np.int64), np.zeros(n)
+    starts = np.flatnonzero(tokens == vocab.START)
+    if not len(starts):
+        return held, held.copy()
+    first = int(starts[0]) + 1
+    key = note_keys(tokens, vocab)
+    key[:first] = -1
+    where = np.flatnonzero(key >= 0)
+    order = np.lexsort((where, key[where]))  # by key, then place
+    keys, places = key[where][order], where[order]
+    is_on = vocab.tables["velocity"][tokens[places]] > 0
+    same_next = np.r_[keys[1:] == keys[:-1], False]
+    until = np.where(same_next, np.r_[places[1:], 0], n - 1)  # the key's next event (its note-off), or the end
+    first_of_key = np.r_[True, keys[1:] != keys[:-1]]
+    orphan = first_of_key & ~is_on  # released in the window, struck before it
+    begin = np.concatenate([places[is_on] + 1, np.full(int(orphan.sum()), first)])
+    end = np.concatenate([until[is_on], places[orphan]])
+    note_key = np.concatenate([keys[is_on], keys[orphan]])
+    onset = np.concatenate([seconds[places[is_on]], np.full(int(orphan.sum()), seconds[min(first, n - 1)])])
+    for i in np.lexsort((note_key, onset))[::-1]:  # the longest-sounding note is painted last
+        held[begin[i]: end[i] + 1] = note_key[i] + 1
+        since[begin[i]: end[i] + 1] = onset[i]
+    held_for = np.floor((seconds - since) / HELD_STEP_SECONDS + 1e-6).astype(np.int64)
+    return held, np.where(held > 0, np.clip(held_for, 0, HELD_FOR_BUCKETS - 1), 0)
+
+
 def position_part(seconds, total_seconds: float):
     """Which 1/128 of a piece of `total_seconds` each time falls in (numpy or torch)."""
     return seconds / at_least(total_seconds, 1e-6) * POSITION_PARTS
@@ -162,7 +206,9 @@ def side_features(tokens, vocab: Vocab, total_seconds: float, start_seconds: flo
     - position: which 1/128 of the whole piece the token falls in;
     - countdown: time left to the piece's end, in 2-second steps (saturating);
     - phase: in beat mode, the grid step within a 4-beat bar, counted from the piece's start
-      (`start_step`: the body's steps before the window); 0 in seconds mode.
+      (`start_step`: the body's steps before the window); 0 in seconds mode;
+    - held, held_for: the melodic note sounding longest so far and how long (`held_notes`), so
+      that a note held for seconds is not forgotten.
     A hint's tokens get the features of the body's time they stand for (at the opening tempo)."""
     tokens = np.asarray(tokens, np.int64)
     waits = vocab.tables["wait"][tokens]
@@ -183,4 +229,6 @@ def side_features(tokens, vocab: Vocab, total_seconds: float, start_seconds: flo
     position = np.clip(position_part(seconds, total_seconds).astype(np.int64), 0, POSITION_PARTS - 1)
     countdown = np.clip(countdown_steps(seconds, total_seconds).astype(np.int64), 0, COUNTDOWN_BUCKETS - 1)
     phase = (start_step + time) % PHASE_STEPS if vocab.time_mode == "beat" else np.zeros_like(time)
-    return {"time": time, "chord": chord, "position": position, "countdown": countdown, "phase": phase}
+    held, held_for = held_notes(tokens, vocab, seconds)
+    return {"time": time, "chord": chord, "position": position, "countdown": countdown, "phase": phase,
+            "held": held, "held_for": held_for}
