@@ -11,10 +11,10 @@ Two tables, every model measured in the same run:
   it holds spends many bits on its note-off when it comes, and, composing, rarely draws it.
 - **Continuations**: `musenet eval`'s continuation prompts (the MIDI songs of `--prompts` and
   band versions of 3 held-out POP909 songs), each cut after 20 s and continued for 30 s in
-  pop style with the song's families, `--seeds` times: the share of the new notes (drums
-  aside) held 4 s or longer (`evaluate.continuation`'s long-held share) and held to the
-  sampler's cap (`Settings.max_note_seconds`, 8 s), and the mean notes sounding at once,
-  against the songs' own next 30 s.
+  pop style with the song's families, `--seeds` times (`evaluate.continuation.continue_song`,
+  as `musenet eval` continues them): new notes (drums aside) a continuation, the share held
+  4 s or longer and held to the sampler's cap (`Settings.max_note_seconds`, 8 s), and the
+  mean notes sounding at once, against the songs' own next 30 s.
 """
 
 from __future__ import annotations
@@ -28,11 +28,9 @@ import torch
 from musenet.composer import Composer
 from musenet.dataset import Dataset
 from musenet.evaluate.band import prompt_list
-from musenet.evaluate.continuation import CONTINUE_SECONDS, PROMPT_SECONDS, window_figures
+from musenet.evaluate.continuation import CONTINUE_SECONDS, PROMPT_SECONDS, continue_song
 from musenet.evaluate.keep import token_bits
-from musenet.evaluate.music import excerpt
-from musenet.instruments import FAMILIES
-from musenet.sequence import header_length, note_keys, token_seconds
+from musenet.sequence import header_length, key_events, token_seconds
 from musenet.settings import Settings
 
 HELD_BINS = (0.0, 1.0, 2.0, 4.0, 8.0, np.inf)  # seconds a note had sounded when its note-off came
@@ -43,13 +41,8 @@ def note_off_ages(tokens: np.ndarray, vocab) -> np.ndarray:
     """For each token of a whole piece: how long the note a melodic note-off releases had
     sounded (seconds); NaN for other tokens."""
     seconds = token_seconds(tokens, vocab)
-    key = note_keys(tokens, vocab)
-    key[: header_length(tokens, vocab)] = -1
-    where = np.flatnonzero(key >= 0)
-    order = np.lexsort((where, key[where]))
-    keys, places = key[where][order], where[order]
-    is_off = vocab.tables["velocity"][tokens[places]] == 0
-    released = is_off & np.r_[False, keys[1:] == keys[:-1]]  # the key's previous event is its note-on
+    keys, places, is_on = key_events(tokens, vocab, header_length(tokens, vocab))
+    released = ~is_on & np.r_[False, keys[1:] == keys[:-1]]  # the key's previous event is its note-on
     ages = np.full(len(tokens), np.nan)
     ages[places[released]] = seconds[places[released]] - seconds[places[np.flatnonzero(released) - 1]]
     return ages
@@ -80,30 +73,24 @@ def note_off_bits(composer: Composer, pieces: list[np.ndarray]) -> list[tuple[fl
 
 
 def continuations(composer: Composer, songs: list, seeds: int) -> dict:
-    """Long-held and capped shares and notes at once of every song's continuation, pooled."""
-    notes = long_held = capped = 0
-    polyphony, real_polyphony, real_long = [], [], []
-    start, end = PROMPT_SECONDS, PROMPT_SECONDS + CONTINUE_SECONDS
+    """`continue_song` for every song `seeds` times: notes a continuation, long-held and
+    capped shares (pooled over notes) and notes at once, generated and (once) real."""
+    made, real = [], []
     for seed in range(seeds):
-        for number, (_name, table) in enumerate(songs):
-            prompt = excerpt(table, PROMPT_SECONDS)
-            families = [FAMILIES[f] for f in np.unique(prompt.family)]
-            piece = composer.generate(prompt=prompt, seconds=end, instruments=families, style="pop",
-                                      seed=seed * 1000 + number, instrument_mode="strict",
-                                      max_tokens=int(CONTINUE_SECONDS * 200) + 100)[0].table
-            onset = piece.seconds(piece.onset)
-            held = (piece.seconds(piece.onset + piece.duration) - onset)[~piece.drum & (onset >= start) & (onset < end)]
-            notes, long_held, capped = notes + len(held), long_held + int((held >= 4).sum()), capped + int(
-                (held >= CAP - 0.1).sum())
-            polyphony.append(window_figures(piece, start, end, families)["mean_polyphony"])
+        for number, (name, table) in enumerate(songs):
+            song = continue_song(composer, name, table, seed=seed * 1000 + number, style="pop")
+            made.append(song["generated"])
             if seed == 0:
-                real = window_figures(table, start, end, families)
-                real_polyphony.append(real["mean_polyphony"])
-                real_long.append((real["long_note_share"], real["notes"]))
-    real_notes = sum(n for _, n in real_long)
-    return {"notes": notes, "long": long_held / max(notes, 1), "capped": capped / max(notes, 1),
-            "polyphony": float(np.mean(polyphony)), "real_polyphony": float(np.mean(real_polyphony)),
-            "real_long": sum(s * n for s, n in real_long if np.isfinite(s)) / max(real_notes, 1)}
+                real.append(song["real"])
+
+    def pooled(figures: list[dict]) -> dict:
+        notes = sum(f["notes"] for f in figures)
+        share = {name: sum(f[name] * f["notes"] for f in figures if f["notes"]) / max(notes, 1)
+                 for name in ("long_note_share", "capped_note_share")}
+        return {"notes": notes / max(len(figures), 1), **share,
+                "polyphony": float(np.mean([f["mean_polyphony"] for f in figures]))}
+
+    return {"generated": pooled(made), "real": pooled(real)}
 
 
 def main() -> None:
@@ -140,14 +127,15 @@ def main() -> None:
         print(f"| {path} | " + " | ".join(f"{b:.2f}" for b, _ in bits) + " |")
     print("| (note-offs) | " + " | ".join(f"{c}" for _, c in rows[0][1]) + " |\n")
     if songs:
-        print(f"| continuations ({CONTINUE_SECONDS:g} s after {PROMPT_SECONDS:g} s of each song) | notes | "
-              f"held >= 4 s | held to the {CAP:g} s cap | notes at once |\n|---|---:|---:|---:|---:|")
+        print(f"| continuations ({CONTINUE_SECONDS:g} s after {PROMPT_SECONDS:g} s of each song) | notes a "
+              f"continuation | held >= 4 s | held to the {CAP:g} s cap | notes at once |\n|---|---:|---:|---:|---:|")
         for path, _, c in rows:
-            print(f"| {path} | {c['notes']} | {c['long']:.3f} | {c['capped']:.3f} | {c['polyphony']:.2f} |")
-        real = rows[0][2]
-        print(f"| the songs' own next {CONTINUE_SECONDS:g} s | | {real['real_long']:.3f} | | "
-              f"{real['real_polyphony']:.2f} |")
-
+            made = c["generated"]
+            print(f"| {path} | {made['notes']:.0f} | {made['long_note_share']:.3f} | {made['capped_note_share']:.3f} "
+                  f"| {made['polyphony']:.2f} |")
+        real = rows[0][2]["real"]
+        print(f"| the songs' own next {CONTINUE_SECONDS:g} s | {real['notes']:.0f} | {real['long_note_share']:.3f} | "
+              f"{real['capped_note_share']:.3f} | {real['polyphony']:.2f} |")
 
 if __name__ == "__main__":
     main()

@@ -161,6 +161,14 @@ def test_window_figures():
     assert got["all_families_playing"] is False
 
 
+def test_window_figures_count_notes_held_to_the_samplers_cap():
+    piano = FAMILY_ID["piano"]
+    rows = [(0, 8, 60, piano), (1, 7.95, 62, piano), (2, 4, 64, piano), (3, 1, 65, piano)]  # 60 BPM: beats are seconds
+    got = window_figures(table(rows, ((0.0, 60.0),)), 0.0, 10.0, ["piano"])
+    assert got["notes"] == 4 and got["long_note_share"] == pytest.approx(3 / 4)
+    assert got["capped_note_share"] == pytest.approx(2 / 4)  # within 0.1 s of max_note_seconds (8 s)
+
+
 # ---- end to end ----------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

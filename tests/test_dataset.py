@@ -152,7 +152,6 @@ def test_side_features_on_a_hand_made_example():
                              seconds_vocab, 1.0)["phase"].any()
 
 
-
 def test_held_names_the_note_sounding_longest_and_counts_one_struck_before_the_window():
     vocab = default_vocab()
     # a window that begins with D5 still sounding (its note-off, with no note-on before it)
@@ -166,6 +165,7 @@ def test_held_names_the_note_sounding_longest_and_counts_one_struck_before_the_w
     assert f["held"].tolist() == [0] * 5 + [d5] * 2 + [c4] * 8 + [d5, g4, g4, 0]
     # in quarter seconds (a step is 1/24 s at 120 BPM): C4 0.5, 1.5, 2 s; D5 2 s from the window's start; G4 1.5, 1.75 s
     assert f["held_for"].tolist() == [0] * 5 + [0, 0, 0, 0, 0, 2, 2, 6, 6, 8, 8, 6, 7, 0]
+
 
 def test_augmentation_keeps_ranges_and_drums():
     vocab = default_vocab()

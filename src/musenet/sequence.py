@@ -25,7 +25,6 @@ COUNTDOWN_SECONDS = 2.0   # the countdown to the end counts in steps of 2 s ...
 COUNTDOWN_BUCKETS = 256   # ... up to 512 s, where it saturates
 DEFAULT_TEMPO = 120.0     # beat mode's tempo before the first tempo token
 PHASE_STEPS = 4 * STEPS_PER_BEAT  # the phase feature counts grid steps within a 4-beat bar
-HELD_KEYS = len(FAMILIES) * 128 + 1  # `held`: 0 (nothing sounds) or 1 + family x 128 + pitch
 HELD_STEP_SECONDS = 0.25  # `held_for` counts in quarter seconds ...
 HELD_FOR_BUCKETS = 33     # ... up to 8 s, where it saturates
 
@@ -149,6 +148,18 @@ def note_keys(tokens, vocab: Vocab) -> np.ndarray:
     return np.where((family >= 0) & (family != DRUMS), family * 128 + t["pitch"][tokens], -1)
 
 
+def key_events(tokens, vocab: Vocab, first: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The melodic note tokens from place `first` on, ordered by key (`note_keys`), then by
+    place: (keys, places, whether each is a note-on). A note's note-off follows its note-on."""
+    tokens = np.asarray(tokens, np.int64)
+    key = note_keys(tokens, vocab)
+    key[:first] = -1
+    where = np.flatnonzero(key >= 0)
+    order = np.lexsort((where, key[where]))
+    places = where[order]
+    return key[places], places, vocab.tables["velocity"][tokens[places]] > 0
+
+
 def held_notes(tokens, vocab: Vocab, seconds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(held, held_for) of each token: 1 + the key (`note_keys`) of the melodic note that has
     sounded longest before it (0: none; ties: the lowest key), and for how long, in
@@ -162,12 +173,7 @@ def held_notes(tokens, vocab: Vocab, seconds: np.ndarray) -> tuple[np.ndarray, n
     if not len(starts):
         return held, held.copy()
     first = int(starts[0]) + 1
-    key = note_keys(tokens, vocab)
-    key[:first] = -1
-    where = np.flatnonzero(key >= 0)
-    order = np.lexsort((where, key[where]))  # by key, then place
-    keys, places = key[where][order], where[order]
-    is_on = vocab.tables["velocity"][tokens[places]] > 0
+    keys, places, is_on = key_events(tokens, vocab, first)
     same_next = np.r_[keys[1:] == keys[:-1], False]
     until = np.where(same_next, np.r_[places[1:], 0], n - 1)  # the key's next event (its note-off), or the end
     first_of_key = np.r_[True, keys[1:] != keys[:-1]]

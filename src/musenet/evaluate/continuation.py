@@ -17,6 +17,7 @@ from ..corpus.pop909 import read_beats, read_chords, read_song
 from ..errors import MuseNetError
 from ..instruments import FAMILIES
 from ..notes import NoteTable, read_midi
+from ..settings import Settings
 from .harmony import held_out_songs
 from .music import POLYPHONY_STEP, excerpt
 
@@ -24,6 +25,7 @@ PROMPT_SECONDS = 20.0
 CONTINUE_SECONDS = 30.0
 LAST_SECONDS = 10.0        # each prompt family should still play in the last 10 s
 LONG_NOTE_SECONDS = 4.0    # a note held this long or longer is "long-held"
+CAPPED_NOTE_SECONDS = Settings().max_note_seconds - 0.1  # ... this long: held to the sampler's cap
 TEMPO_CHANGE = 0.03        # a tempo map entry 3% or more from the previous tempo is a change
 FIGURES = ("tempo_changes_per_minute", "long_note_share", "mean_polyphony")
 
@@ -31,16 +33,17 @@ FIGURES = ("tempo_changes_per_minute", "long_note_share", "mean_polyphony")
 def window_figures(table: NoteTable, start: float, end: float, families: list[str]) -> dict:
     """Figures of the stretch [start, end) seconds: tempo changes per minute (tempo map
     entries in it that move the tempo by TEMPO_CHANGE or more), the share of its notes (drums
-    aside) held LONG_NOTE_SECONDS or longer, the mean number of notes (drums aside) sounding at
-    the midpoints of 0.1 s steps, and for each of `families` whether it strikes a note in the
-    last LAST_SECONDS."""
+    aside) held LONG_NOTE_SECONDS or longer and held to the sampler's cap, the mean number of
+    notes (drums aside) sounding at the midpoints of 0.1 s steps, and for each of `families`
+    whether it strikes a note in the last LAST_SECONDS."""
     change = np.abs(np.log(table.tempo_qpm[1:] / table.tempo_qpm[:-1])) >= np.log1p(TEMPO_CHANGE)
     at = table.seconds(table.tempo_time[1:])
     changes = int((change & (at >= start) & (at < end)).sum())
     onset, release = table.seconds(table.onset), table.seconds(table.onset + table.duration)
     melodic = ~table.drum
     inside = melodic & (onset >= start) & (onset < end)
-    held = (release - onset)[inside] >= LONG_NOTE_SECONDS
+    lengths = (release - onset)[inside]
+    held = lengths >= LONG_NOTE_SECONDS
     grid = start + (np.arange(int(round((end - start) / POLYPHONY_STEP))) + 0.5) * POLYPHONY_STEP
     ons, offs = np.sort(onset[melodic]), np.sort(release[melodic])
     sounding = np.searchsorted(ons, grid, side="right") - np.searchsorted(offs, grid, side="right")
@@ -48,6 +51,7 @@ def window_figures(table: NoteTable, start: float, end: float, families: list[st
     playing = {name: bool((late & (table.family == FAMILIES.index(name))).any()) for name in families}
     return {"tempo_changes_per_minute": changes * 60.0 / (end - start), "notes": int(inside.sum()),
             "long_note_share": float(held.mean()) if len(held) else float("nan"),
+            "capped_note_share": float((lengths >= CAPPED_NOTE_SECONDS).mean()) if len(held) else float("nan"),
             "mean_polyphony": float(sounding.mean()) if len(grid) else float("nan"),
             "families_playing_last": playing, "all_families_playing": all(playing.values())}
 
