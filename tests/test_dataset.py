@@ -10,6 +10,7 @@ from musenet import build as build_module
 from musenet.augment import (
     Augment,
     drop_families,
+    enter_late,
     keep_families,
     reorchestrate,
     scale_volume,
@@ -232,11 +233,42 @@ def test_keeping_some_families_merges_their_waits_and_keeps_the_clock():
     assert sizes == {1, 2}
 
 
+def test_a_late_entrance_silences_some_families_until_an_instant_and_keeps_the_clock():
+    vocab = default_vocab("beat")
+    t = vocab.tables
+    tokens = from_text("pop piano bass drums start tempo:120 piano:v80:C4 drums:v96:C2 wait:6 drums:v80:D2 "
+                       "wait:6 bass:v80:C2 wait:40 wait:20 piano:v0:C4 bass:v0:C2 wait:12 piano:v64:E4 "
+                       "bass:v70:D2 wait:12 piano:v0:E4 bass:v0:D2 wait:12 bass:v70:E2 wait:4 end", vocab)
+    notes = t["family"][tokens] >= 0
+    rng = np.random.default_rng(0)
+    silenced = set()
+    for _ in range(40):
+        out = enter_late(tokens, vocab, rng)
+        assert musenet.to_text(out, vocab).split(" start")[0] == "pop piano bass drums"
+        assert t["wait"][out].sum() == t["wait"][tokens].sum()
+        count = {f: (t["family"][out] == f).sum() for f in range(len(musenet.FAMILIES))}
+        late = {f for f in np.unique(t["family"][tokens[notes]]) if count[f] < (t["family"][tokens] == f).sum()}
+        assert len(late) < 3  # (none when the families drawn had not played before the instant)
+        silenced |= late
+        for family in range(len(musenet.FAMILIES)):  # every other family's notes are all there
+            if family not in late:
+                assert (t["family"][out] == family).sum() == (t["family"][tokens] == family).sum()
+            else:  # a late family comes in with a note-on, and each note-off has its note-on
+                mine = out[t["family"][out] == family]
+                if len(mine):
+                    assert t["velocity"][mine[0]] > 0
+                assert (t["velocity"][mine] > 0).sum() >= (t["velocity"][mine] == 0).sum()
+    assert silenced == {musenet.FAMILIES.index(f) for f in ("piano", "bass", "drums")}
+    assert musenet.to_text(enter_late(from_text("pop piano start piano:v80:C4 wait:6 piano:v0:C4 end", vocab),
+                                      vocab, rng), vocab) == "pop piano start piano:v80:C4 wait:6 piano:v0:C4 end"
+
+
 def test_dropping_families_still_fills_the_window(midi_folder, tmp_path):
     build(str(midi_folder), tmp_path / "data", workers=1, progress=False)
     data = Dataset(tmp_path / "data", split=None)
-    batch = data.sample(np.random.default_rng(0), batch=4, context=256, augment=Augment(drop_families=1.0))
-    assert (batch["tokens"] == data.vocab.PAD).sum() < 4 * 32
+    for augment in (Augment(drop_families=1.0), Augment(enter_late=1.0)):
+        batch = data.sample(np.random.default_rng(0), batch=4, context=256, augment=augment)
+        assert (batch["tokens"] == data.vocab.PAD).sum() < 4 * 32
 
 
 def test_short_pieces_are_packed_into_full_rows(midi_folder, tmp_path):

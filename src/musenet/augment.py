@@ -1,5 +1,5 @@
 """Augmentation on the fly, on token windows: transposition, volume, timing, re-orchestration,
-fewer families (and the hints of `hints.py`, which `Dataset.window` adds after these).
+fewer families, late entrances (and the hints of `hints.py`, which `Dataset.window` adds after these).
 
 Each is a plain function of (tokens, vocab, amount); `Augment` draws the amounts. Drums are
 never transposed or re-orchestrated, and every note stays inside its family's pitch range.
@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .instruments import DRUMS, FAMILIES, PITCH_HIGH, PITCH_LOW
+from .sequence import header_length
 from .vocab import Vocab, velocity_bins
 
 
@@ -87,12 +88,17 @@ def keep_families(tokens: np.ndarray, vocab: Vocab, keep) -> np.ndarray:
     """Only the families in `keep` (family numbers): the notes of every other family and its
     header token go, and the waits they separated merge, so the window reads as if those
     families had been the whole ensemble."""
-    t = vocab.tables
-    family = t["family"][tokens]
+    family = vocab.tables["family"][tokens]
     is_header_family = (tokens >= vocab.family_offset) & (tokens < vocab.tempo_offset)
     family = np.where(is_header_family, tokens - vocab.family_offset, family)
-    tokens = tokens[(family < 0) | np.isin(family, list(keep))]
-    waits = t["wait"][tokens]
+    return _only(tokens, vocab, (family < 0) | np.isin(family, list(keep)))
+
+
+def _only(tokens: np.ndarray, vocab: Vocab, keep: np.ndarray) -> np.ndarray:
+    """The tokens where `keep` holds; waits left with no other token between them merge (the
+    clock is unchanged)."""
+    tokens = tokens[keep]
+    waits = vocab.tables["wait"][tokens]
     is_wait = waits > 0
     if not is_wait.any():
         return tokens.copy()
@@ -112,6 +118,37 @@ def drop_families(tokens: np.ndarray, vocab: Vocab, rng: np.random.Generator) ->
         return tokens.copy()
     size = int(rng.integers(1, len(named)))
     return keep_families(tokens, vocab, rng.choice(named, size, replace=False).tolist())
+
+
+def enter_late(tokens: np.ndarray, vocab: Vocab, rng: np.random.Generator, length: int | None = None) -> np.ndarray:
+    """Silence a random non-empty, proper subset of the header's families until an instant
+    between an eighth and five eighths of the way into the body's first `length` tokens: their
+    notes before it go, and so do note-offs after it of notes struck before it. The header
+    still names them, so the model learns that a named family that has not played will come
+    in, and has to write its entrance from the other parts alone (what accompanying asks)."""
+    named = tokens[(tokens >= vocab.family_offset) & (tokens < vocab.tempo_offset)] - vocab.family_offset
+    if len(named) < 2:
+        return tokens.copy()
+    late = rng.choice(named, int(rng.integers(1, len(named))), replace=False)
+    head = header_length(tokens, vocab)
+    span = min(len(tokens), length or len(tokens)) - head
+    waits = vocab.tables["wait"][tokens]
+    instants = np.flatnonzero(waits[head:-1] > 0) + head + 1       # a token right after a wait
+    instants = instants[(instants >= head + span // 8) & (instants < head + span * 5 // 8)]
+    if not len(instants):
+        return tokens.copy()
+    cut = int(rng.choice(instants))
+    family = vocab.tables["family"][tokens]
+    places = np.arange(len(tokens))
+    silenced = np.isin(family, late) & (places < cut)
+    # a note-off after the cut whose key has no note-on between the cut and it
+    key = np.where(np.isin(family, late), family * 128 + vocab.tables["pitch"][tokens], -1)
+    is_on = vocab.tables["velocity"][tokens] > 0
+    first_on = np.full(len(FAMILIES) * 128, len(tokens))
+    ons = np.flatnonzero((key >= 0) & is_on & (places >= cut))
+    np.minimum.at(first_on, key[ons], ons)
+    orphan = (key >= 0) & ~is_on & (places >= cut) & (places < first_on[np.maximum(key, 0)])
+    return _only(tokens, vocab, ~(silenced | orphan))
 
 
 def _ranks(counts: np.ndarray) -> np.ndarray:
@@ -158,8 +195,12 @@ class Augment:
     drop_families: float = 0.0   # probability of keeping only some of the named families
     fill_middle: float = 0.0     # probability of a hint of the window's tail (hints.py; a row's first window)
     accompany: float = 0.0       # probability of a hint of some families' notes (hints.py; likewise)
+    enter_late: float = 0.0      # probability of some named families coming in only part-way
 
-    def __call__(self, tokens: np.ndarray, vocab: Vocab, rng: np.random.Generator) -> np.ndarray:
+    def __call__(self, tokens: np.ndarray, vocab: Vocab, rng: np.random.Generator,
+                 length: int | None = None) -> np.ndarray:
+        """`tokens` augmented; `length`: how many of them the window will keep (`enter_late`
+        cuts inside those)."""
         tokens = np.asarray(tokens, np.int64)
         if self.transpose:
             low, high = transpose_range(tokens, vocab, self.transpose)
@@ -173,4 +214,6 @@ class Augment:
             tokens = drop_families(tokens, vocab, rng)
         if self.reorchestrate and rng.random() < self.reorchestrate:
             tokens = reorchestrate(tokens, vocab, rng)
+        if self.enter_late and rng.random() < self.enter_late:
+            tokens = enter_late(tokens, vocab, rng, length)
         return tokens

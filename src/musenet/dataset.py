@@ -81,12 +81,12 @@ class Dataset:
             later = after_wait[after_wait >= start]
             start = int(later[0]) if len(later) else 0
         # dropping families shortens a window: read enough that it still fills `length`
-        reach = length * 4 if augment is not None and augment.drop_families else length
+        reach = length * 4 if augment is not None and (augment.drop_families or augment.enter_late) else length
         window, start_seconds = window_of(tokens, vocab, head_end, start, reach)
         start_step = steps_before(tokens, vocab, head_end, start)
         if augment is not None:
             rng = rng or np.random.default_rng()
-            window = augment(window, vocab, rng)[:length]
+            window = augment(window, vocab, rng, length)[:length]
             if hint:
                 window = add_hint(window, vocab, rng, augment.fill_middle, augment.accompany)[:length]
         total = float(self.index["seconds"][row])
