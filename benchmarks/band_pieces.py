@@ -47,13 +47,16 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0, help="length of each piece (default 30)")
     parser.add_argument("--temperature", type=float, default=None, help="sampling temperature (default: generate's)")
     parser.add_argument("--top-p", type=float, default=None, help="nucleus sampling (default: generate's)")
+    parser.add_argument("--nucleus", choices=("all", "family"), default=None,
+                        help="one nucleus over every token, or within the family drawn (default: generate's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     beats = takes(Path(args.corpora) / "groove", ("beat",))
-    settings = {k: v for k, v in (("temperature", args.temperature), ("top_p", args.top_p)) if v is not None}
+    settings = {k: v for k, v in (("temperature", args.temperature), ("top_p", args.top_p), ("nucleus", args.nucleus))
+                if v is not None}
     results, bass, real = {}, {}, None
     for path in args.model:
         started = time.time()

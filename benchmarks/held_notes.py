@@ -72,13 +72,13 @@ def note_off_bits(composer: Composer, pieces: list[np.ndarray]) -> list[tuple[fl
     return [(s / max(c, 1), int(c)) for s, c in zip(sums, counts, strict=True)]
 
 
-def continuations(composer: Composer, songs: list, seeds: int) -> dict:
+def continuations(composer: Composer, songs: list, seeds: int, **settings) -> dict:
     """`continue_song` for every song `seeds` times: notes a continuation, long-held and
     capped shares (pooled over notes) and notes at once, generated and (once) real."""
     made, real = [], []
     for seed in range(seeds):
         for number, (name, table) in enumerate(songs):
-            song = continue_song(composer, name, table, seed=seed * 1000 + number, style="pop")
+            song = continue_song(composer, name, table, seed=seed * 1000 + number, style="pop", **settings)
             made.append(song["generated"])
             if seed == 0:
                 real.append(song["real"])
@@ -103,10 +103,14 @@ def main() -> None:
     parser.add_argument("--per-style", type=int, default=2, help="test pieces a style (default 2)")
     parser.add_argument("--tokens", type=int, default=2000, help="of each test piece (default 2,000)")
     parser.add_argument("--seeds", type=int, default=3, help="continuations of each song (default 3)")
+    parser.add_argument("--nucleus", choices=("all", "family"), default=None,
+                        help="the continuations' nucleus: over every token or within the family drawn (default: "
+                        "generate's)")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    nucleus = {"nucleus": args.nucleus} if args.nucleus else {}
     began = time.perf_counter()
     songs = [(n, t) for n, t in prompt_list(args.prompts, args.corpora, None, 3 if args.corpora else 0)
              if not isinstance(t, str)]
@@ -116,7 +120,7 @@ def main() -> None:
     for path in args.model or [None]:
         composer = Composer.load(path)
         rows.append((composer.model_path, note_off_bits(composer, pieces),
-                     continuations(composer, songs, args.seeds) if songs else None))
+                     continuations(composer, songs, args.seeds, **nucleus) if songs else None))
     print(f"{len(pieces)} test pieces of {args.data}; {len(songs)} songs continued {args.seeds} times each; "
           f"{time.perf_counter() - began:.0f} s\n")
     labels = [f"{lo:g}-{hi:g} s" if np.isfinite(hi) else f">= {lo:g} s"

@@ -316,6 +316,16 @@ def test_cli_writes_midi_and_sidecar_byte_identical_per_seed(model_dir, tmp_path
         assert names <= {"strings", "winds"}
 
 
+def test_cli_composes_with_a_family_nucleus_and_records_it(model_dir, tmp_path):
+    args = ["generate", "--model", str(model_dir), "--style", "pop", "--instruments", "piano,bass",
+            "--seconds", "6", "--seed", "2", "--nucleus", "family"]
+    assert main(args + ["--out", str(tmp_path / "a")]) == 0
+    assert main(args + ["--out", str(tmp_path / "b")]) == 0
+    assert (tmp_path / "a" / "piece-1.mid").read_bytes() == (tmp_path / "b" / "piece-1.mid").read_bytes()
+    assert json.loads((tmp_path / "a" / "piece-1.json").read_text())["settings"]["nucleus"] == "family"
+    assert symusic.Score.from_midi((tmp_path / "a" / "piece-1.mid").read_bytes()).note_num() > 0
+
+
 def test_styles_command(model_dir, capsys):
     assert main(["styles", "--model", str(model_dir)]) == 0
     lines = capsys.readouterr().out.splitlines()
@@ -388,6 +398,34 @@ def test_top_p_looks_at_the_likeliest_first_and_draws_what_a_full_sort_draws(com
     draw = torch.rand(rows, 1, generator=torch.Generator().manual_seed(3))
     index = torch.searchsorted(cumulative, draw * cumulative.gather(1, kept - 1), right=True).clamp_max(kept - 1)
     assert torch.equal(got, order.gather(1, index)[:, 0])
+
+
+def test_a_family_nucleus_draws_the_family_at_the_models_odds_and_cuts_the_tail_within_it(composer):
+    vocab, rows = composer.vocab, 6000
+    tables = TokenTables(vocab, "cpu")
+    bass = FAMILIES.index("bass")
+    wait = int(np.flatnonzero(vocab.tables["wait"] > 0)[0])
+    pitches = np.arange(28, 28 + 40)
+    ons = torch.from_numpy(vocab.note_tokens(np.full(40, bass), pitches, np.full(40, 5)))
+    logits = torch.full((rows, vocab.size), -50.0)
+    # a wait at 0.9; bass note-ons 0.1 in all: one at 0.05, 39 sharing the other 0.05
+    logits[:, wait] = np.log(0.9)
+    logits[:, ons] = torch.tensor([0.05] + [0.05 / 39] * 39).log()
+    mask = torch.zeros(rows, vocab.size, dtype=torch.bool)
+    mask[:, ons] = True
+    mask[:, wait] = True
+    plain = sample_tokens(logits, mask, Settings(top_p=0.85), torch.Generator().manual_seed(0), tables)
+    assert bool((plain == wait).all())  # one nucleus over every token: the wait alone
+    tokens = sample_tokens(logits, mask, Settings(top_p=0.85, nucleus="family"), torch.Generator().manual_seed(0),
+                           tables)
+    notes = tokens[tokens != wait]
+    assert len(notes) / rows == pytest.approx(0.1, abs=0.015)  # the family at the model's own odds
+    # within it the nucleus: the likeliest note (half the family's mass) and 28 of the others
+    # (0.5 + 28 x 0.5/39 crosses 0.85), so the likeliest is drawn 0.5 / 0.859 of the time
+    assert bool(torch.isin(notes, ons).all()) and len(torch.unique(notes)) <= 29
+    assert (notes == ons[0]).float().mean().item() == pytest.approx(0.582, abs=0.05)
+    with pytest.raises(MuseNetError, match="nucleus must be all or family"):
+        Settings(nucleus="group").check(vocab)
 
 
 def test_note_off_probability_goes_to_a_lone_sounding_note(composer):

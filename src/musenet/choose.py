@@ -15,7 +15,7 @@ over real composing runs), and the draw takes its token from the same distributi
 same uniform number. Only the order of equally likely tokens may differ from `torch.topk`'s
 (with int8 weights the logits are bfloat16, so ties are common), and the probabilities are
 summed in float64 here, in float32 there. It covers plain composing (no fixed plan, no
-top-k, after the first step); the sampler uses `rules.py` for the rest, and where no C
+top-k, the plain nucleus, after the first step); the sampler uses `rules.py` for the rest, and where no C
 compiler is at hand.
 """
 
@@ -117,8 +117,8 @@ class Chooser:
 
     @staticmethod
     def covers(settings: Settings, plan) -> bool:
-        """Whether a Chooser serves this request: no fixed plan, no top-k."""
-        return plan is None and not settings.top_k
+        """Whether a Chooser serves this request: no fixed plan, no top-k, the plain nucleus."""
+        return plan is None and not settings.top_k and settings.nucleus == "all"
 
     def __call__(self, logits: torch.Tensor, state: DecodeState, draw: torch.Tensor) -> torch.Tensor:
         batch = len(logits)

@@ -111,7 +111,7 @@ def _cmd_generate(args: argparse.Namespace) -> None:
         instruments = "any"
     settings = Settings(
         style=args.style, instruments=instruments, seconds=args.seconds, temperature=args.temperature,
-        top_k=args.top_k, top_p=args.top_p, seed=args.seed, candidates=args.candidates,
+        top_k=args.top_k, top_p=args.top_p, nucleus=args.nucleus, seed=args.seed, candidates=args.candidates,
         instrument_mode=args.instrument_mode, prompt_notes=args.prompt_notes, prompt_seconds=args.prompt_seconds,
         max_family_silence=args.max_family_silence,
     )
@@ -383,6 +383,10 @@ def add_composing_options(command, candidates: int = 1) -> None:
                          help="creativity: higher is wilder (0.05-2, default 1)")
     command.add_argument("--top-k", type=int, default=0, help="sample among the k likeliest tokens (0: off)")
     command.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling mass (default 0.95)")
+    command.add_argument("--nucleus", choices=("all", "family"), default="all",
+                         help="family: draw the family of the next note (or a wait) at the model's "
+                         "own odds, then take the nucleus within it, so a family whose notes are each unlikely "
+                         "can still come in (uses the eager sampler); all (default): one nucleus over every token")
     command.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     command.add_argument("--candidates", type=int, default=candidates,
                          help=f"pieces to compose at once (batched; default {candidates})")

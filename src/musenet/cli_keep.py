@@ -11,7 +11,7 @@ from .instruments import FAMILIES
 
 def _sampling(args: argparse.Namespace) -> dict:
     return {"style": args.style, "temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p,
-            "seed": args.seed, "candidates": args.candidates}
+            "nucleus": args.nucleus, "seed": args.seed, "candidates": args.candidates}
 
 
 def _write(args, composer, pieces, task: dict) -> None:

@@ -78,6 +78,8 @@ class TokenTables:
         self.note_is_on = self.is_on[self.notes]
         # each note token's status column in (releasable keys | strikable keys): one gather makes the notes' mask
         self.note_status = self.note_key + KEYS * self.note_is_on.long()
+        # nucleus groups (`sample_tokens` with nucleus "family"): a family's notes (on and off), or the rest
+        self.nucleus_group = torch.where(self.is_note, self.family, len(FAMILIES))
         self.off_ids = torch.nonzero(self.is_off)[:, 0]  # note-offs, for the release boost
         self.off_family = self.family[self.off_ids]
         self.longest_wait = int(self.wait.max())
@@ -360,10 +362,13 @@ def sample_tokens(logits: torch.Tensor, mask: torch.Tensor, settings: Settings, 
                   tables: TokenTables, draw: torch.Tensor | None = None) -> torch.Tensor:
     """One token per row: temperature, the release boost, the mask, top-k, then top-p
     (nucleus) sampling by inverse transform on the sorted probabilities (one uniform draw per
-    row, from `generator` or given as `draw` (batch, 1); no sort when top_p is 1). The
-    nucleus nearly always lies among the 128 likeliest tokens, so those are found first
-    (`topk`, a partial sort) and the whole vocabulary is sorted only where they hold less
-    than top_p: the same tokens either way."""
+    row, from `generator` or given as `draw` (batch, 1); no sort when top_p is 1).
+
+    With `settings.nucleus` "family" the nucleus is taken within a group: the draw first picks
+    a group at the model's own odds (a family's notes, on and off; or the waits, tempo and
+    end), then the nucleus of that group's tokens (the rest of the same draw, rescaled). A
+    family whose notes together are likely, but each one far below the cut, can then still
+    come in."""
     logits = logits.float()
     if settings.temperature != 1.0:
         logits = logits / settings.temperature
@@ -379,12 +384,36 @@ def sample_tokens(logits: torch.Tensor, mask: torch.Tensor, settings: Settings, 
         cumulative = probabilities.cumsum(dim=-1)
         index = torch.searchsorted(cumulative, draw * cumulative[:, -1:], right=True)
         return index.clamp_max(logits.shape[-1] - 1)[:, 0]
+    if settings.nucleus == "family":
+        probabilities, draw = _one_group(probabilities, draw, tables.nucleus_group)
+    return _nucleus(probabilities, draw, settings.top_p)
+
+
+def _one_group(probabilities: torch.Tensor, draw: torch.Tensor, group: torch.Tensor):
+    """Pick each row's group by inverse transform on the groups' masses: that group's
+    probabilities, renormalised, and the draw rescaled to within it."""
+    groups = int(group.max()) + 1
+    mass = torch.zeros(len(probabilities), groups, dtype=probabilities.dtype, device=probabilities.device)
+    mass.scatter_add_(1, group.expand_as(probabilities), probabilities)
+    cumulative = mass.cumsum(dim=-1)
+    goal = draw * cumulative[:, -1:]
+    chosen = torch.searchsorted(cumulative, goal, right=True).clamp_max(groups - 1)
+    chosen_mass = mass.gather(1, chosen)
+    within = ((goal - (cumulative.gather(1, chosen) - chosen_mass)) / chosen_mass).clamp(0.0, 1.0 - 1e-7)
+    inside = probabilities.masked_fill(group[None, :] != chosen, 0.0)
+    return inside / chosen_mass, within
+
+
+def _nucleus(probabilities: torch.Tensor, draw: torch.Tensor, top_p: float) -> torch.Tensor:
+    """Top-p by inverse transform on the sorted probabilities. The nucleus nearly always lies
+    among the 128 likeliest tokens, so those are found first (`topk`, a partial sort) and the
+    whole vocabulary is sorted only where they hold less than top_p: the same tokens either way."""
     ordered, order = torch.topk(probabilities, min(NUCLEUS_FIRST_LOOK, probabilities.shape[-1]), dim=-1)
-    if bool((ordered.sum(dim=-1) < settings.top_p).any()):  # a nucleus wider than the first look: sort all
+    if bool((ordered.sum(dim=-1) < top_p).any()):  # a nucleus wider than the first look: sort all
         ordered, order = torch.sort(probabilities, descending=True, dim=-1)
     cumulative = ordered.cumsum(dim=-1)
     # keep the token that crosses p, never one of probability 0 (masked)
-    kept = (((cumulative - ordered) < settings.top_p) & (ordered > 0)).sum(dim=-1, keepdim=True)
+    kept = (((cumulative - ordered) < top_p) & (ordered > 0)).sum(dim=-1, keepdim=True)
     total = cumulative.gather(1, kept - 1)
     index = torch.searchsorted(cumulative, draw * total, right=True).clamp_max(kept - 1)
     return order.gather(1, index)[:, 0]

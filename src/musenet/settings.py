@@ -34,6 +34,7 @@ LIMITS: dict[str, tuple[float, float]] = {
     "max_tokens": (1, 10_000_000),
 }
 INSTRUMENT_MODES = ("strict", "soft")
+NUCLEUS_MODES = ("all", "family")
 
 
 @dataclass
@@ -49,6 +50,7 @@ class Settings:
     temperature: float = 1.0
     top_k: int = 0
     top_p: float = 0.95
+    nucleus: str = "all"                   # or "family": top-p within the group the draw picks (rules.py)
     seed: int = 0
     candidates: int = 1
     instrument_mode: str = "strict"        # or "soft": instruments only in the header, as MuseNet
@@ -71,6 +73,8 @@ class Settings:
             for name in self.instruments:
                 if name not in FAMILIES:
                     raise MuseNetError(f"unknown instrument {name!r}; choose from {', '.join(FAMILIES)}")
+        if self.nucleus not in NUCLEUS_MODES:
+            raise MuseNetError(f"nucleus must be all or family, not {self.nucleus!r}")
         if self.instrument_mode not in INSTRUMENT_MODES:
             raise MuseNetError(f"instrument_mode must be strict or soft, not {self.instrument_mode!r}")
         for name, (low, high) in LIMITS.items():

@@ -62,10 +62,10 @@ def song_end(table: NoteTable) -> float:
 
 
 def continue_song(composer, name: str, table: NoteTable, prompt_seconds: float = PROMPT_SECONDS,
-                  seconds: float = CONTINUE_SECONDS, seed: int = 0, style: str | None = None) -> dict:
+                  seconds: float = CONTINUE_SECONDS, seed: int = 0, style: str | None = None, **settings) -> dict:
     """One song: its opening `prompt_seconds` (`music.excerpt`: notes sounding past the cut end
-    there) continued for `seconds` (strict mode, the prompt's families), and `window_figures`
-    of that stretch, generated and real."""
+    there) continued for `seconds` (strict mode, the prompt's families; `settings` such as
+    `nucleus` go to `Composer.generate`), and `window_figures` of that stretch, generated and real."""
     if song_end(table) < prompt_seconds + seconds:
         raise MuseNetError(f"{name}: {song_end(table):.0f} s long, shorter than the {prompt_seconds + seconds:g} s "
                            "the comparison needs")
@@ -75,7 +75,7 @@ def continue_song(composer, name: str, table: NoteTable, prompt_seconds: float =
     families = [FAMILIES[f] for f in np.unique(prompt.family)]
     piece = composer.generate(prompt=prompt, seconds=prompt_seconds + seconds,
                               instruments=families, style=style, seed=seed, instrument_mode="strict",
-                              max_tokens=int(seconds * 200) + 100)[0]
+                              max_tokens=int(seconds * 200) + 100, **settings)[0]
     start, end = prompt_seconds, prompt_seconds + seconds
     return {"name": name, "families": families, "generated": window_figures(piece.table, start, end, families),
             "real": window_figures(table, start, end, families)}
