@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .instruments import DRUMS, FAMILIES, PITCH_HIGH, PITCH_LOW
-from .sequence import header_length
+from .sequence import header_families, header_length
 from .vocab import Vocab, velocity_bins
 
 
@@ -113,7 +113,7 @@ def _only(tokens: np.ndarray, vocab: Vocab, keep: np.ndarray) -> np.ndarray:
 def drop_families(tokens: np.ndarray, vocab: Vocab, rng: np.random.Generator) -> np.ndarray:
     """Keep a random non-empty, proper subset of the header's families (every size equally
     likely), so that the model learns that the families named are the ones that play."""
-    named = tokens[(tokens >= vocab.family_offset) & (tokens < vocab.tempo_offset)] - vocab.family_offset
+    named = header_families(tokens, vocab)
     if len(named) < 2:
         return tokens.copy()
     size = int(rng.integers(1, len(named)))
@@ -126,7 +126,7 @@ def enter_late(tokens: np.ndarray, vocab: Vocab, rng: np.random.Generator, lengt
     notes before it go, and so do note-offs after it of notes struck before it. The header
     still names them, so the model learns that a named family that has not played will come
     in, and has to write its entrance from the other parts alone (what accompanying asks)."""
-    named = tokens[(tokens >= vocab.family_offset) & (tokens < vocab.tempo_offset)] - vocab.family_offset
+    named = header_families(tokens, vocab)
     if len(named) < 2:
         return tokens.copy()
     late = rng.choice(named, int(rng.integers(1, len(named))), replace=False)

@@ -392,7 +392,7 @@ def sample_tokens(logits: torch.Tensor, mask: torch.Tensor, settings: Settings, 
 def _one_group(probabilities: torch.Tensor, draw: torch.Tensor, group: torch.Tensor):
     """Pick each row's group by inverse transform on the groups' masses: that group's
     probabilities, renormalised, and the draw rescaled to within it."""
-    groups = int(group.max()) + 1
+    groups = len(FAMILIES) + 1  # TokenTables.nucleus_group: the families, then the rest
     mass = torch.zeros(len(probabilities), groups, dtype=probabilities.dtype, device=probabilities.device)
     mass.scatter_add_(1, group.expand_as(probabilities), probabilities)
     cumulative = mass.cumsum(dim=-1)
