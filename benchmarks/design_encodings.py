@@ -7,6 +7,8 @@ note tables (so all start from one quantised version of the music), into token s
 
 - `ours-beat`, `ours-seconds`: our tokens (instrument + pitch + volume note-ons and
   note-offs, `wait:N` in 12ths of a beat or in 10 ms steps, tempo tokens in beat mode);
+- `ours-beat-top`: ours in beat mode with the events of an instant in descending pitch
+  (the top line, often the melody, first; the bass last) instead of ascending;
 - `ours-beat+factors`: the same tokens, the model with `note_factors` (a note token's
   embedding and output row share pitch, family and loudness vectors), as our stages train;
 - `chordwise`: one token per instant for the whole set of notes sounding from it on
@@ -32,6 +34,14 @@ at an onset within half a grid step, 1/24 beat; and exactly: duration within hal
 5% too, drums aside, and the same loudness bin; compared in beats, seconds mode through the
 piece's tempo map), and composing time per second of music (batch 1 with a KV cache, plain
 sampling: milliseconds per token times tokens per second of music).
+
+With `--melody-use DIR` (a folder with pop909/), our encodings are also asked how much the
+model reads a melody when it predicts the accompaniment, on `--songs` held-out POP909 test
+songs (their first 30 s after the melody enters; the melody as `voice`, bridge and piano as
+`piano`, as `musenet accompany --keep voice` sees them): bits per accompaniment note token
+beside the song's own melody and beside another test song's melody (moved to start at the
+same time), and **melody use**, 1 - the first over the second. The build should hold POP909's
+melody versions (`pop909,melody:DIR`) so that a melody over a piano is music the model knows.
 """
 
 from __future__ import annotations
@@ -42,6 +52,7 @@ import math
 import time
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -50,15 +61,18 @@ from design import clock, rate, shape, study_arguments
 
 from musenet.dataset import Dataset
 from musenet.encoding import DRUM_STEPS, decode_tokens, encode_notes, tempo_buckets, tempo_map, with_waits
+from musenet.evaluate.harmony import held_out_songs
+from musenet.evaluate.keep import melody_and_accompaniment
 from musenet.files import write_atomic
-from musenet.instruments import DRUMS
+from musenet.instruments import DRUMS, FAMILY_ID
 from musenet.model import build_model
 from musenet.notes import NoteTable, read_midi, to_score
 from musenet.sources import SPLITS
 from musenet.train import param_groups, use_bf16
 from musenet.vocab import STEPS_PER_BEAT, VELOCITIES, Vocab, velocity_bins
 
-ENCODINGS = ("ours-beat", "ours-beat+factors", "ours-seconds", "chordwise", "onset", "onset-bpe", "remi")
+ENCODINGS = ("ours-beat", "ours-beat-top", "ours-beat+factors", "ours-seconds", "chordwise", "onset", "onset-bpe",
+             "remi")
 #: Duration buckets of the onset encodings, in grid steps (12 a beat): 1/12 beat to 16 beats.
 DURATIONS = np.array([1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192])
 BPE_BASE = 0x4E00          # base token i is the character BPE_BASE + i (CJK block: no spaces, no folding)
@@ -124,7 +138,7 @@ def from_grid(onset, length, pitch, velocity, family, tempo: tuple[np.ndarray, n
 
 
 class Ours:
-    """Our own tokens in one time mode."""
+    """Our own tokens in one time mode and instant order."""
 
     def __init__(self, vocab: Vocab):
         self.vocab, self.size = vocab, vocab.size
@@ -303,10 +317,13 @@ class Remi:
 
 
 def make_encoding(name: str, vocab: Vocab, args) -> Ours | Onset | Chordwise | OnsetBPE | Remi:
+    styles = tuple(s for s in vocab.styles if s != "unknown")
     if name in ("ours-beat", "ours-beat+factors"):
-        return Ours(vocab)
+        return Ours(Vocab("beat", styles, instant_order="low-first"))
+    if name == "ours-beat-top":
+        return Ours(Vocab("beat", styles, instant_order="top-first"))
     if name == "ours-seconds":
-        return Ours(Vocab("seconds", tuple(s for s in vocab.styles if s != "unknown")))
+        return Ours(Vocab("seconds", styles, instant_order="low-first"))
     if name == "chordwise":
         return Chordwise(vocab, args.chords)
     if name == "onset":
@@ -364,7 +381,7 @@ def encode_all(name: str, pieces: list[Piece], vocab: Vocab, args) -> dict:
     seconds = sum(p.seconds for p in valid)
     print(f"{name}: vocabulary {encoding.size:,}, {tokens / notes:.2f} tokens a note, encoded in "
           f"{time.perf_counter() - began:.0f} s", flush=True)
-    return {"size": encoding.size, "streams": streams, "vocab": getattr(encoding, "vocab", None),
+    return {"size": encoding.size, "streams": streams, "encoding": encoding, "vocab": getattr(encoding, "vocab", None),
             "notes": notes, "seconds": seconds,
             "tokens_per_note": tokens / notes, "tokens_per_second": tokens / seconds,
             "onset_kept": back[:, 0].sum() / notes, "exact_kept": back[:, 1].sum() / notes}
@@ -385,12 +402,14 @@ def windows(streams: list[np.ndarray], context: int) -> list[tuple[np.ndarray, i
 
 
 @torch.no_grad()
-def code_length(model, streams: list[np.ndarray], batch: int = 16) -> tuple[float, int]:
-    """(total nats of the streams' tokens after the first, tokens scored)."""
+def token_nats(model, streams: list[np.ndarray], batch: int = 16) -> list[np.ndarray]:
+    """Nats of each stream's tokens after the first (aligned with stream[1:]), each scored
+    once in sliding windows."""
     context = model.config.context
     model.eval()
-    total, count = 0.0, 0
     rows = windows(streams, context)
+    owner = np.repeat(np.arange(len(streams)), [len(windows([s], context)) for s in streams])
+    parts: list[list[np.ndarray]] = [[] for _ in streams]
     for i in range(0, len(rows), batch):
         chunk = rows[i: i + batch]
         width = max(len(w) for w, _ in chunk)
@@ -400,9 +419,47 @@ def code_length(model, streams: list[np.ndarray], batch: int = 16) -> tuple[floa
             x[r, : len(w)] = w
             y[r, first: len(w) - 1] = w[first + 1:]
         logits = model(torch.from_numpy(x[:, :-1]))
-        losses = F.cross_entropy(logits.float().transpose(1, 2), torch.from_numpy(y), ignore_index=-1, reduction="sum")
-        total, count = total + float(losses), count + int((y >= 0).sum())
-    return total, count
+        nats = F.cross_entropy(logits.float().transpose(1, 2), torch.from_numpy(y), ignore_index=-1,
+                               reduction="none").numpy()
+        for r, (w, first) in enumerate(chunk):
+            parts[owner[i + r]].append(nats[r, first: len(w) - 1])
+    return [np.concatenate(p) for p in parts]
+
+
+def code_length(model, streams: list[np.ndarray], batch: int = 16) -> tuple[float, int]:
+    """(total nats of the streams' tokens after the first, tokens scored)."""
+    nats = token_nats(model, streams, batch)
+    return float(sum(n.sum() for n in nats)), sum(len(n) for n in nats)
+
+
+def melody_songs(root: str, songs: int) -> list[tuple[NoteTable, NoteTable, NoteTable]]:
+    """(melody, accompaniment, another song's melody moved to start with this one's and cut
+    at the accompaniment's end) of the first `songs` held-out POP909 test songs."""
+    pairs = [melody_and_accompaniment(path, 30.0) for path, _ in held_out_songs(Path(root) / "pop909", songs)]
+    pairs = [(m, a) for m, a in pairs if len(m) and len(a)]
+    out = []
+    for i, (melody, accompaniment) in enumerate(pairs):
+        other = pairs[(i + 1) % len(pairs)][0]
+        moved = other.select(np.arange(len(other)))
+        moved.onset = moved.onset + (melody.onset.min() - other.onset.min())
+        end = float((accompaniment.onset + accompaniment.duration).max())
+        out.append((melody, accompaniment, moved.select(np.flatnonzero(moved.onset < end))))
+    return out
+
+
+def melody_use(model, encoding: Ours, songs: list[tuple[NoteTable, NoteTable, NoteTable]]) -> dict:
+    """Bits per accompaniment note token (`piano`, on and off) beside the song's own melody
+    and beside another song's; melody use = 1 - own / other."""
+    vocab, piano = encoding.vocab, FAMILY_ID["piano"]
+    own, other = [], []
+    for melody, accompaniment, wrong in songs:
+        for tables, out in (([melody, accompaniment], own), ([wrong, accompaniment], other)):
+            stream = encode_notes(NoteTable.joined(tables).sorted(), vocab, "pop")
+            nats = token_nats(model, [stream])[0]
+            out.append(float(nats[vocab.tables["family"][stream[1:]] == piano].sum()) / math.log(2))
+    notes = sum(len(a) for _, a, _ in songs)
+    return {"accompaniment_bits_own_melody": sum(own) / notes, "accompaniment_bits_other_melody": sum(other) / notes,
+            "melody_use": 1 - sum(own) / sum(other)}
 
 
 @torch.no_grad()
@@ -453,7 +510,9 @@ def run(name: str, encoded: dict, args, seed: int) -> dict:
     bits = nats / math.log(2)
     composer = model.fold_note_factors() if factors else model  # as an exported model composes
     ms = ms_per_token(composer, int(encoded["streams"]["valid"][0][0]))
-    return {"encoding": name, "seed": seed, "steps": step, "train_tokens_per_second": tokens / spent,
+    use = melody_use(model, encoded["encoding"], args.melody_songs) \
+        if args.melody_songs and isinstance(encoded["encoding"], Ours) else {}
+    return {**use, "encoding": name, "seed": seed, "steps": step, "train_tokens_per_second": tokens / spent,
             "valid_loss": nats / scored, "bits_per_second": bits / encoded["seconds"],
             "bits_per_note": bits / encoded["notes"], "ms_per_token": ms,
             "compose_seconds_per_second": ms / 1000 * encoded["tokens_per_second"],
@@ -483,6 +542,18 @@ def table(results: list[dict]) -> str:
                      f"| {spread('train_tokens_per_second', 0)} | {spread('valid_loss', 3)} "
                      f"| **{spread('bits_per_second', 1)}** | {spread('bits_per_note', 2)} "
                      f"| {compose(mine)} |")
+    used = [r for r in results if "melody_use" in r]
+    if used:
+        lines += ["", "| encoding | seeds | accompaniment bits per note (on and off), own melody "
+                  "| ... beside another song's melody | **melody use** |", "|---|---:|---:|---:|---:|"]
+        for name in dict.fromkeys(r["encoding"] for r in used):
+            mine = [r for r in used if r["encoding"] == name]
+
+            def spread(key: str, digits: int, mine=mine) -> str:
+                values = np.array([r[key] for r in mine], float)
+                return f"{values.mean():,.{digits}f} ({values.min():,.{digits}f}-{values.max():,.{digits}f})"
+            lines.append(f"| {name} | {len(mine)} | {spread('accompaniment_bits_own_melody', 3)} "
+                         f"| {spread('accompaniment_bits_other_melody', 3)} | **{spread('melody_use', 4)}** |")
     return "\n".join(lines)
 
 
@@ -492,7 +563,11 @@ def main() -> None:
     parser.add_argument("--encodings", default=",".join(ENCODINGS), help=f"some of {', '.join(ENCODINGS)}")
     parser.add_argument("--chords", type=int, default=8000, help="chordwise: the commonest sets kept as tokens")
     parser.add_argument("--merges", type=int, default=4000, help="onset-bpe: merges learned")
+    parser.add_argument("--melody-use", metavar="DIR", help="a folder with pop909/: also measure how much our "
+                        "encodings' models read a melody (held-out test songs)")
+    parser.add_argument("--songs", type=int, default=16, help="--melody-use: test songs (default 16)")
     args, out = study_arguments(parser)
+    args.melody_songs = melody_songs(args.melody_use, args.songs) if args.melody_use else None
     pieces, vocab = load_pieces(args.data)
     print(f"{len(pieces)} pieces ({sum(p.split == 'valid' for p in pieces)} valid)", flush=True)
     results_path = out / "results.json"

@@ -13,7 +13,7 @@ from design_encodings import Chordwise, Onset, OnsetBPE, Ours, Piece, Remi, fide
 from musenet.encoding import decode_tokens, encode_notes  # noqa: E402
 from musenet.instruments import DRUMS  # noqa: E402
 from musenet.notes import read_midi  # noqa: E402
-from musenet.vocab import default_vocab  # noqa: E402
+from musenet.vocab import Vocab, default_vocab  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +59,21 @@ def test_ours_and_onset_round_trips(band_piece):
     assert not np.isin(ids, np.flatnonzero((vocab.tables["family"] >= 0) & (vocab.tables["velocity"] == 0))).any()
     drums = int((band_piece.table.family == DRUMS).sum())
     assert drums and len(ids) < len(ours.encode(band_piece))  # no note-offs, drums without durations
+
+
+def test_top_first_puts_each_instants_pitches_in_descending_order_and_round_trips(band_piece):
+    vocab = default_vocab()
+    n = len(band_piece.table)
+    top = Ours(Vocab(styles=vocab.styles, instant_order="top-first"))
+    ids, low = top.encode(band_piece), Ours(vocab).encode(band_piece)
+    assert fidelity(band_piece.table, top.decode(ids)) == (n, n)
+    assert sorted(ids.tolist()) == sorted(low.tolist()) and not np.array_equal(ids, low)  # same tokens, reordered
+    t = vocab.tables
+    instant = np.cumsum(t["wait"][ids] > 0)
+    for kind in (0, 1):  # note-offs, then note-ons, each from the highest pitch down
+        ev = np.flatnonzero((t["family"][ids] >= 0) & ((t["velocity"][ids] > 0) == kind))
+        same = instant[ev[1:]] == instant[ev[:-1]]
+        assert same.sum() > 50 and (t["pitch"][ids[ev[1:]]][same] <= t["pitch"][ids[ev[:-1]]][same]).all()
 
 
 def test_chordwise_keeps_known_sets_and_loses_unknown_ones(band_piece):

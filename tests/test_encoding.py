@@ -6,11 +6,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import musenet
-from musenet.encoding import decode_tokens, encode_notes
+from musenet.encoding import decode_tokens, encode_notes, instant_rank
 from musenet.instruments import FAMILIES, PITCH_RANGE, REPRESENTATIVE_PROGRAM
 from musenet.notes import NoteTable, midi_bytes, read_midi
 from musenet.sequence import read_header
-from musenet.vocab import default_vocab
+from musenet.vocab import Vocab, default_vocab
 
 MODES = ["beat", "seconds"]
 
@@ -64,6 +64,23 @@ def test_canonical_order_inside_an_instant():
     assert text == ("bach piano strings start tempo:120 strings:v80:G3 piano:v80:E4 wait:12 "
                     "strings:v0:G3 piano:v0:E4 piano:v80:C4 strings:v80:C4 piano:v80:G4 wait:12 "
                     "piano:v0:C4 strings:v0:C4 piano:v0:G4 end")
+
+
+def test_a_top_first_vocabulary_orders_an_instant_from_the_highest_pitch_down():
+    table = read_midi(make_score([
+        {"program": 0, "notes": [(0, 1, 64, 80), (1, 1, 67, 80), (1, 1, 60, 80)]},
+        {"program": 40, "notes": [(0, 1, 55, 80), (1, 1, 60, 80)]},
+    ]))
+    vocab = Vocab(instant_order="top-first")
+    tokens = encode_notes(table, vocab, style="bach")
+    assert musenet.to_text(tokens) == (
+        "bach piano strings start tempo:120 piano:v80:E4 strings:v80:G3 wait:12 "
+        "piano:v0:E4 strings:v0:G3 piano:v80:G4 piano:v80:C4 strings:v80:C4 wait:12 "
+        "piano:v0:G4 piano:v0:C4 strings:v0:C4 end")
+    assert_round_trip(table, vocab)
+    rank = instant_rank(vocab)  # the sampler's order inside an instant is the encoding's
+    events = tokens[(vocab.tables["family"][tokens] >= 0)]
+    assert (np.diff(rank[events[:2]]) > 0).all() and (np.diff(rank[events[2:7]]) > 0).all()
 
 
 def test_long_gap_is_several_waits():

@@ -19,15 +19,24 @@ from musenet.model import build_model
 from musenet.notes import NoteTable, read_midi
 from musenet.settings import Settings
 from musenet.song import bars_to_seconds, parts
-from musenet.vocab import default_vocab, to_text
+from musenet.vocab import Vocab, default_vocab, to_text
+
+
+def tiny_composer(folder, vocab) -> Composer:
+    torch.manual_seed(0)
+    model = build_model("tiny", vocab.size, context=96)  # a short context: the window slides often
+    return Composer.load(save_checkpoint(folder / "tiny", model, vocab))
 
 
 @pytest.fixture(scope="module")
 def composer(tmp_path_factory):
-    torch.manual_seed(0)
-    vocab = default_vocab()
-    model = build_model("tiny", vocab.size, context=96)  # a short context: the window slides often
-    return Composer.load(save_checkpoint(tmp_path_factory.mktemp("model") / "tiny", model, vocab))
+    return tiny_composer(tmp_path_factory.mktemp("model"), default_vocab())
+
+
+@pytest.fixture(scope="module")
+def top_first_composer(tmp_path_factory):
+    """A model whose vocabulary orders an instant from the highest pitch down."""
+    return tiny_composer(tmp_path_factory.mktemp("top"), Vocab(instant_order="top-first"))
 
 
 def notes_of(table: NoteTable) -> set:
@@ -71,10 +80,13 @@ def test_accompaniment_keeps_every_note_and_adds_only_the_asked_families(compose
     assert [p.fit for p in ranked] == sorted((p.fit for p in pieces), reverse=True)
 
 
-def test_kept_notes_take_their_place_in_the_instant(composer, shared_midi):
+@pytest.mark.parametrize("order", ["low-first", "top-first"])
+def test_kept_notes_take_their_place_in_the_instant(order, request, shared_midi):
     """At an instant with kept events, the model may write first its own events that the
-    encoding puts before them there (offs before ons, each by pitch), as training read them;
-    nothing of its own that comes after a kept event of that instant is written before it."""
+    encoding puts before them there (offs before ons, each by pitch, in the vocabulary's
+    order), as training read them; nothing of its own that comes after a kept event of that
+    instant is written before it; every kept note comes back."""
+    composer = request.getfixturevalue("composer" if order == "low-first" else "top_first_composer")
     song = shared_midi / "multitrack" / "Mr. Blue Sky.mid"
     kept, _ = parts(song, ["Melody"])
     kept = kept.select(np.flatnonzero(kept.seconds(kept.onset) < 24))  # the melody enters at 16.5 s
@@ -93,6 +105,9 @@ def test_kept_notes_take_their_place_in_the_instant(composer, shared_midi):
             assert (rank[body[own]] < rank[body[i]]).all()
             before_kept += len(own)
     assert before_kept > 0  # and the model did write its own events before kept ones
+    piece = composer.accompany(song, ["Melody"], ["piano", "bass"], seconds=20, candidates=1, seed=3)[0]
+    start = kept.select(np.flatnonzero(kept.seconds(kept.onset) < 20))
+    assert len(start) and notes_of(start) <= notes_of(piece.table)
 
 
 def notes_of_rows(table: NoteTable) -> list:

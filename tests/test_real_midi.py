@@ -5,8 +5,9 @@ import pytest
 from helpers import assert_round_trip
 
 from musenet import MidiError
+from musenet.encoding import encode_notes, in_instant_order
 from musenet.notes import read_midi
-from musenet.vocab import default_vocab
+from musenet.vocab import Vocab, default_vocab
 
 
 @pytest.mark.parametrize("mode", ["beat", "seconds"])
@@ -63,3 +64,16 @@ def test_damaged_files_are_explained_in_words(shared_midi):
     for message in messages:
         assert not any(word in message for word in ("Get ", "MiniMidi", "Invaild", "iostream")), message
         assert "track" in message or "header" in message or "no notes" in message, message
+
+
+def test_an_instants_order_can_be_changed_after_encoding(shared_midi):
+    """`in_instant_order` turns a sequence of one instant order into what `encode_notes`
+    writes in the other, both ways, and leaves one already in order as it is."""
+    low, top = default_vocab(), Vocab(instant_order="top-first")
+    for path in sorted((shared_midi / "multitrack").glob("*.mid"))[:3]:
+        table = read_midi(path)
+        low_tokens, top_tokens = encode_notes(table, low, "pop"), encode_notes(table, top, "pop")
+        assert not np.array_equal(low_tokens, top_tokens)
+        np.testing.assert_array_equal(in_instant_order(low_tokens, top), top_tokens)
+        np.testing.assert_array_equal(in_instant_order(top_tokens, low), low_tokens)
+        np.testing.assert_array_equal(in_instant_order(top_tokens, top), top_tokens)

@@ -81,6 +81,17 @@ def test_json_save_load(tmp_path):
         Vocab.load(tmp_path / "bad.json")
 
 
+def test_the_instant_order_is_saved_and_a_file_without_it_is_low_first(tmp_path):
+    top = Vocab(styles=("jazz",), instant_order="top-first")
+    top.save(tmp_path / "top.json")
+    assert Vocab.load(tmp_path / "top.json") == top and top.size == Vocab(styles=("jazz",)).size
+    low = Vocab(styles=("jazz",)).to_dict()
+    assert "instant_order" not in low  # files written before the choice load as they are
+    assert Vocab.from_dict(low).instant_order == "low-first"
+    with pytest.raises(MuseNetError, match="instant order"):
+        Vocab(instant_order="sideways")
+
+
 @pytest.mark.parametrize("styles", [("piano",), ("Bad Name",), ("start",)])
 def test_bad_style_names(styles):
     with pytest.raises(MuseNetError):

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from .encoding import encode_notes
+from .encoding import encode_notes, in_instant_order
 from .errors import MuseNetError
 from .files import write_atomic
 from .instruments import FAMILIES
@@ -64,6 +64,8 @@ def _file_digest(path: str) -> str:
 
 
 def _cache_key(item: Item, vocab: Vocab, content_digest: str) -> str:
+    """The cache's name for an item's results: not the instant order, which `convert` puts
+    right as it reads them (`in_instant_order`), so both orders share one cache."""
     recipe = f"{BUILD_VERSION}|{vocab.time_mode}|{item.style}|{item.kind}|{item.numbers}|{content_digest}"
     return hashlib.blake2b(recipe.encode(), digest_size=16).hexdigest()
 
@@ -86,7 +88,11 @@ def convert(item: Item, vocab: Vocab, cache_dir: Path | None) -> list[Converted]
     cache_file = cache_dir / key[:2] / f"{key}.npz" if cache_dir else None
     if cache_file is not None and cache_file.exists():
         try:
-            return _load_cached(item, cache_file)
+            results = _load_cached(item, cache_file)
+            for result in results:
+                if result.tokens is not None:
+                    result.tokens = in_instant_order(result.tokens, vocab).astype(result.tokens.dtype)
+            return results
         except (OSError, ValueError, KeyError):
             pass  # a damaged cache entry is recomputed
     results = _convert_uncached(item, vocab, data, digest)
@@ -235,13 +241,15 @@ def build(
     time_mode: str = "beat",
     workers: int | None = None,
     progress: bool = True,
+    instant_order: str = "low-first",
 ) -> dict:
     """Build a dataset in `out` from `source`, or a list of sources made into one dataset
     (see `plan_items`: music21, pop909:DIR, pop909,band:DIR, groove:DIR or a MIDI folder);
     returns the build manifest (also written as manifest.json). `styles` and `limit` apply
     to each source. The vocabulary lists the default styles, then any other style of the
     items (the drums-* of Groove), sorted, so a model of the default vocabulary can grow into
-    it. Where a source makes band versions, index.npz has a column `derived` (1 for them)."""
+    it. Where a source makes band versions, index.npz has a column `derived` (1 for them).
+    `instant_order` orders the events of an instant (vocab.INSTANT_ORDERS)."""
     started = time.time()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -250,7 +258,7 @@ def build(
         raise MuseNetError("no source to build from")
     items = plan_sources(sources, styles, limit, manifest)
     extra = sorted({item.style for item in items} - set(DEFAULT_STYLES))
-    vocab = Vocab(time_mode, styles=DEFAULT_STYLES + tuple(extra))
+    vocab = Vocab(time_mode, styles=DEFAULT_STYLES + tuple(extra), instant_order=instant_order)
     workers = workers or os.cpu_count() or 1
 
     columns, shard_names, failures, duplicates = _convert_all(items, vocab, out, workers, progress)
@@ -262,7 +270,8 @@ def build(
         "musenet": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "source": source,
-        "options": {"styles": styles, "limit": limit, "manifest": manifest, "time_mode": time_mode},
+        "options": {"styles": styles, "limit": limit, "manifest": manifest, "time_mode": time_mode,
+                    "instant_order": instant_order},
         "shards": shard_names,
         "counts": {
             "items": len(items), "pieces": len(arrays["length"]), "failed": len(failures),

@@ -9,7 +9,7 @@ from pathlib import Path
 from .errors import MuseNetError
 from .instruments import FAMILIES
 from .version import __version__
-from .vocab import TIME_MODES
+from .vocab import INSTANT_ORDERS, TIME_MODES
 
 
 def _cmd_tokens(args: argparse.Namespace) -> None:
@@ -58,7 +58,7 @@ def _cmd_data_build(args: argparse.Namespace) -> None:
     styles = [s.strip() for s in args.styles.split(",") if s.strip()] if args.styles else None
     source = args.source[0] if len(args.source) == 1 else args.source
     summary = build(source, args.out, styles=styles, limit=args.limit, manifest=args.manifest,
-                    time_mode=args.time, workers=args.workers)
+                    time_mode=args.time, workers=args.workers, instant_order=args.order)
     counts = summary["counts"]
     print(f"built {args.out}: {counts['pieces']} pieces, {counts['notes']:,} notes, {counts['tokens']:,} tokens, "
           f"{counts['hours']:.1f} hours in {summary['build_seconds']:.0f} s; split {counts['by_split']}")
@@ -278,6 +278,9 @@ def add_data_commands(commands) -> None:
     build.add_argument("--limit", type=int, metavar="N", help="the first N files or works of each style only")
     build.add_argument("--manifest", metavar="CSV", help="a path,style CSV giving each MIDI file's style")
     build.add_argument("--time", choices=TIME_MODES, default="beat", help="time mode of the tokens")
+    build.add_argument("--order", choices=INSTANT_ORDERS, default="low-first",
+                       help="the events of one instant by pitch: the lowest first (default; the bundled model's "
+                       "order) or the highest first, the melody before the chord under it (README, design study)")
     build.add_argument("--workers", type=int, help="parallel worker processes (default: one per core)")
     build.set_defaults(run=_cmd_data_build)
     stats = data_commands.add_parser("stats", help="per-style table of a built dataset")

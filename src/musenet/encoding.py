@@ -34,14 +34,33 @@ _KIND_TEMPO, _KIND_OFF, _KIND_ON = 0, 1, 2
 
 def instant_rank(vocab: Vocab) -> np.ndarray:
     """Each token's place among the events of one instant, as `encode_notes` orders them:
-    tempo changes, then note-offs, then note-ons, each kind by pitch, then by family
-    (int64, vocab.size; tokens that are not events rank after them all)."""
+    tempo changes, then note-offs, then note-ons, each kind by pitch (ascending, or descending
+    in a `top-first` vocabulary), then by family (int64, vocab.size; tokens that are not
+    events rank after them all)."""
     t = vocab.tables
     families = int(t["family"].max()) + 1
     kind = np.where(t["tempo"] > 0, _KIND_TEMPO, np.where(t["velocity"] > 0, _KIND_ON, _KIND_OFF))
-    rank = (kind * 128 + np.maximum(t["pitch"], 0)) * families + np.maximum(t["family"], 0)
+    pitch = np.maximum(t["pitch"], 0)
+    rank = (kind * 128 + (127 - pitch if vocab.instant_order == "top-first" else pitch)) * families \
+        + np.maximum(t["family"], 0)
     event = (t["family"] >= 0) | (t["tempo"] > 0)
     return np.where(event, rank, 3 * 128 * families).astype(np.int64)
+
+
+def in_instant_order(tokens, vocab: Vocab) -> np.ndarray:
+    """A sequence with the events of each instant of its body put in the vocabulary's order
+    (`instant_rank`); the header, waits and `end` stay where they are. The same sequence
+    encoded in the other instant order comes out as `encode_notes` writes it in this one."""
+    tokens = np.array(tokens, np.int64).ravel()
+    starts = np.flatnonzero(tokens == vocab.START)
+    first = int(starts[0]) + 1 if len(starts) else len(tokens)
+    body = tokens[first:]
+    is_wait = vocab.tables["wait"][body] > 0
+    is_event = (vocab.tables["family"][body] >= 0) | (vocab.tables["tempo"][body] > 0)
+    instant = np.cumsum(is_wait) - is_wait  # waits close their instant; events and `end` sort by rank in it
+    rank = np.where(is_event, instant_rank(vocab)[body], np.iinfo(np.int64).max)
+    order = np.lexsort((np.arange(len(body)), rank, instant))
+    return np.concatenate([tokens[:first], body[order]])
 
 
 def _round(x: np.ndarray) -> np.ndarray:
@@ -63,7 +82,8 @@ def tempo_buckets(qpm: np.ndarray) -> np.ndarray:
 
 
 def encode_notes(table: NoteTable, vocab: Vocab | None = None, style: str | None = None) -> np.ndarray:
-    """NoteTable -> token ids (int64), header to `end`."""
+    """NoteTable -> token ids (int64), header to `end`; within an instant, events go in the
+    vocabulary's `instant_rank` order."""
     vocab = vocab or default_vocab()
     style_token = vocab.style_token(style)
     family = np.asarray(table.family, np.int64)
@@ -119,7 +139,8 @@ def encode_notes(table: NoteTable, vocab: Vocab | None = None, style: str | None
     ev_time, ev_kind, ev_pitch, ev_family, ev_token = map(
         np.concatenate, (ev_time, ev_kind, ev_pitch, ev_family, ev_token)
     )
-    order = np.lexsort((ev_family, ev_pitch, ev_kind, ev_time))
+    top_first = vocab.instant_order == "top-first"
+    order = np.lexsort((ev_family, -ev_pitch if top_first else ev_pitch, ev_kind, ev_time))
     body = with_waits(ev_time[order], ev_token[order], vocab)
     return np.concatenate([np.array(header, np.int64), body, [vocab.END]])
 

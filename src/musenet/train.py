@@ -376,7 +376,8 @@ def initial_weights(init: str | Path, vocab, settings: dict) -> tuple[dict, dict
 
 
 def grows(old: Vocab, new: Vocab) -> bool:
-    """Whether `new` is `old` with more styles after its own (every other id unchanged)."""
+    """Whether `new` is `old` with more styles after its own (every other id unchanged; the
+    instant order may differ: fine-tuning teaches the model the new one)."""
     return (old.time_mode == new.time_mode and new.styles[: len(old.styles)] == old.styles
             and new.style_offset == old.style_offset)
 

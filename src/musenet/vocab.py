@@ -28,6 +28,12 @@ from .instruments import DRUMS, FAMILIES, PITCH_RANGE
 
 VOCAB_VERSION = 1
 TIME_MODES = ("beat", "seconds")
+#: How the events of one instant are ordered (`encoding.instant_rank`): tempo, note-offs, then
+#: note-ons, each kind by pitch, ascending (`low-first`: the bass first; the default and the
+#: bundled model's) or descending (`top-first`: the top line, often the melody, first, so the
+#: chord under it is written knowing it; README, design study: no clear win yet). A
+#: vocabulary file without the key is `low-first` (every file before the choice).
+INSTANT_ORDERS = ("low-first", "top-first")
 
 #: Grid of `beat` mode: 12 steps per quarter note holds 16ths (3) and triplet 8ths (4) exactly.
 STEPS_PER_BEAT = 12
@@ -74,15 +80,19 @@ def parse_pitch(name: str) -> int:
 
 @dataclass(frozen=True)
 class Vocab:
-    """One vocabulary: a time mode and a style list fix every token id."""
+    """One vocabulary: a time mode and a style list fix every token id; the instant order
+    fixes how the events of one instant follow each other."""
 
     time_mode: str = "beat"
     styles: tuple[str, ...] = DEFAULT_STYLES
     version: int = field(default=VOCAB_VERSION)
+    instant_order: str = "low-first"
 
     def __post_init__(self) -> None:
         if self.time_mode not in TIME_MODES:
             raise MuseNetError(f"unknown time mode {self.time_mode!r}; use beat or seconds")
+        if self.instant_order not in INSTANT_ORDERS:
+            raise MuseNetError(f"unknown instant order {self.instant_order!r}; use {' or '.join(INSTANT_ORDERS)}")
         if self.version != VOCAB_VERSION:
             raise MuseNetError(f"vocabulary version {self.version} is not supported (this is v{VOCAB_VERSION})")
         taken = {"pad", "start", "end", *FAMILIES}
@@ -243,6 +253,7 @@ class Vocab:
         return {
             "version": self.version,
             "time_mode": self.time_mode,
+            **({"instant_order": self.instant_order} if self.instant_order != "low-first" else {}),
             "grid": {"steps_per_beat": STEPS_PER_BEAT} if self.time_mode == "beat" else {"step_seconds": STEP_SECONDS},
             "max_wait": self.max_wait,
             "velocities": list(VELOCITIES),
@@ -257,7 +268,8 @@ class Vocab:
 
     @classmethod
     def from_dict(cls, data: dict) -> Vocab:
-        vocab = cls(time_mode=data["time_mode"], styles=tuple(data["styles"]), version=data["version"])
+        vocab = cls(time_mode=data["time_mode"], styles=tuple(data["styles"]), version=data["version"],
+                    instant_order=data.get("instant_order", "low-first"))
         if vocab.to_dict() != data:
             raise MuseNetError("vocabulary file does not match this version of musenet (grid, ranges or size differ)")
         return vocab
