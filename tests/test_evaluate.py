@@ -313,8 +313,9 @@ def test_eval_band_stages_add_a_section_and_keep_the_rest(tiny_setup):
     out = root / "report-band"
     assert main(["eval", "--model", str(model), "--data", str(root / "data"), "--out", str(out),
                  "--pieces-per-style", "1", "--seconds", "3", "--long-pieces", "0", "--threads", "1", "--band",
-                 "--band-requests", "2"]) == 0
+                 "--band-requests", "2", "--nucleus", "family", "--top-p", "0.9"]) == 0
     report = json.loads((out / "report.json").read_text())
+    assert report["settings"]["sampling"] == {"temperature": 1.0, "top_k": 0, "top_p": 0.9, "nucleus": "family"}
     band = report["band"]
     assert [r["style"] for r in band["coverage"]["strict"]["requests"]] == ["ballad", "rock"]
     assert band["drums"]["by_style"] == {} and band["continuation"]["songs"] == []  # no band style, no prompts
@@ -323,8 +324,11 @@ def test_eval_band_stages_add_a_section_and_keep_the_rest(tiny_setup):
         in metrics and len(metrics) == 12 + 11  # 12 rows without the band (the two-sample test among them), 11 with it
     markdown = (out / "report.md").read_text()
     assert "## 5. Four-minute health" in markdown and "## 6. Playing as a band" in markdown
+    assert "Drawn at temperature 1, top-p 0.9, nucleus over each family." in markdown
     assert main(["eval", "--model", str(model), "--data", str(root / "data"), "--out", str(out),
                  "--prompts", str(root / "nowhere")]) == 1
+    assert main(["eval", "--model", str(model), "--data", str(root / "data"), "--out", str(out),
+                 "--top-p", "1.5"]) == 1  # refused before any work
 
 
 def test_the_piano_roll_net_tells_apart_what_differs_and_not_what_does_not():

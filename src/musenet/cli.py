@@ -153,7 +153,9 @@ def _cmd_eval(args: argparse.Namespace) -> None:
     report = run_eval(args.model, args.data, args.out, pieces_per_style=args.pieces_per_style, seconds=args.seconds,
                       long_pieces=args.long_pieces, long_seconds=args.long_seconds, split=args.split, seed=args.seed,
                       max_tokens=args.max_tokens, threads=args.threads, band=args.band, corpora=args.corpora,
-                      prompts=args.prompts, band_requests=args.band_requests, critic_draws=args.critic_draws)
+                      prompts=args.prompts, band_requests=args.band_requests, critic_draws=args.critic_draws,
+                      sampling={"temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p,
+                                "nucleus": args.nucleus})
     for row in report["headline"]:
         met = "" if row["met"] is None else "  (met)" if row["met"] else "  (NOT met)"
         value = row["value"]
@@ -380,8 +382,8 @@ def add_compiled_option(command, default: str = "auto") -> None:
                          f"(default {default})")
 
 
-def add_composing_options(command, candidates: int = 1) -> None:
-    """The options every composing command shares: sampling, the model, the files written."""
+def add_sampling_options(command) -> None:
+    """How each token is drawn: temperature, top-k, top-p and the nucleus's grouping."""
     command.add_argument("--temperature", type=float, default=1.0,
                          help="creativity: higher is wilder (0.05-2, default 1)")
     command.add_argument("--top-k", type=int, default=0, help="sample among the k likeliest tokens (0: off)")
@@ -390,6 +392,11 @@ def add_composing_options(command, candidates: int = 1) -> None:
                          help="family: draw the family of the next note (or a wait) at the model's "
                          "own odds, then take the nucleus within it, so a family whose notes are each unlikely "
                          "can still come in (uses the eager sampler); all (default): one nucleus over every token")
+
+
+def add_composing_options(command, candidates: int = 1) -> None:
+    """The options every composing command shares: sampling, the model, the files written."""
+    add_sampling_options(command)
     command.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     command.add_argument("--candidates", type=int, default=candidates,
                          help=f"pieces to compose at once (batched; default {candidates})")
@@ -495,6 +502,7 @@ def add_eval_command(commands) -> None:
                             help="for a model with a critic: per style, draw N candidates twice and judge the "
                             "first 4 drawn against the critic's best 4 (two-sample test, style ratio); 0: skip "
                             "(default 16)")
+    add_sampling_options(evaluation)  # for every piece it composes (the critic's comparison keeps the defaults)
     evaluation.set_defaults(run=_cmd_eval)
 
 

@@ -49,14 +49,15 @@ def run_band(composer, styles: list[str], seconds: float = 30.0, requests: int =
              corpora: str | Path | None = None, prompts: str | Path | None = None, seed: int = 0,
              stage: Stage | None = None, max_prompts: int | None = None, band_prompts: int = BAND_PROMPTS,
              real_limit: int = MAX_REAL_SONGS, prompt_seconds: float = PROMPT_SECONDS,
-             continue_seconds: float = CONTINUE_SECONDS) -> dict:
+             continue_seconds: float = CONTINUE_SECONDS, sampling: dict | None = None) -> dict:
     """The band evaluations: `requests` coverage requests over `styles` (one piece of `seconds`
     each, strict and soft), `pieces` strict pieces per band style for drums and bass, real
     Groove takes and POP909 songs from `corpora` (its groove/ and pop909/ folders), and the
     continuation of the songs in `prompts` (at most `max_prompts`) and of `band_prompts`
     held-out POP909 band versions (at most `real_limit` POP909 songs for the bass), each cut
-    at `prompt_seconds` and continued for `continue_seconds`. Returns every figure, and each
-    stage's seconds."""
+    at `prompt_seconds` and continued for `continue_seconds`; `sampling` (temperature, top_p,
+    top_k, nucleus) goes to every draw. Returns every figure, and each stage's seconds."""
+    sampling = sampling or {}
     if requests < 1 or pieces < 1 or seconds <= 0:
         raise MuseNetError("band evaluation: requests and pieces must be at least 1, seconds positive")
     if not [s for s in styles if s != "unknown"]:
@@ -67,15 +68,15 @@ def run_band(composer, styles: list[str], seconds: float = 30.0, requests: int =
     timed = _timer(stage, timings)
     grid = coverage_grid(styles, requests)
     with timed("coverage (strict)"):
-        strict = compose_grid(composer, grid, seconds, seed, "strict")
+        strict = compose_grid(composer, grid, seconds, seed, "strict", **sampling)
     with timed("coverage (soft)"):
-        soft = compose_grid(composer, grid, seconds, seed, "soft")
+        soft = compose_grid(composer, grid, seconds, seed, "soft", **sampling)
     with timed("coverage (strict, no entrances)"):
-        alone = compose_grid(composer, grid, seconds, seed, "strict", max_family_silence=0)
+        alone = compose_grid(composer, grid, seconds, seed, "strict", max_family_silence=0, **sampling)
     generated = {}
     for style in band_styles(styles):
         with timed(f"band pieces ({style})"):
-            generated[style] = compose_band(composer, style, seconds, pieces, seed)
+            generated[style] = compose_band(composer, style, seconds, pieces, seed, **sampling)
     real_drums, real_harmony = {}, None
     if corpora:
         with timed("real grooves and songs"):
@@ -86,7 +87,7 @@ def run_band(composer, styles: list[str], seconds: float = 30.0, requests: int =
     if corpora or prompts:
         with timed("continuations"):
             continued = continue_songs(composer, prompt_list(prompts, corpora, max_prompts, band_prompts), seed,
-                                       prompt_seconds, continue_seconds)
+                                       prompt_seconds, continue_seconds, **sampling)
     return {
         "settings": {"requests": requests, "seconds": seconds, "pieces": pieces, "corpora": str(corpora or ""),
                      "prompts": str(prompts or ""), "prompt_seconds": prompt_seconds,
@@ -160,7 +161,7 @@ def prompt_list(prompts, corpora, max_prompts: int | None, band_prompts: int) ->
 
 
 def continue_songs(composer, songs: list[tuple[str, object]], seed: int, prompt_seconds: float = PROMPT_SECONDS,
-                   continue_seconds: float = CONTINUE_SECONDS) -> dict:
+                   continue_seconds: float = CONTINUE_SECONDS, **sampling) -> dict:
     """`continue_song` for each song in pop style (where the model knows it); a song that cannot
     be used (unreadable, too short) is listed with the reason instead."""
     style = "pop" if "pop" in composer.styles else None
@@ -171,7 +172,7 @@ def continue_songs(composer, songs: list[tuple[str, object]], seed: int, prompt_
             continue
         try:
             done.append(continue_song(composer, name, table, prompt_seconds, continue_seconds,
-                                      seed=seed * 1000 + 800 + number, style=style))
+                                      seed=seed * 1000 + 800 + number, style=style, **sampling))
         except MuseNetError as err:
             skipped.append({"name": name, "reason": str(err)})
     return {"songs": done, "skipped": skipped}

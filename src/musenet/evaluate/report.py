@@ -215,6 +215,16 @@ def markdown(report: dict, images: list[tuple[str, str]] = ()) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _sampling_text(settings: dict) -> str:
+    """How the pieces were drawn (reports written before the option have no record: the defaults)."""
+    sampling = settings.get("sampling")
+    if not sampling:
+        return ""
+    top_k = f", top-k {sampling['top_k']}" if sampling["top_k"] else ""
+    return (f" Drawn at temperature {sampling['temperature']:g}, top-p {sampling['top_p']:g}{top_k}, "
+            f"nucleus over {'each family' if sampling['nucleus'] == 'family' else 'every token'}.")
+
+
 def _summary_lines(report: dict) -> list[str]:
     like, settings = report["likelihood"], report["settings"]
     lines = [
@@ -222,8 +232,8 @@ def _summary_lines(report: dict) -> list[str]:
         f"Model `{report['model']}`, data `{report['data']}` ({report['time_mode']} time), {like['split']} split, "
         f"seed {report['seed']}; {settings['pieces_per_style']} pieces of {settings['seconds']:g} s per style "
         f"(soft mode: {settings['soft_pieces_per_style']}), {settings['long_pieces']} of "
-        f"{settings['long_seconds']:g} s; {report.get('eval_seconds', 0):.0f} s to evaluate.", "",
-        "| metric | value | target | met? |", "|---|---:|---|---|",
+        f"{settings['long_seconds']:g} s; {report.get('eval_seconds', 0):.0f} s to evaluate.{_sampling_text(settings)}",
+        "", "| metric | value | target | met? |", "|---|---:|---|---|",
     ]
     for row in report["headline"]:
         met = "" if row["met"] is None else "yes" if row["met"] else "**no**"

@@ -19,6 +19,7 @@ from ..dataset import Dataset
 from ..encoding import decode_tokens
 from ..errors import MuseNetError
 from ..settings import Settings
+from ..vocab import default_vocab
 from .band import band_stage_count, check_inputs, run_band
 from .classifier import piece_features
 from .instruments import adherence, overall, requested_families
@@ -30,6 +31,9 @@ from .report import headline, write_report
 from .style import MAX_TRAIN_PER_STYLE, style_adherence
 from .two_sample import two_sample_test
 
+#: The `Settings` fields `musenet eval --temperature/--top-k/--top-p/--nucleus` sets for every draw.
+SAMPLING_FIELDS = ("temperature", "top_k", "top_p", "nucleus")
+
 Stage = Callable[[str], AbstractContextManager]
 
 
@@ -37,15 +41,18 @@ def run_eval(model: str | Path, data: str | Path, out: str | Path | None = None,
              seconds: float = 30.0, long_pieces: int = 2, long_seconds: float = 240.0, split: str = "test",
              seed: int = 0, max_tokens: int = 200_000, progress: bool = True, device: str | None = None,
              threads: int | None = None, band: bool = False, corpora: str | Path | None = None,
-             prompts: str | Path | None = None, band_requests: int = 40, critic_draws: int = DRAWS) -> dict:
+             prompts: str | Path | None = None, band_requests: int = 40, critic_draws: int = DRAWS,
+             sampling: dict | None = None) -> dict:
     """Evaluate a model (checkpoint or run directory) on a built dataset; with `out`, write
     the report there (see `write_report`). With `band` (implied by `corpora` or `prompts`),
     also the band stages (`band.run_band`: coverage of `band_requests` requests, drums against
     Groove takes and bass against POP909 from `corpora`, continuations of the songs in
     `prompts`). For a model with a critic, with `critic_draws`, also `ranking.compare_ranking`.
-    Returns every number as a dict."""
+    `sampling` (temperature, top_p, top_k, nucleus: `Settings` fields) applies to every piece
+    composed (the critic's comparison keeps the defaults). Returns every number as a dict."""
     started = time.time()
     check_settings(pieces_per_style, seconds, long_pieces, long_seconds, split)
+    sampling = sampling_settings(sampling)
     band = band or bool(corpora) or bool(prompts)
     if band:
         check_inputs(corpora, prompts)
@@ -66,12 +73,13 @@ def run_eval(model: str | Path, data: str | Path, out: str | Path | None = None,
             likelihood = versus_ngram(scores, held, train)
         with stage("real pieces"):
             real = read_real_pieces(train, held, styles, seconds, rng)
-        generated, instruments = compose_styles(composer, train, styles, pieces_per_style, seconds, seed, stage)
+        generated, instruments = compose_styles(composer, train, styles, pieces_per_style, seconds, seed, stage,
+                                                sampling)
         with stage("statistics"):
             stats, style = compare_with_real(real, generated, styles, train.vocab.time_mode, seed)
-        long = compose_long_pieces(composer, train, styles, long_pieces, long_seconds, seed, stage)
+        long = compose_long_pieces(composer, train, styles, long_pieces, long_seconds, seed, stage, sampling)
         band_report = run_band(composer, styles, seconds, band_requests, pieces_per_style, corpora, prompts, seed,
-                               stage) if band else None
+                               stage, sampling=sampling) if band else None
         ensembles = {s: requested_families(train, rows_of(train, s)) for s in styles}
         critic_report = compare_ranking(composer, real, ensembles, seconds, seed, stage, train.vocab.time_mode,
                                         draws=max(critic_draws, KEEP)) if ranking else None
@@ -79,7 +87,8 @@ def run_eval(model: str | Path, data: str | Path, out: str | Path | None = None,
         "model": str(model), "data": str(data), "time_mode": train.vocab.time_mode, "seed": seed,
         "settings": {"pieces_per_style": pieces_per_style, "seconds": seconds, "long_pieces": long_pieces,
                      "long_seconds": long_seconds, "split": split, "max_tokens": max_tokens,
-                     "soft_pieces_per_style": soft_pieces(pieces_per_style), "window_overlap": WINDOW_OVERLAP},
+                     "soft_pieces_per_style": soft_pieces(pieces_per_style), "window_overlap": WINDOW_OVERLAP,
+                     "sampling": sampling},
         "styles": styles, "likelihood": likelihood, "music_stats": stats, "style_adherence": style,
         "instruments": overall(instruments),
         "long_pieces": {**long, "real_reference": {"pieces": len(real.health), **health_summary(real.health)}},
@@ -96,6 +105,19 @@ def run_eval(model: str | Path, data: str | Path, out: str | Path | None = None,
     if out is not None:
         write_report(report, out)
     return report
+
+
+def sampling_settings(sampling: dict | None) -> dict:
+    """Every sampling field the evaluation composes with (the defaults of `Settings` where not
+    given), checked as `Settings` checks them; an unknown name is an error."""
+    defaults = Settings()
+    fields = {name: getattr(defaults, name) for name in SAMPLING_FIELDS}
+    unknown = set(sampling or {}) - set(fields)
+    if unknown:
+        raise MuseNetError(f"unknown sampling setting {sorted(unknown)[0]!r}; use {', '.join(SAMPLING_FIELDS)}")
+    fields.update(sampling or {})
+    Settings(**fields).check(default_vocab())  # a bad top_p or nucleus is an error here, before any work
+    return fields
 
 
 def check_settings(pieces_per_style: int, seconds: float, long_pieces: int, long_seconds: float, split: str) -> None:
@@ -193,13 +215,14 @@ def read_real_pieces(train: Dataset, held: Dataset, styles: list[str], seconds: 
 
 
 def compose_styles(composer: Composer, train: Dataset, styles: list[str], pieces_per_style: int, seconds: float,
-                   seed: int, stage: Stage) -> tuple[dict, dict]:
+                   seed: int, stage: Stage, sampling: dict | None = None) -> tuple[dict, dict]:
     """({style: note tables composed in strict mode}, {style: instrument adherence}): each style
     with the families most of its train pieces use, in strict mode, then in soft mode."""
     generated, instruments = {}, {}
     for number, style in enumerate(styles):
         families = requested_families(train, rows_of(train, style))
-        settings = Settings(style=style, instruments=families, seconds=seconds, max_tokens=int(seconds * 200) + 100)
+        settings = Settings(style=style, instruments=families, seconds=seconds, max_tokens=int(seconds * 200) + 100,
+                            **(sampling or {}))
         with stage(f"composing {style} (strict)"):
             strict = composer.generate(settings=replace(settings, candidates=pieces_per_style,
                                                         seed=seed * 1000 + number, instrument_mode="strict"))
@@ -229,7 +252,7 @@ def compare_with_real(real: RealPieces, generated: dict[str, list], styles: list
 
 
 def compose_long_pieces(composer: Composer, train: Dataset, styles: list[str], count: int, seconds: float, seed: int,
-                        stage: Stage) -> dict:
+                        stage: Stage, sampling: dict | None = None) -> dict:
     """`count` pieces of `seconds` in the style with the most train pieces, strict mode, and
     their health (longest silence, stuck notes, repeated bars)."""
     long = {"pieces": [], "seconds": seconds}
@@ -239,7 +262,7 @@ def compose_long_pieces(composer: Composer, train: Dataset, styles: list[str], c
         with stage(f"composing {count} x {seconds:g} s"):
             pieces = composer.generate(settings=Settings(
                 style=style, instruments=families, seconds=seconds, candidates=count, seed=seed * 1000 + 999,
-                instrument_mode="strict", max_tokens=int(seconds * 200) + 100))
+                instrument_mode="strict", max_tokens=int(seconds * 200) + 100, **(sampling or {})))
         long["style"], long["instruments"] = style, families
         long["pieces"] = [long_piece_health(p.table) for p in pieces]
         long["tables"] = [p.table for p in pieces]
