@@ -31,6 +31,7 @@ from musenet.corpus.groove import takes
 from musenet.evaluate.band import band_styles, compose_band, drum_summary
 from musenet.evaluate.drums import MAX_REAL_TAKES, MIN_REAL_TAKES, real_takes
 from musenet.evaluate.harmony import MAX_REAL_SONGS, generated_bass_in_chord, pooled, real_bass_in_chord
+from musenet.settings import NUCLEUS_MODES
 
 
 def measurable_styles(styles: list[str], beats: list, seconds: float) -> dict[str, list]:
@@ -47,7 +48,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0, help="length of each piece (default 30)")
     parser.add_argument("--temperature", type=float, default=None, help="sampling temperature (default: generate's)")
     parser.add_argument("--top-p", type=float, default=None, help="nucleus sampling (default: generate's)")
-    parser.add_argument("--nucleus", choices=("all", "family"), default=None,
+    parser.add_argument("--nucleus", choices=NUCLEUS_MODES, default=None,
                         help="one nucleus over every token, or within the family drawn (default: generate's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None)

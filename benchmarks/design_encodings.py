@@ -407,8 +407,9 @@ def token_nats(model, streams: list[np.ndarray], batch: int = 16) -> list[np.nda
     once in sliding windows."""
     context = model.config.context
     model.eval()
-    rows = windows(streams, context)
-    owner = np.repeat(np.arange(len(streams)), [len(windows([s], context)) for s in streams])
+    per_stream = [windows([s], context) for s in streams]
+    rows = [row for stream in per_stream for row in stream]
+    owner = np.repeat(np.arange(len(streams)), [len(stream) for stream in per_stream])
     parts: list[list[np.ndarray]] = [[] for _ in streams]
     for i in range(0, len(rows), batch):
         chunk = rows[i: i + batch]

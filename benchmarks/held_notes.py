@@ -31,7 +31,7 @@ from musenet.evaluate.band import prompt_list
 from musenet.evaluate.continuation import CONTINUE_SECONDS, PROMPT_SECONDS, continue_song
 from musenet.evaluate.keep import token_bits
 from musenet.sequence import header_length, key_events, token_seconds
-from musenet.settings import Settings
+from musenet.settings import NUCLEUS_MODES, Settings
 
 HELD_BINS = (0.0, 1.0, 2.0, 4.0, 8.0, np.inf)  # seconds a note had sounded when its note-off came
 CAP = Settings().max_note_seconds
@@ -103,7 +103,7 @@ def main() -> None:
     parser.add_argument("--per-style", type=int, default=2, help="test pieces a style (default 2)")
     parser.add_argument("--tokens", type=int, default=2000, help="of each test piece (default 2,000)")
     parser.add_argument("--seeds", type=int, default=3, help="continuations of each song (default 3)")
-    parser.add_argument("--nucleus", choices=("all", "family"), default=None,
+    parser.add_argument("--nucleus", choices=NUCLEUS_MODES, default=None,
                         help="the continuations' nucleus: over every token or within the family drawn (default: "
                         "generate's)")
     parser.add_argument("--threads", type=int, default=None)

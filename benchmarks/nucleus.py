@@ -25,13 +25,14 @@ from musenet.evaluate.band import compose_grid
 from musenet.evaluate.coverage import coverage, coverage_grid
 from musenet.evaluate.run import styles_to_compose
 from musenet.instruments import FAMILIES
+from musenet.settings import NUCLEUS_MODES
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", help="a model directory (default: the bundled model)")
     parser.add_argument("--data", required=True, help="a built dataset (its styles make the grid, as in musenet eval)")
-    parser.add_argument("--nucleus", action="append", choices=("all", "family"), help="repeat to compare "
+    parser.add_argument("--nucleus", action="append", choices=NUCLEUS_MODES, help="repeat to compare "
                         "(default: all, then family)")
     parser.add_argument("--top-p", type=float, default=0.95)
     parser.add_argument("--requests", type=int, default=40)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from .errors import MuseNetError
 from .instruments import FAMILIES
+from .settings import NUCLEUS_MODES
 from .version import __version__
 from .vocab import INSTANT_ORDERS, TIME_MODES
 
@@ -388,7 +389,7 @@ def add_sampling_options(command) -> None:
                          help="creativity: higher is wilder (0.05-2, default 1)")
     command.add_argument("--top-k", type=int, default=0, help="sample among the k likeliest tokens (0: off)")
     command.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling mass (default 0.95)")
-    command.add_argument("--nucleus", choices=("all", "family"), default="all",
+    command.add_argument("--nucleus", choices=NUCLEUS_MODES, default="all",
                          help="family: draw the family of the next note (or a wait) at the model's "
                          "own odds, then take the nucleus within it, so a family whose notes are each unlikely "
                          "can still come in (uses the eager sampler); all (default): one nucleus over every token")

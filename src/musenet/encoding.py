@@ -119,9 +119,6 @@ def encode_notes(table: NoteTable, vocab: Vocab | None = None, style: str | None
     # Events: note-ons, note-offs (melodic only), tempo changes (beat mode).
     melodic = ~drum
     ev_time = [on, off[melodic]]
-    ev_kind = [np.full(len(on), _KIND_ON), np.full(melodic.sum(), _KIND_OFF)]
-    ev_pitch = [pitch, pitch[melodic]]
-    ev_family = [family, family[melodic]]
     ev_token = [
         vocab.note_tokens(family, pitch, velocity_bin),
         vocab.note_tokens(family[melodic], pitch[melodic], np.zeros(melodic.sum(), np.int64)),
@@ -132,15 +129,9 @@ def encode_notes(table: NoteTable, vocab: Vocab | None = None, style: str | None
         tempo_step, tempo_token = _tempo_events(table, vocab, last_time)
         header.append(int(tempo_token[0]))
         ev_time.append(tempo_step[1:])
-        ev_kind.append(np.full(len(tempo_step) - 1, _KIND_TEMPO))
-        ev_pitch.append(np.zeros(len(tempo_step) - 1, np.int64))
-        ev_family.append(np.zeros(len(tempo_step) - 1, np.int64))
         ev_token.append(tempo_token[1:])
-    ev_time, ev_kind, ev_pitch, ev_family, ev_token = map(
-        np.concatenate, (ev_time, ev_kind, ev_pitch, ev_family, ev_token)
-    )
-    top_first = vocab.instant_order == "top-first"
-    order = np.lexsort((ev_family, -ev_pitch if top_first else ev_pitch, ev_kind, ev_time))
+    ev_time, ev_token = np.concatenate(ev_time), np.concatenate(ev_token)
+    order = np.lexsort((instant_rank(vocab)[ev_token], ev_time))  # by time, then the vocabulary's instant order
     body = with_waits(ev_time[order], ev_token[order], vocab)
     return np.concatenate([np.array(header, np.int64), body, [vocab.END]])
 
