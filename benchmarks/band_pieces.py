@@ -50,13 +50,16 @@ def main() -> None:
     parser.add_argument("--top-p", type=float, default=None, help="nucleus sampling (default: generate's)")
     parser.add_argument("--nucleus", choices=NUCLEUS_MODES, default=None,
                         help="one nucleus over every token, or within the family drawn (default: generate's)")
+    parser.add_argument("--guidance", type=float, default=None,
+                        help="classifier-free guidance (default: generate's; needs a model that learnt it)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     beats = takes(Path(args.corpora) / "groove", ("beat",))
-    settings = {k: v for k, v in (("temperature", args.temperature), ("top_p", args.top_p), ("nucleus", args.nucleus))
+    settings = {k: v for k, v in (("temperature", args.temperature), ("top_p", args.top_p), ("nucleus", args.nucleus),
+                                                   ("guidance", args.guidance))
                 if v is not None}
     results, bass, real = {}, {}, None
     for path in args.model:

@@ -106,11 +106,15 @@ def main() -> None:
     parser.add_argument("--nucleus", choices=NUCLEUS_MODES, default=None,
                         help="the continuations' nucleus: over every token or within the family drawn (default: "
                         "generate's)")
+    parser.add_argument("--guidance", type=float, default=None,
+                        help="the continuations' classifier-free guidance (default: generate's)")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     nucleus = {"nucleus": args.nucleus} if args.nucleus else {}
+    if args.guidance is not None:
+        nucleus["guidance"] = args.guidance
     began = time.perf_counter()
     songs = [(n, t) for n, t in prompt_list(args.prompts, args.corpora, None, 3 if args.corpora else 0)
              if not isinstance(t, str)]

@@ -17,6 +17,7 @@ from musenet.augment import (
     stretch_time,
     transpose,
     transpose_range,
+    unconditioned,
 )
 from musenet.build import build
 from musenet.dataset import Dataset
@@ -261,6 +262,25 @@ def test_a_late_entrance_silences_some_families_until_an_instant_and_keeps_the_c
     assert silenced == {musenet.FAMILIES.index(f) for f in ("piano", "bass", "drums")}
     assert musenet.to_text(enter_late(from_text("pop piano start piano:v80:C4 wait:6 piano:v0:C4 end", vocab),
                                       vocab, rng), vocab) == "pop piano start piano:v80:C4 wait:6 piano:v0:C4 end"
+
+
+def test_an_unconditioned_window_loses_style_and_families_and_keeps_the_rest(midi_folder, tmp_path):
+    vocab = default_vocab("beat")
+    text = "pop piano drums start tempo:120 piano:v80:C4 drums:v96:C2 wait:6 piano:v0:C4 end"
+    assert musenet.to_text(unconditioned(from_text(text, vocab), vocab), vocab) == text.split(" ", 3)[3]
+    build(str(midi_folder), tmp_path / "data", workers=1, progress=False)
+    data = Dataset(tmp_path / "data", split=None)
+    still = dict(transpose=0, volume=0, stretch=0)
+    bare = Augment(**still, unconditioned=1.0)
+    for row in range(len(data)):
+        plain = data.window(row, 40, 120, Augment(**still), np.random.default_rng(row))
+        window = data.window(row, 40, 120, bare, np.random.default_rng(row))
+        style, families = musenet.sequence.read_header(window.tokens, vocab)
+        assert style == "unknown" and families == [] and window.tokens[0] == vocab.START
+        np.testing.assert_array_equal(window.tokens, unconditioned(plain.tokens, vocab))
+        cut = len(plain.tokens) - len(window.tokens)  # the body's features are the same
+        for name, values in window.features.items():
+            np.testing.assert_array_equal(values[1:], plain.features[name][cut + 1:], err_msg=name)
 
 
 def test_dropping_families_still_fills_the_window(midi_folder, tmp_path):

@@ -315,7 +315,8 @@ def test_eval_band_stages_add_a_section_and_keep_the_rest(tiny_setup):
                  "--pieces-per-style", "1", "--seconds", "3", "--long-pieces", "0", "--threads", "1", "--band",
                  "--band-requests", "2", "--nucleus", "family", "--top-p", "0.9"]) == 0
     report = json.loads((out / "report.json").read_text())
-    assert report["settings"]["sampling"] == {"temperature": 1.0, "top_k": 0, "top_p": 0.9, "nucleus": "family"}
+    assert report["settings"]["sampling"] == {"temperature": 1.0, "top_k": 0, "top_p": 0.9, "nucleus": "family",
+                                                  "guidance": 1.0}
     band = report["band"]
     assert [r["style"] for r in band["coverage"]["strict"]["requests"]] == ["ballad", "rock"]
     assert band["drums"]["by_style"] == {} and band["continuation"]["songs"] == []  # no band style, no prompts

@@ -11,6 +11,7 @@ import torch
 from helpers import make_score
 
 from musenet import Composer, MuseNetError
+from musenet.augment import unconditioned
 from musenet.checkpoint import save_checkpoint
 from musenet.cli import main
 from musenet.encoding import encode_notes
@@ -24,6 +25,7 @@ from musenet.rules import (
     advance,
     allowed_tokens,
     entrances,
+    guide,
     opening_state,
     requested_families,
     sample_tokens,
@@ -505,3 +507,60 @@ def test_auto_precision_is_int8_on_a_cpu_where_the_kernel_runs(monkeypatch):
         assert quantize.decoding_precision("auto", torch.device("cpu")) == "float32"
     finally:
         quantize.int8_kernel_works.cache_clear()
+
+
+def test_guidance_moves_the_logits_away_from_the_unconditioned_ones():
+    conditioned = torch.tensor([[1.0, 2.0, float("-inf")]])
+    bare = torch.tensor([[1.5, 0.0, 3.0]])
+    assert torch.equal(guide(conditioned, bare, 1.0), conditioned)
+    assert torch.equal(guide(conditioned, bare, 3.0), torch.tensor([[0.0, 6.0, float("-inf")]]))
+
+
+@pytest.fixture(scope="module")
+def guided_dir(tmp_path_factory):
+    torch.manual_seed(1)
+    vocab = default_vocab()
+    model = build_model("tiny", vocab.size, context=96)
+    return save_checkpoint(tmp_path_factory.mktemp("guided") / "tiny", model, vocab,
+                           {"train": {"augment": {"unconditioned": 0.1}}})
+
+
+def test_a_guided_draw_reads_a_twin_without_style_and_families_through_sliding_windows(guided_dir):
+    """Every read and step of the twin is the candidate's own window with the header's style
+    and family tokens gone, and the draw takes `guide` of the two logits."""
+    composer = Composer.load(guided_dir, compiled="off")
+    decoder, vocab, fed = composer.sampler.decoder, composer.vocab, []
+    forward = decoder.forward
+    decoder.forward = lambda tokens, features, *args: fed.append(tokens.clone()) or forward(tokens, features, *args)
+    pieces = composer.generate(style="pop", instruments=["piano", "bass"], seconds=16, candidates=2, seed=3,
+                               guidance=3.0)
+    assert len(fed) % 2 == 0  # each read and each step: the candidates', then their twins'
+    reads = 0
+    for mine, twin in zip(fed[::2], fed[1::2], strict=True):
+        if mine.shape[1] == 1:  # a step: the same new token
+            assert torch.equal(mine, twin)
+            continue
+        reads += 1
+        for row in range(2):
+            window, bare = mine[row].numpy(), twin[row].numpy()
+            assert header_length(window, vocab) - header_length(bare, vocab) == 3  # pop, piano, bass
+            np.testing.assert_array_equal(unconditioned(window, vocab), bare)
+    assert reads >= 3, "the window should slide"
+    assert_grammar(pieces[0].tokens, vocab)
+    again = composer.generate(style="pop", instruments=["piano", "bass"], seconds=16, candidates=2, seed=3,
+                              guidance=3.0)
+    plain = composer.generate(style="pop", instruments=["piano", "bass"], seconds=16, candidates=2, seed=3)
+    assert np.array_equal(again[0].tokens, pieces[0].tokens)
+    assert not np.array_equal(plain[0].tokens, pieces[0].tokens)
+
+
+def test_guidance_needs_a_model_that_learnt_unconditioned_headers(composer, model_dir, guided_dir, tmp_path, capsys):
+    with pytest.raises(MuseNetError, match="cannot be guided"):
+        composer.generate(style="pop", seconds=4, guidance=2.0)
+    assert main(["generate", "--model", str(model_dir), "--guidance", "2", "--out", str(tmp_path)]) == 1
+    assert "cannot be guided" in capsys.readouterr().err
+    assert main(["generate", "--model", str(guided_dir), "--guidance", "11", "--out", str(tmp_path)]) == 1
+    assert "guidance must be between 0 and 10" in capsys.readouterr().err
+    assert main(["generate", "--model", str(guided_dir), "--style", "pop", "--seconds", "4", "--guidance", "2",
+                 "--out", str(tmp_path)]) == 0
+    assert json.loads((tmp_path / "piece-1.json").read_text())["settings"]["guidance"] == 2.0

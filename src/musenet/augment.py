@@ -1,5 +1,7 @@
 """Augmentation on the fly, on token windows: transposition, volume, timing, re-orchestration,
-fewer families, late entrances (and the hints of `hints.py`, which `Dataset.window` adds after these).
+fewer families, late entrances (and the hints of `hints.py`, which `Dataset.window` adds after these),
+and a header without its conditions (`unconditioned`, last of all), which classifier-free
+guidance contrasts against when composing (`rules.guide`).
 
 Each is a plain function of (tokens, vocab, amount); `Augment` draws the amounts. Drums are
 never transposed or re-orchestrated, and every note stays inside its family's pitch range.
@@ -151,6 +153,24 @@ def enter_late(tokens: np.ndarray, vocab: Vocab, rng: np.random.Generator, lengt
     return _only(tokens, vocab, ~(silenced | orphan))
 
 
+def unconditioned(tokens: np.ndarray, vocab: Vocab) -> np.ndarray:
+    """The window without its header's conditions: the style and family tokens go, `start`,
+    the hint and the rest stay (the header a guided draw contrasts against, `rules.guide`)."""
+    tokens = np.asarray(tokens, np.int64)
+    head_end = header_length(tokens, vocab)
+    position = np.arange(len(tokens))
+    condition = (position < head_end) & ((tokens >= vocab.style_offset)
+                                         | ((tokens >= vocab.family_offset) & (tokens < vocab.tempo_offset)))
+    return tokens[~condition]
+
+
+def learnt_unconditioned(metadata: dict) -> bool:
+    """Whether a checkpoint's model learnt unconditioned headers (so it can be guided): its
+    training asked for them (config.json)."""
+    augment = (metadata.get("train") or {}).get("augment") or {}
+    return bool(augment.get("unconditioned"))
+
+
 def _ranks(counts: np.ndarray) -> np.ndarray:
     """0..n-1 for each group of the given sizes, concatenated."""
     return np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
@@ -196,6 +216,7 @@ class Augment:
     fill_middle: float = 0.0     # probability of a hint of the window's tail (hints.py; a row's first window)
     accompany: float = 0.0       # probability of a hint of some families' notes (hints.py; likewise)
     enter_late: float = 0.0      # probability of some named families coming in only part-way
+    unconditioned: float = 0.0   # probability of a header without style and families (Dataset.window, last)
 
     def __call__(self, tokens: np.ndarray, vocab: Vocab, rng: np.random.Generator,
                  length: int | None = None) -> np.ndarray:

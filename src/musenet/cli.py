@@ -111,8 +111,8 @@ def _cmd_generate(args: argparse.Namespace) -> None:
     if instruments == ["any"]:
         instruments = "any"
     settings = Settings(
-        style=args.style, instruments=instruments, seconds=args.seconds, temperature=args.temperature,
-        top_k=args.top_k, top_p=args.top_p, nucleus=args.nucleus, seed=args.seed, candidates=args.candidates,
+        style=args.style, instruments=instruments, seconds=args.seconds,
+        **sampling_fields(args), seed=args.seed, candidates=args.candidates,
         instrument_mode=args.instrument_mode, prompt_notes=args.prompt_notes, prompt_seconds=args.prompt_seconds,
         max_family_silence=args.max_family_silence,
     )
@@ -155,8 +155,7 @@ def _cmd_eval(args: argparse.Namespace) -> None:
                       long_pieces=args.long_pieces, long_seconds=args.long_seconds, split=args.split, seed=args.seed,
                       max_tokens=args.max_tokens, threads=args.threads, band=args.band, corpora=args.corpora,
                       prompts=args.prompts, band_requests=args.band_requests, critic_draws=args.critic_draws,
-                      sampling={"temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p,
-                                "nucleus": args.nucleus})
+                      sampling=sampling_fields(args))
     for row in report["headline"]:
         met = "" if row["met"] is None else "  (met)" if row["met"] else "  (NOT met)"
         value = row["value"]
@@ -393,6 +392,16 @@ def add_sampling_options(command) -> None:
                          help="family: draw the family of the next note (or a wait) at the model's "
                          "own odds, then take the nucleus within it, so a family whose notes are each unlikely "
                          "can still come in (uses the eager sampler); all (default): one nucleus over every token")
+    command.add_argument("--guidance", type=float, default=1.0, metavar="W",
+                         help="classifier-free guidance: above 1 the style and instruments asked for weigh more "
+                         "than the model alone gives them (each token costs two passes; needs a model trained with "
+                         "unconditioned headers, as the bundled one); 1 (default): off")
+
+
+def sampling_fields(args: argparse.Namespace) -> dict:
+    """The `Settings` fields `add_sampling_options` sets."""
+    return {"temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p, "nucleus": args.nucleus,
+            "guidance": args.guidance}
 
 
 def add_composing_options(command, candidates: int = 1) -> None:

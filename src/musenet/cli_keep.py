@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from .cli import add_composing_options, check_wav, comma_list, print_pieces
+from .cli import add_composing_options, check_wav, comma_list, print_pieces, sampling_fields
 from .errors import MuseNetError
 from .instruments import FAMILIES
 
 
 def _sampling(args: argparse.Namespace) -> dict:
-    return {"style": args.style, "temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p,
-            "nucleus": args.nucleus, "seed": args.seed, "candidates": args.candidates}
+    return {"style": args.style, **sampling_fields(args), "seed": args.seed, "candidates": args.candidates}
 
 
 def _write(args, composer, pieces, task: dict) -> None:

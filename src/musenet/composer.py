@@ -19,6 +19,7 @@ import numpy as np
 import symusic
 import torch
 
+from .augment import learnt_unconditioned
 from .checkpoint import load_checkpoint, resolve
 from .critic import Critic
 from .encoding import decode_tokens
@@ -75,7 +76,8 @@ class Composer:
 
     def __init__(self, model: torch.nn.Module, vocab: Vocab, device: str | torch.device, model_path: str,
                  metadata: dict, critic: Critic | None = None):
-        self.sampler = Generator(model, vocab, device, hints=knows_hints(metadata))
+        self.sampler = Generator(model, vocab, device, hints=knows_hints(metadata),
+                                 guidable=learnt_unconditioned(metadata))
         self.model_path = model_path
         self.metadata = metadata  # the checkpoint's config.json: model shape, training, data
         self.critic = critic      # the inner critic saved beside the weights (critic.py), if any
@@ -140,7 +142,7 @@ class Composer:
     def generate(self, prompt=None, progress: bool = False, on_step=None, rank: bool = False,
                  keep: int | None = None, **settings) -> list[Piece]:
         """Pieces for the given settings (see `Settings`: style, instruments, seconds, temperature,
-        top_k, top_p, seed, candidates, instrument_mode, prompt_notes, prompt_seconds). `prompt`
+        top_k, top_p, nucleus, guidance, seed, candidates, instrument_mode, prompt_notes, prompt_seconds). `prompt`
         is a MIDI path, bytes, symusic Score or NoteTable. `on_step(share_done)`, off by default,
         reports progress and can cancel by raising (see `Generator.generate`). Or pass a whole
         `settings=Settings(...)`. Without `instruments`, a style gets its usual ensemble
@@ -232,7 +234,7 @@ class Composer:
     def check(self, settings: Settings) -> None:
         """`Settings.check` for this model's vocabulary, and a style it learnt: what the CLI and
         the server call before any work, and `generate` before composing."""
-        settings.check(self.vocab)
+        self.sampler.check(settings)
         if settings.style is not None and settings.style not in self.styles:
             raise MuseNetError(f"this model never learnt the style {settings.style!r}; it knows "
                                f"{', '.join(self.styles)}")

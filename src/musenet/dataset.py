@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .augment import Augment
+from .augment import Augment, unconditioned
 from .errors import MuseNetError
 from .hints import add_hint
 from .instruments import FAMILIES
@@ -89,6 +89,8 @@ class Dataset:
             window = augment(window, vocab, rng, length)[:length]
             if hint:
                 window = add_hint(window, vocab, rng, augment.fill_middle, augment.accompany)[:length]
+            if augment.unconditioned and rng.random() < augment.unconditioned:
+                window = unconditioned(window, vocab)
         total = float(self.index["seconds"][row])
         return Window(window, side_features(window, vocab, total, start_seconds, start_step=start_step), row)
 

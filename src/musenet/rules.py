@@ -358,6 +358,15 @@ def release_boost(logits: torch.Tensor, mask: torch.Tensor, tables: TokenTables)
 NUCLEUS_FIRST_LOOK = 128  # the likeliest tokens top-p looks at first (it sorts them all only if it must)
 
 
+def guide(conditioned: torch.Tensor, unconditioned: torch.Tensor, weight: float) -> torch.Tensor:
+    """Classifier-free guidance: the unconditioned logits moved `weight` times the way the
+    conditions move them (1: the conditioned logits as they are; above 1: further). Tokens the
+    head does not score (-inf) stay -inf."""
+    scored = torch.isfinite(conditioned)
+    guided = unconditioned + weight * (conditioned - unconditioned)
+    return torch.where(scored, guided, conditioned)
+
+
 def sample_tokens(logits: torch.Tensor, mask: torch.Tensor, settings: Settings, generator: torch.Generator,
                   tables: TokenTables, draw: torch.Tensor | None = None) -> torch.Tensor:
     """One token per row: temperature, the release boost, the mask, top-k, then top-p

@@ -6,6 +6,12 @@ per step, each step one cached forward pass of the batch. The rules that keep ca
 valid (instrument and grammar masks, releases, length, sampling) are the pure functions of
 `rules.py`; the clock and side features follow `sequence.py`.
 
+With `Settings.guidance` above 1 (classifier-free guidance), every candidate also has an
+unconditioned twin: the same tokens under a header without style and families, in a cache
+of its own. Each step the draw reads the conditioned logits pushed away from the twin's
+(`rules.guide`), so what the style and the named families make likely weighs more. Only a
+model that learnt unconditioned headers (augment `unconditioned`) can be guided.
+
 When the context is full the window slides: the header (with the tempo in force) is kept
 and the most recent half of the context is re-read, so pieces can be any length; the
 position and countdown embeddings follow the requested length, so the music can close
@@ -22,6 +28,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from .augment import unconditioned
 from .choose import Chooser
 from .encoding import encode_notes
 from .errors import MuseNetError
@@ -38,6 +45,7 @@ from .rules import (
     advance,
     allowed_tokens,
     entrances,
+    guide,
     instrument_filter,
     next_features,
     opening_state,
@@ -52,10 +60,12 @@ from .vocab import Vocab
 class Generator:
     """Samples continuations from a model; `generate` is the whole job."""
 
-    def __init__(self, model: MuseNet, vocab: Vocab, device: str | torch.device = "cpu", hints: bool = False):
+    def __init__(self, model: MuseNet, vocab: Vocab, device: str | torch.device = "cpu", hints: bool = False,
+                 guidable: bool = False):
         if model.config.vocab_size != vocab.size:
             raise MuseNetError("the model and vocabulary do not match")
         self.hints = hints  # the model learnt to read hints (hints.py): a fixed plan's are given to it
+        self.guidable = guidable  # the model learnt unconditioned headers: `Settings.guidance` may be used
         self.model = model.eval()
         self.decoder = Decoder(self.model)  # the model's forward pass for sampling (inference.py)
         self.vocab = vocab
@@ -109,7 +119,7 @@ class Generator:
         `on_step` (off by default), if given, is called after every sampled token with the share
         of the new music composed so far (0 to 1, from the slowest candidate) and once with 1.0
         at the end; an exception it raises stops the generation and propagates (a way to cancel)."""
-        settings.check(self.vocab)
+        self.check(settings)
         sequences, _, _ = self.run(settings, self.opening(settings, prompt), prompt is not None, None,
                                    progress, on_step)
         return sequences
@@ -120,10 +130,17 @@ class Generator:
         composed around the kept notes of `fixed` (see `fixed.py`); `forced` marks the tokens
         that were kept ones; the log-probabilities (nats) are the model's for the kept tokens
         in the span (`kept`) and for the right side (`right`)."""
-        settings.check(self.vocab)
+        self.check(settings)
         sequences, forced, plan_state = self.run(settings, fixed.opening.tolist(), True, fixed, progress, on_step)
         kept, right = plan_state.kept_logprob.tolist(), plan_state.right_logprob.tolist()
         return [(seq, forced[row], {"kept": kept[row], "right": right[row]}) for row, seq in enumerate(sequences)]
+
+    def check(self, settings: Settings) -> None:
+        """`Settings.check`, and that guidance is asked only of a model that learnt it."""
+        settings.check(self.vocab)
+        if settings.guidance != 1.0 and not self.guidable:
+            raise MuseNetError("this model never learnt a header without style and instruments, so it cannot be "
+                               "guided: leave guidance at 1, or train with augment unconditioned > 0")
 
     @torch.inference_mode()
     def run(self, settings: Settings, opening: list[int], begun_with_music: bool, fixed: FixedPlan | None,
@@ -140,7 +157,7 @@ class Generator:
         draws = Draws(generator, settings.candidates)  # sample_tokens' uniforms, a block at a time
         state = opening_state(opening, settings.candidates, tables, device)  # the prompt sounds, moves time
         plan = None if fixed is None else FixedState(fixed, settings.candidates, tables, device)
-        logits, cache = self.read_window(sequences, state, settings, fixed)
+        logits, cache, twin = self.read_window(sequences, state, settings, fixed)
         # the head scores only tokens the request can ever take, pad (finished rows) included;
         # a plan reads the log-probability of every kept token, so it gets the whole head
         rows = torch.nonzero(~tables.never & allowed_on | (tables.ids == vocab.PAD))[:, 0] if plan is None else None
@@ -163,8 +180,11 @@ class Generator:
         shown = steps = 0
         while not bool(state.finished.all()) and steps != settings.max_tokens:
             steps += 1
-            if self.model.config.context - cache.length < 1:
-                logits, cache = self.read_window(sequences, state, settings, fixed)
+            if self.model.config.context - cache.length < 1:  # the twin's window is shorter: it fits
+                logits, cache, twin = self.read_window(sequences, state, settings, fixed)
+            conditioned = logits
+            if twin is not None:
+                logits = guide(conditioned, twin[0], settings.guidance)
             if chooser is not None and not needs_tempo:
                 token = chooser(logits, state, draws.next())
             else:
@@ -179,7 +199,7 @@ class Generator:
             needs_tempo = False
             token = torch.where(state.finished, torch.full_like(token, vocab.PAD), token)
             if plan is not None:
-                plan.after(token, logits)
+                plan.after(token, conditioned)  # the kept tokens' log-probabilities are the model's own
                 taken.append(plan.forced.clone())
             if self.update is not None:  # the same update, compiled (kernels.py)
                 features = self.update(token, state, target_tensor)
@@ -189,6 +209,8 @@ class Generator:
             for row, value in enumerate(token.tolist()):  # finished rows take pad, to stay in step
                 sequences[row].append(value)
             logits = self.decoder.step(token, features, cache, head, rows)
+            if twin is not None:
+                twin = (self.decoder.step(token, features, twin[1], head, rows), twin[1])
             now = min(state.seconds.min().item(), target)
             if int(now) > shown:
                 bar.update(int(now) - shown)
@@ -214,7 +236,7 @@ class Generator:
         """(Re)fill a new KV cache from each candidate's header plus its most recent tokens
         (at most half the context, so the next refill is far away), with the fixed plan's
         hint from where the window begins when the model reads hints. Returns the next
-        logits and the cache."""
+        logits, the cache, and with guidance the unconditioned twin's (logits, cache) (else None)."""
         vocab = self.vocab
         context = self.model.config.context
         reads = fixed is not None and self.hints and len(fixed.hint_tokens) > 0
@@ -245,7 +267,18 @@ class Generator:
             state.instant_ons[row] = int(features[-1]["chord"][waited[-1] + 1 if len(waited) else 0:].max(initial=0))
         if len({len(w) for w, _ in windows}) > 1:  # all rows take one token per step, pad when finished
             raise MuseNetError("internal error: candidates fell out of step")
-        batch = torch.from_numpy(np.stack([w for w, _ in windows])).to(self.device)
+        logits, cache = self.read(np.stack([w for w, _ in windows]), features)
+        if settings.guidance == 1.0:
+            return logits, cache, None
+        # the twins: the same windows without style and families (the body's features are the same)
+        bare = [unconditioned(window, vocab) for window, _ in windows]
+        bare_features = [side_features(window, vocab, float(settings.seconds), start_seconds, start_step=start)
+                         for window, (_, start_seconds), start in zip(bare, windows, starts, strict=True)]
+        return logits, cache, self.read(np.stack(bare), bare_features)
+
+    def read(self, windows: np.ndarray, features: list[dict[str, np.ndarray]]):
+        """Logits after `windows` (batch, length) read into a new KV cache, and the cache."""
+        batch = torch.from_numpy(windows).to(self.device)
         feats = {name: torch.from_numpy(np.stack([f[name] for f in features])).to(self.device)
                  for name in ALL_FEATURES}
         cache = self.model.new_cache()

@@ -23,6 +23,7 @@ LIMITS: dict[str, tuple[float, float]] = {
     "temperature": (0.05, 2.0),
     "top_k": (0, 10_000),
     "top_p": (0.01, 1.0),
+    "guidance": (0.0, 10.0),
     "seed": (0, 2**63 - 1),
     "candidates": (1, 64),
     "max_polyphony": (1, 128),
@@ -51,6 +52,7 @@ class Settings:
     top_k: int = 0
     top_p: float = 0.95
     nucleus: str = "all"                   # or "family": top-p within the group the draw picks (rules.py)
+    guidance: float = 1.0                  # classifier-free guidance on style and families (sample.py); 1: off
     seed: int = 0
     candidates: int = 1
     instrument_mode: str = "strict"        # or "soft": instruments only in the header, as MuseNet

@@ -221,7 +221,9 @@ def _sampling_text(settings: dict) -> str:
     if not sampling:
         return ""
     top_k = f", top-k {sampling['top_k']}" if sampling["top_k"] else ""
-    return (f" Drawn at temperature {sampling['temperature']:g}, top-p {sampling['top_p']:g}{top_k}, "
+    guidance = sampling.get("guidance", 1.0)
+    guided = f", guidance {guidance:g}" if guidance != 1.0 else ""
+    return (f" Drawn at temperature {sampling['temperature']:g}, top-p {sampling['top_p']:g}{top_k}{guided}, "
             f"nucleus over {'each family' if sampling['nucleus'] == 'family' else 'every token'}.")
 
 

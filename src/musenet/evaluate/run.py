@@ -31,8 +31,8 @@ from .report import headline, write_report
 from .style import MAX_TRAIN_PER_STYLE, style_adherence
 from .two_sample import two_sample_test
 
-#: The `Settings` fields `musenet eval --temperature/--top-k/--top-p/--nucleus` sets for every draw.
-SAMPLING_FIELDS = ("temperature", "top_k", "top_p", "nucleus")
+#: The `Settings` fields `musenet eval --temperature/--top-k/--top-p/--nucleus/--guidance` sets for every draw.
+SAMPLING_FIELDS = ("temperature", "top_k", "top_p", "nucleus", "guidance")
 
 Stage = Callable[[str], AbstractContextManager]
 
@@ -48,7 +48,7 @@ def run_eval(model: str | Path, data: str | Path, out: str | Path | None = None,
     also the band stages (`band.run_band`: coverage of `band_requests` requests, drums against
     Groove takes and bass against POP909 from `corpora`, continuations of the songs in
     `prompts`). For a model with a critic, with `critic_draws`, also `ranking.compare_ranking`.
-    `sampling` (temperature, top_p, top_k, nucleus: `Settings` fields) applies to every piece
+    `sampling` (temperature, top_p, top_k, nucleus, guidance: `Settings` fields) applies to every piece
     composed (the critic's comparison keeps the defaults). Returns every number as a dict."""
     started = time.time()
     check_settings(pieces_per_style, seconds, long_pieces, long_seconds, split)
@@ -59,6 +59,7 @@ def run_eval(model: str | Path, data: str | Path, out: str | Path | None = None,
         if band_requests < 1:
             raise MuseNetError("--band-requests must be at least 1")
     composer, train, held = open_inputs(model, data, split, device, threads)
+    composer.check(Settings(**sampling))  # guidance only for a model that learnt it, before any work
     styles = styles_to_compose(train)
     rng = np.random.default_rng(seed)
     stages = 4 + 2 * len(styles) + (1 if long_pieces else 0)
