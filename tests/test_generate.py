@@ -38,7 +38,7 @@ from musenet.sequence import (
     side_features,
     token_seconds,
 )
-from musenet.settings import Settings
+from musenet.settings import DEFAULT_GUIDANCE, Settings
 from musenet.vocab import default_vocab
 
 
@@ -549,7 +549,8 @@ def test_a_guided_draw_reads_a_twin_without_style_and_families_through_sliding_w
     assert_grammar(pieces[0].tokens, vocab)
     again = composer.generate(style="pop", instruments=["piano", "bass"], seconds=16, candidates=2, seed=3,
                               guidance=3.0)
-    plain = composer.generate(style="pop", instruments=["piano", "bass"], seconds=16, candidates=2, seed=3)
+    plain = composer.generate(style="pop", instruments=["piano", "bass"], seconds=16, candidates=2, seed=3,
+                              guidance=1.0)
     assert np.array_equal(again[0].tokens, pieces[0].tokens)
     assert not np.array_equal(plain[0].tokens, pieces[0].tokens)
 
@@ -564,3 +565,8 @@ def test_guidance_needs_a_model_that_learnt_unconditioned_headers(composer, mode
     assert main(["generate", "--model", str(guided_dir), "--style", "pop", "--seconds", "4", "--guidance", "2",
                  "--out", str(tmp_path)]) == 0
     assert json.loads((tmp_path / "piece-1.json").read_text())["settings"]["guidance"] == 2.0
+    # left unsaid: the default weight where the model learnt unconditioned headers, else off
+    for model, weight in ((guided_dir, DEFAULT_GUIDANCE), (model_dir, 1.0)):
+        assert main(["generate", "--model", str(model), "--style", "pop", "--seconds", "4",
+                     "--out", str(tmp_path)]) == 0
+        assert json.loads((tmp_path / "piece-1.json").read_text())["settings"]["guidance"] == weight

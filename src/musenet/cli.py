@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .errors import MuseNetError
 from .instruments import FAMILIES
-from .settings import NUCLEUS_MODES
+from .settings import DEFAULT_GUIDANCE, NUCLEUS_MODES
 from .version import __version__
 from .vocab import INSTANT_ORDERS, TIME_MODES
 
@@ -392,10 +392,11 @@ def add_sampling_options(command) -> None:
                          help="family: draw the family of the next note (or a wait) at the model's "
                          "own odds, then take the nucleus within it, so a family whose notes are each unlikely "
                          "can still come in (uses the eager sampler); all (default): one nucleus over every token")
-    command.add_argument("--guidance", type=float, default=1.0, metavar="W",
+    command.add_argument("--guidance", type=float, default=None, metavar="W",
                          help="classifier-free guidance: above 1 the style and instruments asked for weigh more "
-                         "than the model alone gives them (each token costs two passes; needs a model trained with "
-                         "unconditioned headers, as the bundled one); 1 (default): off")
+                         "than the model alone gives them, at two passes a token (needs a model trained with "
+                         f"unconditioned headers, as the bundled one); 1: off; default {DEFAULT_GUIDANCE:g} for "
+                         "such a model, else off")
 
 
 def sampling_fields(args: argparse.Namespace) -> dict:

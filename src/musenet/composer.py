@@ -31,7 +31,7 @@ from .instruments import FAMILIES
 from .notes import NoteTable, midi_bytes, read_midi, to_score
 from .quantize import decoding_precision, quantize_int8
 from .sample import Generator
-from .settings import Settings
+from .settings import DEFAULT_GUIDANCE, Settings
 from .vocab import Vocab, to_text
 
 COMPILED = ("auto", "on", "off")  # Composer.load's choices for the compiled decode step
@@ -154,6 +154,7 @@ class Composer:
         if prompt is not None:
             table = prompt if isinstance(prompt, NoteTable) else read_midi(prompt)
         self.check(chosen)
+        chosen = self.guided(chosen)
         if chosen.instruments is None:
             chosen = replace(chosen, instruments=self.usual_instruments(chosen.style, table))
         if keep is not None and not 1 <= keep <= chosen.candidates:
@@ -195,6 +196,7 @@ class Composer:
         seconds = settings.pop("seconds", None) or kept.end_seconds()
         chosen = Settings(instruments=list(add), seconds=seconds, **settings)
         self.check(chosen)
+        chosen = self.guided(chosen)
         kept = kept.select(np.flatnonzero(kept.seconds(kept.onset) < seconds))
         budget = int(self.model.config.context * HINT_SHARE) if hints else 0  # read if the model learnt to
         fixed = plan(kept, self.vocab, chosen.style, chosen.instruments, (0.0, seconds), hint_budget=budget)
@@ -221,6 +223,7 @@ class Composer:
             instruments = [FAMILIES[f] for f in np.unique(playing)]
         chosen = Settings(instruments=list(instruments), seconds=max(total, stop), **settings)
         self.check(chosen)
+        chosen = self.guided(chosen)
         kept = table.select(np.flatnonzero(~inside))
         budget = MAX_TAIL if hints else 0  # read if the model learnt to
         fixed = plan(kept, self.vocab, chosen.style, chosen.instruments, (start, stop), right_seconds, budget, True)
@@ -238,6 +241,13 @@ class Composer:
         if settings.style is not None and settings.style not in self.styles:
             raise MuseNetError(f"this model never learnt the style {settings.style!r}; it knows "
                                f"{', '.join(self.styles)}")
+
+    def guided(self, settings: Settings) -> Settings:
+        """`settings` with the guidance decided where left at None: `DEFAULT_GUIDANCE` for a
+        model that learnt unconditioned headers, else 1 (off)."""
+        if settings.guidance is not None:
+            return settings
+        return replace(settings, guidance=DEFAULT_GUIDANCE if self.sampler.guidable else 1.0)
 
     def usual_instruments(self, style: str | None, prompt: NoteTable | None = None) -> list[str] | str:
         """What plays when no instruments are named: a prompt's own families; else the style's

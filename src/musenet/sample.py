@@ -138,7 +138,7 @@ class Generator:
     def check(self, settings: Settings) -> None:
         """`Settings.check`, and that guidance is asked only of a model that learnt it."""
         settings.check(self.vocab)
-        if settings.guidance != 1.0 and not self.guidable:
+        if settings.guidance not in (None, 1.0) and not self.guidable:
             raise MuseNetError("this model never learnt a header without style and instruments, so it cannot be "
                                "guided: leave guidance at 1, or train with augment unconditioned > 0")
 
@@ -184,7 +184,7 @@ class Generator:
                 logits, cache, twin = self.read_window(sequences, state, settings, fixed)
             conditioned = logits
             if twin is not None:
-                logits = guide(conditioned, twin[0], settings.guidance)
+                logits = guide(conditioned, twin[0], float(settings.guidance))
             if chooser is not None and not needs_tempo:
                 token = chooser(logits, state, draws.next())
             else:
@@ -268,7 +268,7 @@ class Generator:
         if len({len(w) for w, _ in windows}) > 1:  # all rows take one token per step, pad when finished
             raise MuseNetError("internal error: candidates fell out of step")
         logits, cache = self.read(np.stack([w for w, _ in windows]), features)
-        if settings.guidance == 1.0:
+        if settings.guidance in (None, 1.0):  # (None: the sampler alone reads it as off)
             return logits, cache, None
         # the twins: the same windows without style and families (the body's features are the same)
         bare = [unconditioned(window, vocab) for window, _ in windows]

@@ -35,6 +35,9 @@ LIMITS: dict[str, tuple[float, float]] = {
     "max_tokens": (1, 10_000_000),
 }
 INSTRUMENT_MODES = ("strict", "soft")
+#: The guidance a model that learnt unconditioned headers composes with when none is asked for
+#: (`Composer.guided`; README "Composing": the weight that measured best for the bundled model).
+DEFAULT_GUIDANCE = 2.0
 NUCLEUS_MODES = ("all", "family")
 
 
@@ -52,7 +55,9 @@ class Settings:
     top_k: int = 0
     top_p: float = 0.95
     nucleus: str = "all"                   # or "family": top-p within the group the draw picks (rules.py)
-    guidance: float = 1.0                  # classifier-free guidance on style and families (sample.py); 1: off
+    # classifier-free guidance on style and families (sample.py); 1: off; None: DEFAULT_GUIDANCE
+    # for a model that learnt unconditioned headers, else off (`Composer.guided` decides)
+    guidance: float | None = None
     seed: int = 0
     candidates: int = 1
     instrument_mode: str = "strict"        # or "soft": instruments only in the header, as MuseNet
@@ -81,7 +86,7 @@ class Settings:
             raise MuseNetError(f"instrument_mode must be strict or soft, not {self.instrument_mode!r}")
         for name, (low, high) in LIMITS.items():
             value = getattr(self, name)
-            if value is None and name in ("prompt_notes", "prompt_seconds", "max_tokens"):
+            if value is None and name in ("prompt_notes", "prompt_seconds", "max_tokens", "guidance"):
                 continue
             check_number(name, value, low, high)
 

@@ -59,7 +59,9 @@ def run_eval(model: str | Path, data: str | Path, out: str | Path | None = None,
         if band_requests < 1:
             raise MuseNetError("--band-requests must be at least 1")
     composer, train, held = open_inputs(model, data, split, device, threads)
-    composer.check(Settings(**sampling))  # guidance only for a model that learnt it, before any work
+    chosen = Settings(**sampling)
+    composer.check(chosen)  # guidance only for a model that learnt it, before any work
+    sampling["guidance"] = composer.guided(chosen).guidance  # recorded as drawn
     styles = styles_to_compose(train)
     rng = np.random.default_rng(seed)
     stages = 4 + 2 * len(styles) + (1 if long_pieces else 0)
