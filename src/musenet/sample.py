@@ -6,7 +6,7 @@ per step, each step one cached forward pass of the batch. The rules that keep ca
 valid (instrument and grammar masks, releases, length, sampling) are the pure functions of
 `rules.py`; the clock and side features follow `sequence.py`.
 
-With `Settings.guidance` above 1 (classifier-free guidance), every candidate also has an
+With `Settings.guidance` other than 1 (classifier-free guidance), every candidate also has an
 unconditioned twin: the same tokens under a header without style and families, in a cache
 of its own. Each step the draw reads the conditioned logits pushed away from the twin's
 (`rules.guide`), so what the style and the named families make likely weighs more. Only a
