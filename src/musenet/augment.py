@@ -164,11 +164,15 @@ def unconditioned(tokens: np.ndarray, vocab: Vocab) -> np.ndarray:
     return tokens[~condition]
 
 
+def trained_augment(metadata: dict) -> dict:
+    """The augmentation a checkpoint's model was trained with (its config.json; {} if none)."""
+    return (metadata.get("train") or {}).get("augment") or {}
+
+
 def learnt_unconditioned(metadata: dict) -> bool:
     """Whether a checkpoint's model learnt unconditioned headers (so it can be guided): its
-    training asked for them (config.json)."""
-    augment = (metadata.get("train") or {}).get("augment") or {}
-    return bool(augment.get("unconditioned"))
+    training asked for them."""
+    return bool(trained_augment(metadata).get("unconditioned"))
 
 
 def _ranks(counts: np.ndarray) -> np.ndarray:

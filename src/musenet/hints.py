@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .augment import trained_augment
 from .encoding import with_waits
 from .sequence import header_length
 from .vocab import Vocab
@@ -117,5 +118,5 @@ def hint_for(steps: np.ndarray, tokens: np.ndarray, from_step: int, vocab: Vocab
 
 def knows_hints(metadata: dict) -> bool:
     """Whether a checkpoint's model learnt hints: its training asked for them (config.json)."""
-    augment = (metadata.get("train") or {}).get("augment") or {}
+    augment = trained_augment(metadata)
     return bool(augment.get("fill_middle") or augment.get("accompany"))

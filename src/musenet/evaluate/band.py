@@ -56,7 +56,7 @@ def run_band(composer, styles: list[str], seconds: float = 30.0, requests: int =
     continuation of the songs in `prompts` (at most `max_prompts`) and of `band_prompts`
     held-out POP909 band versions (at most `real_limit` POP909 songs for the bass), each cut
     at `prompt_seconds` and continued for `continue_seconds`; `sampling` (temperature, top_p,
-    top_k, nucleus) goes to every draw. Returns every figure, and each stage's seconds."""
+    top_k, nucleus, guidance) goes to every draw. Returns every figure, and each stage's seconds."""
     sampling = sampling or {}
     if requests < 1 or pieces < 1 or seconds <= 0:
         raise MuseNetError("band evaluation: requests and pieces must be at least 1, seconds positive")
