@@ -108,6 +108,8 @@ def main() -> None:
                         "generate's)")
     parser.add_argument("--guidance", type=float, default=None,
                         help="the continuations' classifier-free guidance (default: generate's)")
+    parser.add_argument("--top-p", type=float, default=None,
+                        help="the continuations' nucleus (default: Settings' 0.95; 1: the whole distribution)")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
     if args.threads:
@@ -115,6 +117,8 @@ def main() -> None:
     nucleus = {"nucleus": args.nucleus} if args.nucleus else {}
     if args.guidance is not None:
         nucleus["guidance"] = args.guidance
+    if args.top_p is not None:
+        nucleus["top_p"] = args.top_p
     began = time.perf_counter()
     songs = [(n, t) for n, t in prompt_list(args.prompts, args.corpora, None, 3 if args.corpora else 0)
              if not isinstance(t, str)]

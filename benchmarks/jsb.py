@@ -22,18 +22,25 @@ boundary. On a 2-core CPU short crops train much faster per minute than whole ch
 chorales per step, cheaper attention): after 4 minutes, 256-token crops (16 per step) reached a
 valid NLL of 0.65 against 0.74 for 512 (8 per step) and 0.86 for whole chorales (4 per step).
 
-Model: ours, `musenet.model.build_model(..., side_features=False)` with learned, rotary or ALiBi
-positions, trained with AdamW (the project's weight-decay groups) and the project's warm-up +
-cosine `learning_rate` helper driven by the fraction of the time budget spent, on chorales
-transposed by a random k in [-transpose, +transpose] semitones (limited per chorale so every
-pitch stays inside the vocabulary). --dropout applies to the embeddings and the residual
-branches; attention-probability dropout is off (the model's `attention_dropout` default; see
---attention-dropout) because on CPU `scaled_dot_product_attention` with dropout leaves the fused
-kernel for the quadratic-memory math path and trains several times slower. The time budget
-counts training steps only; the valid split is scored every --eval-minutes of training and the
-best-valid weights are kept in memory, and the final valid and test numbers are theirs (scored
-in float32; the periodic valid scores use bfloat16 matmuls under --bf16, the default on CPUs with
-native bfloat16).
+Model: ours, `musenet.model.build_model` with learned, rotary or ALiBi positions and, with
+--features, MuseNet's side features read off the raster (`side_features`): `chord`, each cell's
+place in its chord (the voice: soprano 1 to bass 4), `time` (sixteenths since the window's
+first; --time-heads rotates that many heads by it, so they score cells by their distance in
+time, whatever voices lie between), `phase` (the sixteenth within a 4/4 bar from the chorale's
+first) and `held_for` (for how many sixteenths the cell's voice has kept its pitch). All are
+computed from the tokens up to and including the cell they describe, so no future token leaks
+into a prediction; with none, rotary positions alone cannot tell which voice comes next where a
+window starts mid-chorale. Trained with AdamW (the project's weight-decay groups) and the
+project's warm-up + cosine `learning_rate` helper driven by the fraction of the time budget
+spent, on chorales transposed by a random k in [-transpose, +transpose] semitones (limited per
+chorale so every pitch stays inside the vocabulary). --dropout applies to the embeddings and
+the residual branches; attention-probability dropout is off (the model's `attention_dropout`
+default; see --attention-dropout) because on CPU `scaled_dot_product_attention` with dropout
+leaves the fused kernel for the quadratic-memory math path and trains several times slower. The
+time budget counts training steps only; the valid split is scored every --eval-minutes of
+training and the best-valid weights are kept in memory, and the final valid and test numbers
+are theirs (scored in float32; the periodic valid scores use bfloat16 matmuls under --bf16, the
+default on CPUs with native bfloat16).
 
 Run (2-core CPU, about 30 minutes of training plus a few of evaluation):
     python benchmarks/jsb.py --minutes 30 --out /tmp/jsb.json
@@ -65,6 +72,7 @@ PUBLISHED = [  # Huang et al. 2019, Table 1: valid NLL only
 ]
 REST, START, FIRST_PITCH = 0, 1, 2
 IGNORE = -100  # target padding, skipped by cross_entropy
+JSB_FEATURES = ("chord", "time", "phase", "held_for")  # the side features `side_features` computes here
 VIRTUAL_STEPS = 10_000  # the lr schedule runs over the time budget mapped onto this many steps
 
 
@@ -107,29 +115,63 @@ def make_vocab(train: list[np.ndarray], transpose: int) -> Vocab:
     return Vocab(low - transpose, high + transpose)
 
 
-def collate(sequences: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
-    """(inputs, targets) padded to the longest: sequence[:-1] predicts sequence[1:]."""
+def collate(sequences: list[np.ndarray], sides: list[dict] | None = None
+            ) -> tuple[torch.Tensor, torch.Tensor, dict | None]:
+    """(inputs, targets, side features or None) padded to the longest: sequence[:-1] predicts
+    sequence[1:]; `sides`, each sequence's `side_features` (padded with 0)."""
     length = max(len(s) for s in sequences) - 1
     inputs = np.full((len(sequences), length), REST, np.int64)
     targets = np.full((len(sequences), length), IGNORE, np.int64)
     for row, s in enumerate(sequences):
         inputs[row, : len(s) - 1] = s[:-1]
         targets[row, : len(s) - 1] = s[1:]
-    return torch.from_numpy(inputs), torch.from_numpy(targets)
+    if not sides or not sides[0]:
+        return torch.from_numpy(inputs), torch.from_numpy(targets), None
+    table = {name: np.zeros((len(sequences), length), np.int64) for name in sides[0]}
+    for row, side in enumerate(sides):
+        for name, values in side.items():
+            table[name][row, : len(values)] = values
+    return torch.from_numpy(inputs), torch.from_numpy(targets), {k: torch.from_numpy(v) for k, v in table.items()}
 
 
-def random_crop(sequence: np.ndarray, context: int, rng: np.random.Generator) -> np.ndarray:
-    """A context+1 slice starting on a step boundary (so voice = position mod 4 stays true)."""
+def side_features(tokens: np.ndarray, start: int, length: int, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """MuseNet's side features `names` of the `length` input tokens from index `start` of a
+    chorale's `tokens` (index 0 is the start token, then cell j = index - 1 is voice j % 4 of
+    sixteenth j // 4): `chord`, the cell's place in its chord (1-4 for soprano to bass, 0 for
+    the start token); `time`, sixteenths since the window's first (what time heads rotate by);
+    `phase`, the sixteenth within a 4/4 bar counted from the chorale's first; `held_for`, for
+    how many sixteenths before this one the voice has kept the same pitch (or rest), from the
+    chorale's start (so a window starting mid-note still knows), saturating at 32."""
+    if not names:
+        return {}
+    index = np.arange(start, start + length)
+    cell = index - 1
+    step = np.maximum(cell, 0) // 4
+    out = {"chord": np.where(index > 0, cell % 4 + 1, 0), "time": step - step[0],
+           "phase": np.where(index > 0, step % 16, 0)}
+    if "held_for" in names:
+        grid = tokens[1:1 + 4 * ((len(tokens) - 1) // 4)].reshape(-1, 4)
+        steps = np.arange(len(grid))[:, None]
+        changed = np.vstack([np.ones((1, 4), bool), grid[1:] != grid[:-1]])
+        held = np.minimum(steps - np.maximum.accumulate(np.where(changed, steps, 0), axis=0), 32)
+        flat = np.concatenate([[0], held.reshape(-1), np.zeros(len(tokens), np.int64)])
+        out["held_for"] = flat[index]
+    return {name: out[name] for name in names}
+
+
+def random_crop(sequence: np.ndarray, context: int, rng: np.random.Generator) -> tuple[np.ndarray, int]:
+    """A context+1 slice starting on a step boundary (so voice = position mod 4 stays true),
+    and where it starts."""
     targets = len(sequence) - 1
     if targets <= context:
-        return sequence
+        return sequence, 0
     start = 4 * int(rng.integers(0, (targets - context) // 4 + 1))
-    return sequence[start: start + context + 1]
+    return sequence[start: start + context + 1], start
 
 
 def training_batches(chorales: list[np.ndarray], vocab: Vocab, batch_size: int, context: int, transpose: int,
-                     rng: np.random.Generator):
-    """Endless (inputs, targets) batches: each epoch shuffles, groups chorales of similar length
+                     rng: np.random.Generator, features: tuple[str, ...] = ()):
+    """Endless (inputs, targets, side features) batches: each epoch shuffles, groups chorales of similar length
     (sorted within chunks of 16 batches, to waste little on padding) and transposes each one."""
     while True:
         order = rng.permutation(len(chorales))
@@ -139,11 +181,14 @@ def training_batches(chorales: list[np.ndarray], vocab: Vocab, batch_size: int, 
             part = sorted(order[i: i + chunk], key=lambda j: len(chorales[j]))
             groups += [part[k: k + batch_size] for k in range(0, len(part), batch_size)]
         for g in rng.permutation(len(groups)):
-            sequences = []
+            crops, sides = [], []
             for j in groups[g]:
                 shift = int(rng.choice(vocab.shifts(chorales[j], transpose)))
-                sequences.append(random_crop(vocab.encode(chorales[j], shift), context, rng))
-            yield collate(sequences)
+                tokens = vocab.encode(chorales[j], shift)
+                crop, start = random_crop(tokens, context, rng)
+                crops.append(crop)
+                sides.append(side_features(tokens, start, len(crop) - 1, features))
+            yield collate(crops, sides)
 
 
 def eval_windows(targets: int, context: int, stride: int) -> list[tuple[int, int]]:
@@ -162,25 +207,26 @@ def eval_windows(targets: int, context: int, stride: int) -> list[tuple[int, int
 
 @torch.no_grad()
 def evaluate(model, sequences: list[np.ndarray], context: int, stride: int, bf16: bool = False,
-             batch_tokens: int = 4096) -> float:
+             batch_tokens: int = 4096, features: tuple[str, ...] = ()) -> float:
     """Mean NLL (nats per token) over every target token of `sequences` (start token excluded);
     `bf16` autocasts the matmuls (faster, for checkpoint selection; final numbers use float32)."""
     model.eval()
-    pieces = []  # (window inputs+target slice, number of leading targets that are context only)
+    pieces = []  # (window inputs+target slice, number of leading targets that are context only, start)
     for s in sequences:
         for start, first in eval_windows(len(s) - 1, context, stride):
-            pieces.append((s[start: start + context + 1], first - start))
+            window = s[start: start + context + 1]
+            pieces.append((window, first - start, side_features(s, start, len(window) - 1, features)))
     pieces.sort(key=lambda p: -len(p[0]))  # longest first: each batch's first window sets its size
     total, count, i = 0.0, 0, 0
     while i < len(pieces):
         size = max(1, batch_tokens // len(pieces[i][0]))
         chunk = pieces[i: i + size]
         i += len(chunk)
-        inputs, targets = collate([window for window, _ in chunk])
-        for row, (_, skip) in enumerate(chunk):
+        inputs, targets, side = collate([window for window, _, _ in chunk], [side for _, _, side in chunk])
+        for row, (_, skip, _) in enumerate(chunk):
             targets[row, :skip] = IGNORE
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            logits = model(inputs).float()
+            logits = model(inputs, side).float()
         total += F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
                                  ignore_index=IGNORE, reduction="sum").item()
         count += int((targets != IGNORE).sum())
@@ -195,7 +241,8 @@ def train(model, args, splits: dict, vocab: Vocab) -> dict:
     schedule = TrainConfig(learning_rate=args.lr, min_learning_rate=args.lr * args.min_lr_ratio,
                            warmup_steps=int(args.warmup * VIRTUAL_STEPS), max_steps=VIRTUAL_STEPS)
     optimizer = torch.optim.AdamW(param_groups(model, args.weight_decay), lr=args.lr, betas=(0.9, 0.98))
-    batches = training_batches(splits["train"], vocab, args.batch_size, args.context, args.transpose, rng)
+    features = tuple(model.config.features)
+    batches = training_batches(splits["train"], vocab, args.batch_size, args.context, args.transpose, rng, features)
     budget = args.minutes * 60
     train_seconds, next_eval, step, tokens = 0.0, args.eval_minutes * 60, 0, 0
     recent, history, best = [], [], {"valid": math.inf}
@@ -203,7 +250,7 @@ def train(model, args, splits: dict, vocab: Vocab) -> dict:
         done = train_seconds >= budget
         if train_seconds >= next_eval or done:
             next_eval += args.eval_minutes * 60
-            score = evaluate(model, valid, args.context, args.eval_stride, args.bf16)
+            score = evaluate(model, valid, args.context, args.eval_stride, args.bf16, features=features)
             record = {"minutes": round(train_seconds / 60, 2), "step": step, "tokens": tokens,
                       "train": round(sum(recent) / max(len(recent), 1), 4), "valid": round(score, 4),
                       "lr": optimizer.param_groups[0]["lr"]}
@@ -220,9 +267,9 @@ def train(model, args, splits: dict, vocab: Vocab) -> dict:
         lr = learning_rate(int(train_seconds / budget * VIRTUAL_STEPS), schedule)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        inputs, targets = next(batches)
+        inputs, targets, side = next(batches)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
-            logits = model(inputs)
+            logits = model(inputs, side)
         loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1),
                                ignore_index=IGNORE)
         optimizer.zero_grad(set_to_none=True)
@@ -237,8 +284,10 @@ def train(model, args, splits: dict, vocab: Vocab) -> dict:
 
 
 def describe(args) -> str:
+    extra = f", features {'+'.join(args.features)}" if args.features else ""
+    extra += f", {args.time_heads} time heads" if args.time_heads else ""
     return (f"ours ({args.positions}, {args.layers} layers x {args.width}, {args.heads} heads, "
-            f"dropout {args.dropout}, {args.minutes:g} min CPU)")
+            f"dropout {args.dropout}{extra}, {args.minutes:g} min CPU)")
 
 
 def markdown_table(args, valid: float, test: float) -> str:
@@ -246,6 +295,14 @@ def markdown_table(args, valid: float, test: float) -> str:
     rows += [f"| {name} | {nll:.3f} | — |" for name, nll in PUBLISHED]
     rows.append(f"| {describe(args)} | {valid:.3f} | {test:.3f} |")
     return "\n".join(rows)
+
+
+def feature_list(text: str) -> tuple[str, ...]:
+    names = tuple(n for n in text.split(",") if n)
+    unknown = [n for n in names if n not in JSB_FEATURES]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown side feature {unknown[0]!r}: use {', '.join(JSB_FEATURES)}")
+    return names
 
 
 def parse_args(argv=None):
@@ -258,6 +315,10 @@ def parse_args(argv=None):
     p.add_argument("--width", type=int, default=192)
     p.add_argument("--heads", type=int, default=3)
     p.add_argument("--dropout", type=float, default=0.1)
+    p.add_argument("--features", type=feature_list, default=(),
+                   help="MuseNet's side features, comma-separated, from chord (the voice), time, phase, held_for "
+                        "(`side_features`; default none)")
+    p.add_argument("--time-heads", type=int, default=0, help="heads rotated by time (needs the time feature)")
     p.add_argument("--attention-dropout", type=float, default=0.0,
                    help="dropout on attention probabilities (slow on CPU when > 0)")
     p.add_argument("--context", type=int, default=256, help="tokens per window; a multiple of 4")
@@ -294,7 +355,8 @@ def main(argv=None) -> None:
     vocab = make_vocab(splits["train"], args.transpose)
     model = build_model(dict(context=args.context, layers=args.layers, heads=args.heads, width=args.width,
                              dropout=args.dropout, attention_dropout=args.attention_dropout,
-                             positions=args.positions, side_features=False), vocab.size)
+                             positions=args.positions, side_features=list(args.features),
+                             time_heads=args.time_heads), vocab.size)
     print(f"vocabulary {vocab.size} (MIDI {vocab.low}..{vocab.high}, rest, start); "
           f"parameters {model.parameter_count():,}; chorales "
           + ", ".join(f"{k} {len(v)}" for k, v in splits.items()), flush=True)
@@ -302,8 +364,11 @@ def main(argv=None) -> None:
     result = train(model, args, splits, vocab)
     best = result["best"]
     model.load_state_dict(best["state"])
-    valid = evaluate(model, [vocab.encode(c) for c in splits["valid"]], args.context, args.eval_stride)
-    test = evaluate(model, [vocab.encode(c) for c in splits["test"]], args.context, args.eval_stride)
+    features = tuple(model.config.features)
+    valid = evaluate(model, [vocab.encode(c) for c in splits["valid"]], args.context, args.eval_stride,
+                     features=features)
+    test = evaluate(model, [vocab.encode(c) for c in splits["test"]], args.context, args.eval_stride,
+                    features=features)
     wall = time.perf_counter() - started
     print(f"\ntraining {result['train_seconds'] / 60:.1f} min ({result['steps']} steps, "
           f"{result['tokens'] / result['train_seconds']:.0f} tokens/s, "
