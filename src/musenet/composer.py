@@ -153,8 +153,7 @@ class Composer:
         table = None
         if prompt is not None:
             table = prompt if isinstance(prompt, NoteTable) else read_midi(prompt)
-        self.check(chosen)
-        chosen = self.guided(chosen)
+        chosen = self.settled(chosen)
         if chosen.instruments is None:
             chosen = replace(chosen, instruments=self.usual_instruments(chosen.style, table))
         if keep is not None and not 1 <= keep <= chosen.candidates:
@@ -195,8 +194,7 @@ class Composer:
         kept, _ = parts(song, keep)
         seconds = settings.pop("seconds", None) or kept.end_seconds()
         chosen = Settings(instruments=list(add), seconds=seconds, **settings)
-        self.check(chosen)
-        chosen = self.guided(chosen)
+        chosen = self.settled(chosen)
         kept = kept.select(np.flatnonzero(kept.seconds(kept.onset) < seconds))
         budget = int(self.model.config.context * HINT_SHARE) if hints else 0  # read if the model learnt to
         fixed = plan(kept, self.vocab, chosen.style, chosen.instruments, (0.0, seconds), hint_budget=budget)
@@ -222,8 +220,7 @@ class Composer:
             playing = table.family[inside] if inside.any() else table.family
             instruments = [FAMILIES[f] for f in np.unique(playing)]
         chosen = Settings(instruments=list(instruments), seconds=max(total, stop), **settings)
-        self.check(chosen)
-        chosen = self.guided(chosen)
+        chosen = self.settled(chosen)
         kept = table.select(np.flatnonzero(~inside))
         budget = MAX_TAIL if hints else 0  # read if the model learnt to
         fixed = plan(kept, self.vocab, chosen.style, chosen.instruments, (start, stop), right_seconds, budget, True)
@@ -241,6 +238,11 @@ class Composer:
         if settings.style is not None and settings.style not in self.styles:
             raise MuseNetError(f"this model never learnt the style {settings.style!r}; it knows "
                                f"{', '.join(self.styles)}")
+
+    def settled(self, settings: Settings) -> Settings:
+        """`check`, then `guided`: the settings a draw runs with (generate, accompany, infill)."""
+        self.check(settings)
+        return self.guided(settings)
 
     def guided(self, settings: Settings) -> Settings:
         """`settings` with the guidance decided where left at None: `DEFAULT_GUIDANCE` for a
