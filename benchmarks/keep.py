@@ -5,6 +5,8 @@
 A model that reads hints (`hints.py`) is measured both ways: with hints (the kept parts, or
 what follows the span, read ahead) and as the baseline, constrained decoding (kept notes
 forced into the sequence as they come; for infilling, the right side forced after the span).
+A model that reads a kept part beside the sequence (`channel.py`) is measured that way too
+(the melody as side features of the accompaniment's own tokens, not in the sequence).
 
 - Accompaniment (POP909 test songs, melody as voice, bridge and piano as the accompaniment):
   bits per accompaniment note given the melody (read ahead as a hint: every token but the
@@ -82,12 +84,15 @@ def main() -> None:
     root = Path(args.corpora) / "pop909"
     style = "pop" if "pop" in composer.styles else None
     began = time.perf_counter()
-    hints = composer.reads_hints
+    hints, beside = composer.reads_hints, composer.reads_beside
     ways = (True, False) if hints else (False,)  # with hints, and the baseline: kept notes met as they come
     name = {True: "hints", False: "constrained"}
-    bits = keep.accompaniment_bits(model, vocab, root, args.songs, device, args.seconds, style, hints=hints)
-    chords = {name[w]: keep.accompaniment_chords(composer, root, args.songs, args.seconds, args.candidates, style,
-                                                 hints=w) for w in ways}
+    bits = keep.accompaniment_bits(model, vocab, root, args.songs, device, args.seconds, style, hints=hints,
+                                   beside=beside)
+    chords = {"beside": keep.accompaniment_chords(composer, root, args.songs, args.seconds, args.candidates, style)
+              } if beside else {}
+    chords |= {name[w]: keep.accompaniment_chords(composer, root, args.songs, args.seconds, args.candidates, style,
+                                                  hints=w, beside=False) for w in ways}
     pieces = [(t, s) for t, s in test_pieces(Dataset(args.data, "test"), args.per_style) if s in composer.styles]
     middle = keep.infill_bits(model, vocab, pieces, SPAN, device, hints=hints)
     seams = {name[w]: keep.infill_seams(composer, pieces, SPAN, args.candidates, hints=w) for w in ways}
@@ -98,14 +103,21 @@ def main() -> None:
             made = composer.infill(table, *SPAN, candidates=1, style=piece_style, hints=way)[0].table
             pianoroll_png(excerpt(made, *window), out / f"infill-{number}-{name[way]}.png",
                           f"{piece_style}: {SPAN[0]:g}-{SPAN[1]:g} s composed ({name[way]})")
-    figures = {"model": composer.model_path, "reads_hints": hints, "accompaniment_bits": bits,
+    figures = {"model": composer.model_path, "reads_hints": hints, "reads_beside": beside, "accompaniment_bits": bits,
                "accompaniment_chords": chords, "infill_bits": middle, "infill_seams": seams,
                "seconds": round(time.perf_counter() - began, 1)}
     (out / "figures.json").write_text(json.dumps(figures, indent=2, default=float) + "\n")
-    print(f"model {composer.model_path} (reads hints: {hints}); {bits['notes']} accompaniment notes of "
-          f"{len(bits['songs'])} POP909 test songs; {len(pieces)} test pieces for infilling; "
+    print(f"model {composer.model_path} (reads hints: {hints}, a kept part beside: {beside}); {bits['notes']} "
+          f"accompaniment notes of {len(bits['songs'])} POP909 test songs; {len(pieces)} test pieces for infilling; "
           f"{figures['seconds']:.0f} s\n")
     print("| accompaniment, bits per note | given the melody | alone | reduction |\n|---|---:|---:|---:|")
+    if beside:
+        print(f"| melody beside the sequence (side features): all tokens | {bits['beside']:.3f} | "
+              f"{bits['alone']:.3f} | {bits['beside_reduction']:.1%} |")
+        print(f"| melody beside the sequence: its note tokens | {bits['notes_beside']:.3f} | "
+              f"{bits['notes_alone']:.3f} | {bits['notes_beside_reduction']:.1%} |")
+        print(f"| as a sampler draws it, melody beside the sequence | {bits['sampled_beside']:.3f} | "
+              f"{bits['sampled_alone']:.3f} | {bits['sampled_beside_reduction']:.1%} |")
     if hints:
         print(f"| melody read ahead (hint): all tokens but the melody's | {bits['hinted']:.3f} | {bits['alone']:.3f} "
               f"| {bits['hinted_reduction']:.1%} |")

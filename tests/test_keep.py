@@ -177,7 +177,7 @@ def test_cli_accompany_and_infill(composer, shared_midi, tmp_path, capsys):
                  "--candidates", "2", "--model", model, "--out", str(tmp_path)]) == 0
     sidecar = json.loads((tmp_path / "accompany-1.json").read_text())
     assert sidecar["task"] == {"task": "accompany", "keep": ["Melody", "bass"], "add": ["drums", "guitar"],
-                               "hints": False}  # a model that never learnt hints
+                               "hints": False, "beside": False}  # a model that never learnt hints or the channel
     assert main(["infill", song, "--bars", "3-4", "--candidates", "2", "--model", model, "--out", str(tmp_path)]) == 0
     sidecar = json.loads((tmp_path / "infill-2.json").read_text())
     assert sidecar["task"]["task"] == "infill" and sidecar["fit"] < 0

@@ -221,6 +221,7 @@ class Augment:
     accompany: float = 0.0       # probability of a hint of some families' notes (hints.py; likewise)
     enter_late: float = 0.0      # probability of some named families coming in only part-way
     unconditioned: float = 0.0   # probability of a header without style and families (Dataset.window, last)
+    kept_channel: float = 0.0    # probability of melodic parts read beside the sequence (channel.py)
 
     def __call__(self, tokens: np.ndarray, vocab: Vocab, rng: np.random.Generator,
                  length: int | None = None) -> np.ndarray:

@@ -31,9 +31,10 @@ def _cmd_accompany(args: argparse.Namespace) -> None:
     composer = Composer.load(args.model, precision=args.precision, compiled=args.compiled)
     check_wav(args)
     pieces = composer.accompany(args.song, keep, add, rank=args.rank, progress=True, seconds=args.seconds,
-                                hints=not args.no_hints, **_sampling(args))
+                                hints=not args.no_hints, beside=not args.in_sequence, **_sampling(args))
     _write(args, composer, pieces, {"task": "accompany", "keep": keep, "add": add,
-                                    "hints": composer.reads_hints and not args.no_hints})
+                                    "hints": composer.reads_hints and not args.no_hints,
+                                    "beside": composer.reads_beside and not args.in_sequence})
 
 
 def _cmd_infill(args: argparse.Namespace) -> None:
@@ -82,6 +83,10 @@ def add_keep_commands(commands) -> None:
     accompany.add_argument("--no-hints", action="store_true",
                            help="do not let the model read the kept parts ahead (a model that learnt hints does by "
                            "default); it then meets each kept note as it comes")
+    accompany.add_argument("--in-sequence", action="store_true",
+                           help="put the kept melodic parts' notes in the token sequence between the model's own, "
+                           "as models before stage 18 read them (a model that learnt the side channel reads them "
+                           "beside it by default: MODEL_CARD.md)")
     add_composing_options(accompany)
     accompany.set_defaults(run=_cmd_accompany)
 

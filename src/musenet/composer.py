@@ -20,6 +20,7 @@ import symusic
 import torch
 
 from .augment import learnt_unconditioned
+from .channel import knows_channel
 from .checkpoint import load_checkpoint, resolve
 from .critic import Critic
 from .encoding import decode_tokens
@@ -77,7 +78,8 @@ class Composer:
     def __init__(self, model: torch.nn.Module, vocab: Vocab, device: str | torch.device, model_path: str,
                  metadata: dict, critic: Critic | None = None):
         self.sampler = Generator(model, vocab, device, hints=knows_hints(metadata),
-                                 guidable=learnt_unconditioned(metadata))
+                                 guidable=learnt_unconditioned(metadata),
+                                 beside=knows_channel(metadata, model.config.features))
         self.model_path = model_path
         self.metadata = metadata  # the checkpoint's config.json: model shape, training, data
         self.critic = critic      # the inner critic saved beside the weights (critic.py), if any
@@ -180,15 +182,23 @@ class Composer:
         ahead, and infilling the music after the span."""
         return self.sampler.hints
 
+    @property
+    def reads_beside(self) -> bool:
+        """Whether the model learnt to read kept parts beside the sequence (`channel.py`): then
+        accompanying keeps the melodic parts out of the sequence and gives them as side features."""
+        return self.sampler.beside
+
     def accompany(self, song, keep: list[str], add: list[str], rank: bool = False, progress: bool = False,
-                  on_step=None, hints: bool = True, **settings) -> list[Piece]:
+                  on_step=None, hints: bool = True, beside: bool = True, **settings) -> list[Piece]:
         """Pieces that keep the parts `keep` of `song` (families, track names or numbers;
         `song.parts`) note for note and add the families `add` around them, for the whole
         song (or `seconds`). Other settings as `generate` (style, candidates, seed, ...).
-        `Piece.fit` is how likely the model finds the kept parts beside each accompaniment;
-        with `rank` the candidates come best first by it. With `hints` (and a model that
-        reads them) the model reads the kept parts' coming notes ahead; else it only meets
-        them as they come (constrained decoding)."""
+        With `beside` (and a model that reads them so, `reads_beside`) the kept melodic parts
+        stay out of the token sequence and the model reads them as side features; the rest
+        (drums, or everything otherwise) is met in the sequence as it comes, and with `hints`
+        (and a model that reads them) read ahead too. `Piece.fit` is how likely the model
+        finds the kept parts in the sequence beside each accompaniment (0 where none is);
+        with `rank` the candidates come best first by it."""
         from .song import parts
 
         kept, _ = parts(song, keep)
@@ -196,8 +206,12 @@ class Composer:
         chosen = Settings(instruments=list(add), seconds=seconds, **settings)
         chosen = self.settled(chosen)
         kept = kept.select(np.flatnonzero(kept.seconds(kept.onset) < seconds))
+        aside = None
+        if beside and self.reads_beside and not kept.drum.all():
+            aside, kept = kept.select(np.flatnonzero(~kept.drum)), kept.select(np.flatnonzero(kept.drum))
         budget = int(self.model.config.context * HINT_SHARE) if hints else 0  # read if the model learnt to
-        fixed = plan(kept, self.vocab, chosen.style, chosen.instruments, (0.0, seconds), hint_budget=budget)
+        fixed = plan(kept, self.vocab, chosen.style, chosen.instruments, (0.0, seconds), hint_budget=budget,
+                     beside=aside)
         return self._pieces(self.sampler.keep(chosen, fixed, progress, on_step), fixed, chosen, rank, "kept")
 
     def infill(self, song, start: float, stop: float, instruments: list[str] | None = None, rank: bool = True,

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .augment import Augment, unconditioned
+from .channel import split_kept
 from .errors import MuseNetError
 from .hints import add_hint
 from .instruments import FAMILIES
@@ -84,15 +85,20 @@ class Dataset:
         reach = length * 4 if augment is not None and (augment.drop_families or augment.enter_late) else length
         window, start_seconds = window_of(tokens, vocab, head_end, start, reach)
         start_step = steps_before(tokens, vocab, head_end, start)
+        kept = None
         if augment is not None:
             rng = rng or np.random.default_rng()
-            window = augment(window, vocab, rng, length)[:length]
-            if hint:
+            window = augment(window, vocab, rng, length)
+            if augment.kept_channel and rng.random() < augment.kept_channel:  # some parts beside it (channel.py)
+                window, kept = split_kept(window, vocab, rng, start_step)
+            window = window[:length]
+            if hint and kept is None:
                 window = add_hint(window, vocab, rng, augment.fill_middle, augment.accompany)[:length]
             if augment.unconditioned and rng.random() < augment.unconditioned:
                 window = unconditioned(window, vocab)
         total = float(self.index["seconds"][row])
-        return Window(window, side_features(window, vocab, total, start_seconds, start_step=start_step), row)
+        return Window(window, side_features(window, vocab, total, start_seconds, start_step=start_step, kept=kept),
+                      row)
 
     def style_shares(self, style_weights: dict[str, float] | None = None) -> np.ndarray:
         """How often each piece of the split is drawn: in proportion to its length, times the

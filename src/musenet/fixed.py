@@ -17,7 +17,9 @@ different fixed events. A `FixedPlan` is the kept notes encoded on the grid:
 - `hint_steps`, `hint_tokens`: for a model that learnt hints (`hints.py`), the kept events
   it reads ahead, each time it reads a window: the kept parts from the window's start (an
   accompaniment) or what follows the span (an infill's right side), at most `hint_budget`
-  tokens.
+  tokens;
+- `channel`: for a model that learnt to read a kept part beside the sequence (`channel.py`),
+  the kept melodic parts that are not in the sequence at all, as the side features' grid.
 
 The pieces that come back take the kept notes verbatim from the input (`merge`), so they
 are exact (pitch, onset, duration, velocity), whatever the grid.
@@ -30,6 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from .channel import KeptGrid, grid_of_table
 from .encoding import decode_tokens, encode_notes, instant_rank, time_steps, with_waits
 from .errors import MuseNetError
 from .instruments import FAMILIES
@@ -51,6 +54,7 @@ class FixedPlan:
     hint_tokens: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     hint_budget: int = 0     # the longest hint, in tokens (0: no hint)
     release: tuple[int, float] = (0, 0.0)  # where the model lets go of its notes: (grid step, input beats)
+    channel: KeptGrid | None = None  # kept notes read beside the sequence (channel.py), not in it
 
 
 def grid_step(table: NoteTable, seconds: float, vocab: Vocab) -> int:
@@ -59,13 +63,15 @@ def grid_step(table: NoteTable, seconds: float, vocab: Vocab) -> int:
 
 
 def plan(kept: NoteTable, vocab: Vocab, style: str | None, added: list[str], span_seconds: tuple[float, float],
-         right_seconds: float = 0.0, hint_budget: int = 0, hint_after: bool = False) -> FixedPlan:
+         right_seconds: float = 0.0, hint_budget: int = 0, hint_after: bool = False,
+         beside: NoteTable | None = None) -> FixedPlan:
     """The fixed events for keeping `kept` while the model writes `added` families between
     `span_seconds` (start, stop). Kept tokens before the span start go into the opening; up
     to `right_seconds` of those after the stop are forced exactly (an infill's right side,
     read so that its likelihood can rank the candidates); later ones are left out. With a
     `hint_budget`, the kept events from the span's start (or with `hint_after`, from its stop)
-    are the hint."""
+    are the hint. `beside` (melodic notes, on `kept`'s tempo map) are kept too, read beside
+    the sequence as the plan's `channel` (channel.py) and never in it."""
     span = (grid_step(kept, span_seconds[0], vocab), grid_step(kept, span_seconds[1], vocab))
     if span[1] <= span[0]:
         raise MuseNetError("the span to compose is empty: its end must come after its start")
@@ -88,10 +94,12 @@ def plan(kept: NoteTable, vocab: Vocab, style: str | None, added: list[str], spa
     exact = np.concatenate([np.zeros(int(inside.sum()), bool), np.ones(len(right), bool)])
     is_event = vocab.tables["family"][body] >= 0
     hinted = is_event & (step >= span[1 if hint_after else 0])
-    return FixedPlan(opening, steps, tokens, exact, span, kept,
+    everything = kept if beside is None else NoteTable.joined([kept, beside]).sorted()
+    return FixedPlan(opening, steps, tokens, exact, span, everything,
                      (float(kept.beats(span_seconds[0])), float(kept.beats(span_seconds[1]))),
                      step[hinted].astype(np.int64), body[hinted].astype(np.int64), hint_budget,
-                     _release(kept, span_seconds[1], min(RING_SECONDS, right_seconds), vocab, span[1]))
+                     _release(kept, span_seconds[1], min(RING_SECONDS, right_seconds), vocab, span[1]),
+                     None if beside is None else grid_of_table(beside, vocab))
 
 
 #: The model's notes sounding at a span's end ring on until the right side's next note-on if

@@ -304,7 +304,10 @@ class StateUpdate(nn.Module):
 
 def update_path(tables) -> Path:
     """The state update's package file: the vocabulary's tables hashed."""
+    from .model import ALL_FEATURES
+
     digest = hashlib.sha256(tables.vocab.time_mode.encode())
+    digest.update(",".join(ALL_FEATURES).encode())  # the features it returns
     for name, array in sorted(tables.vocab.tables.items()):
         digest.update(name.encode())
         digest.update(array.tobytes())

@@ -10,6 +10,8 @@ attention through `scaled_dot_product_attention`, which uses flash kernels on GP
   piece the token is in, and a countdown to the piece's end; named only, `phase`: the grid
   step within a 4-beat bar counted from the piece's start (where in the beat and bar a token falls),
   and `held` / `held_for`: the note sounding longest and for how long (so it is not forgotten),
+  and `kept_top` / `kept_low` / `kept_next`: a kept part read beside the sequence
+  (`channel.py`; bucket 0, no kept part, is fixed at zero),
 - with `time_heads`, that many heads whose queries and keys are rotated by the time feature
   (`time_rotary`), so they score tokens by their distance in time,
 and predicts the next token with an output head tied to the token embedding. With
@@ -32,10 +34,11 @@ from torch import nn
 
 from .errors import MuseNetError
 from .instruments import FAMILIES
+from .sequence import KEPT_FEATURES
 from .vocab import VELOCITIES
 
 FEATURES = ("time", "chord", "position", "countdown")  # what side_features = True embeds
-EXTRA_FEATURES = ("phase", "held", "held_for")  # embedded only where side_features names them (design study)
+EXTRA_FEATURES = ("phase", "held", "held_for", *KEPT_FEATURES)  # embedded only where side_features names them
 ALL_FEATURES = FEATURES + EXTRA_FEATURES  # what `sequence.side_features` computes
 POSITIONS = ("learned", "rotary", "alibi")
 #: Factor embeddings of note tokens and their sizes; the last id of each is "not a note".
@@ -60,6 +63,9 @@ class ModelConfig:
     phase_buckets: int = 48        # grid step within a 4-beat bar since the piece began (beat mode)
     held_buckets: int = 1281       # the note sounding longest (0: none; 1 + family x 128 + pitch)
     held_for_buckets: int = 33     # how long it has sounded, in quarter seconds, saturating
+    kept_top_buckets: int = 25     # a kept part's highest sounding pitch class (+ 12 at its onsets; 0: none)
+    kept_low_buckets: int = 13     # ... its lowest sounding pitch class
+    kept_next_buckets: int = 13    # ... the pitch class of its next onset within a beat
     note_factors: bool = False     # pitch / family / loudness embeddings shared by note tokens (starting at 0)
     time_heads: int = 0            # the last heads rotate queries and keys by the time feature (time_rotary)
 
@@ -237,8 +243,11 @@ class MuseNet(nn.Module):
         if c.features:
             sizes = {"time": c.time_buckets, "chord": c.chord_buckets, "position": c.position_buckets,
                      "countdown": c.countdown_buckets, "phase": c.phase_buckets, "held": c.held_buckets,
-                     "held_for": c.held_for_buckets}
-            self.feature_embeddings = nn.ModuleDict({name: nn.Embedding(sizes[name], c.width) for name in c.features})
+                     "held_for": c.held_for_buckets, "kept_top": c.kept_top_buckets, "kept_low": c.kept_low_buckets,
+                     "kept_next": c.kept_next_buckets}
+            self.feature_embeddings = nn.ModuleDict({
+                name: nn.Embedding(sizes[name], c.width, padding_idx=0 if name in KEPT_FEATURES else None)
+                for name in c.features})
         self.dropout = nn.Dropout(c.dropout)
         self.blocks = nn.ModuleList(Block(c) for _ in range(c.layers))
         self.norm = nn.LayerNorm(c.width)
@@ -256,6 +265,9 @@ class MuseNet(nn.Module):
         if c.note_factors:  # start at 0: a model with factors added computes what it did before
             for embedding in self.factor_embeddings.values():
                 nn.init.zeros_(embedding.weight)
+        with torch.no_grad():  # no kept part reads as nothing added
+            for name in set(c.features) & set(KEPT_FEATURES):
+                self.feature_embeddings[name].weight[0].zero_()
 
     @staticmethod
     def _init(module):

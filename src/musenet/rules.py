@@ -459,6 +459,8 @@ def next_features(token: torch.Tensor, state: DecodeState, tables: TokenTables,
     held = torch.where(sounds, key + 1, 0)
     held_for = ((state.seconds - torch.where(sounds, since, state.seconds)) / HELD_STEP_SECONDS + 1e-6).floor()
     held_for = torch.where(sounds, held_for.long().clamp(0, HELD_FOR_BUCKETS - 1), 0)
+    none = torch.zeros_like(chord[:, None])  # a kept part beside the sequence: the sampler's (`channel.py`)
     return {"time": state.window_steps[:, None].clone(), "chord": chord[:, None],
             "position": position[:, None], "countdown": countdown[:, None], "phase": phase[:, None],
-            "held": held[:, None], "held_for": held_for[:, None]}
+            "held": held[:, None], "held_for": held_for[:, None], "kept_top": none, "kept_low": none.clone(),
+            "kept_next": none.clone()}

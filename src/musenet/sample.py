@@ -61,10 +61,11 @@ class Generator:
     """Samples continuations from a model; `generate` is the whole job."""
 
     def __init__(self, model: MuseNet, vocab: Vocab, device: str | torch.device = "cpu", hints: bool = False,
-                 guidable: bool = False):
+                 guidable: bool = False, beside: bool = False):
         if model.config.vocab_size != vocab.size:
             raise MuseNetError("the model and vocabulary do not match")
         self.hints = hints  # the model learnt to read hints (hints.py): a fixed plan's are given to it
+        self.beside = beside  # the model learnt to read kept parts beside the sequence (channel.py)
         self.guidable = guidable  # the model learnt unconditioned headers: `Settings.guidance` may be used
         self.model = model.eval()
         self.decoder = Decoder(self.model)  # the model's forward pass for sampling (inference.py)
@@ -157,6 +158,7 @@ class Generator:
         draws = Draws(generator, settings.candidates)  # sample_tokens' uniforms, a block at a time
         state = opening_state(opening, settings.candidates, tables, device)  # the prompt sounds, moves time
         plan = None if fixed is None else FixedState(fixed, settings.candidates, tables, device)
+        channel = None if fixed is None else fixed.channel
         logits, cache, twin = self.read_window(sequences, state, settings, fixed)
         # the head scores only tokens the request can ever take, pad (finished rows) included;
         # a plan reads the log-probability of every kept token, so it gets the whole head
@@ -206,6 +208,8 @@ class Generator:
             else:
                 features = next_features(token, state, tables, target)
                 advance(state, token, tables)
+            if channel is not None:  # the kept part where the next token falls (the clock has moved on)
+                features |= channel.columns(state.steps)
             for row, value in enumerate(token.tolist()):  # finished rows take pad, to stay in step
                 sequences[row].append(value)
             logits = self.decoder.step(token, features, cache, head, rows)
@@ -256,9 +260,10 @@ class Generator:
             shortest = min(len(h) for h in hints)
             windows = [(with_hint(w, h[:shortest], vocab), s) for (w, s), h in zip(windows, hints, strict=True)]
         features = []
+        channel = None if fixed is None else fixed.channel
         for row, (window, start_seconds) in enumerate(windows):
             features.append(side_features(window, vocab, float(settings.seconds), start_seconds,
-                                          start_step=starts[row]))
+                                          start_step=starts[row], kept=channel))
             body_waits = np.where(hint_mask(window, vocab), 0, vocab.tables["wait"][window])
             state.window_steps[row] = int(body_waits.sum())
             state.window_seconds[row] = start_seconds
@@ -272,7 +277,8 @@ class Generator:
             return logits, cache, None
         # the twins: the same windows without style and families (the body's features are the same)
         bare = [unconditioned(window, vocab) for window, _ in windows]
-        bare_features = [side_features(window, vocab, float(settings.seconds), start_seconds, start_step=start)
+        bare_features = [side_features(window, vocab, float(settings.seconds), start_seconds, start_step=start,
+                                       kept=channel)
                          for window, (_, start_seconds), start in zip(bare, windows, starts, strict=True)]
         return logits, cache, self.read(np.stack(bare), bare_features)
 

@@ -27,6 +27,7 @@ DEFAULT_TEMPO = 120.0     # beat mode's tempo before the first tempo token
 PHASE_STEPS = 4 * STEPS_PER_BEAT  # the phase feature counts grid steps within a 4-beat bar
 HELD_STEP_SECONDS = 0.25  # `held_for` counts in quarter seconds ...
 HELD_FOR_BUCKETS = 33     # ... up to 8 s, where it saturates
+KEPT_FEATURES = ("kept_top", "kept_low", "kept_next")  # a kept part beside the sequence (channel.py)
 
 
 # ---- the header --------------------------------------------------------------------------
@@ -205,7 +206,7 @@ def at_least(value, floor: float):
 
 
 def side_features(tokens, vocab: Vocab, total_seconds: float, start_seconds: float = 0.0,
-                  tempo: float = DEFAULT_TEMPO, start_step: int = 0) -> dict[str, np.ndarray]:
+                  tempo: float = DEFAULT_TEMPO, start_step: int = 0, kept=None) -> dict[str, np.ndarray]:
     """MuseNet's extra inputs for each token of a window:
     - time: grid steps since the window's first token (notes sounding together share it);
     - chord: 1 + the index of a note-on among the note-ons of its instant (0 for other tokens);
@@ -214,7 +215,10 @@ def side_features(tokens, vocab: Vocab, total_seconds: float, start_seconds: flo
     - phase: in beat mode, the grid step within a 4-beat bar, counted from the piece's start
       (`start_step`: the body's steps before the window); 0 in seconds mode;
     - held, held_for: the melodic note sounding longest so far and how long (`held_notes`), so
-      that a note held for seconds is not forgotten.
+      that a note held for seconds is not forgotten;
+    - kept_top, kept_low, kept_next: the kept part of a side channel (`channel.KeptGrid`,
+      `kept`, on the piece's grid steps) at the step the next token falls at; 0 without one,
+      and for header and hint tokens.
     A hint's tokens get the features of the body's time they stand for (at the opening tempo)."""
     tokens = np.asarray(tokens, np.int64)
     waits = vocab.tables["wait"][tokens]
@@ -236,5 +240,10 @@ def side_features(tokens, vocab: Vocab, total_seconds: float, start_seconds: flo
     countdown = np.clip(countdown_steps(seconds, total_seconds).astype(np.int64), 0, COUNTDOWN_BUCKETS - 1)
     phase = (start_step + time) % PHASE_STEPS if vocab.time_mode == "beat" else np.zeros_like(time)
     held, held_for = held_notes(tokens, vocab, seconds)
-    return {"time": time, "chord": chord, "position": position, "countdown": countdown, "phase": phase,
-            "held": held, "held_for": held_for}
+    features = {"time": time, "chord": chord, "position": position, "countdown": countdown, "phase": phase,
+                "held": held, "held_for": held_for}
+    if kept is None:
+        return features | {name: np.zeros(len(tokens), np.int64) for name in KEPT_FEATURES}
+    body = np.arange(len(tokens)) >= header_length(tokens, vocab)
+    channel = kept.at(np.where(body, start_step + time + body_waits, -1))
+    return features | {name: np.where(body, values, 0) for name, values in channel.items()}

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from ..arrange import in_chord
+from ..channel import KeptGrid, grid_of_table
 from ..corpus.pop909 import MELODY, read_chords, read_song
 from ..encoding import encode_notes
 from ..errors import MuseNetError
@@ -34,13 +35,14 @@ from .harmony import held_out_songs
 
 @torch.no_grad()
 def token_bits(model, vocab, tokens: np.ndarray, device, overlap: float = 0.5, hint=None,
-               budget: int = 0, allowed: np.ndarray | None = None) -> np.ndarray:
+               budget: int = 0, allowed: np.ndarray | None = None, kept: KeptGrid | None = None) -> np.ndarray:
     """Bits of each token of a sequence after the first (aligned with tokens[1:]) under the
     model: a long sequence in windows (each with the header in front) that overlap by
     `overlap`, each token scored once. With `hint` (steps, tokens: events from the body's
     start) and a `budget`, each window's header holds the hint from where it begins. With
     `allowed` (len(tokens) - 1, vocab; aligned with tokens[1:]), each prediction is
-    renormalised over its allowed tokens, as a sampler with those masks draws it."""
+    renormalised over its allowed tokens, as a sampler with those masks draws it. With
+    `kept`, every window reads that kept part beside it (`channel.py`)."""
     context = model.config.context
     head = header_length(tokens, vocab)
     body = context + 1 - head - (budget if hint is not None else 0)
@@ -53,7 +55,7 @@ def token_bits(model, vocab, tokens: np.ndarray, device, overlap: float = 0.5, h
         from_step = int(step[start - 1]) if start > 0 else 0
         if hint is not None:
             window = with_hint(window, hint_for(*hint, from_step, vocab, budget), vocab)
-        features = side_features(window, vocab, total_seconds, start_seconds, start_step=from_step)
+        features = side_features(window, vocab, total_seconds, start_seconds, start_step=from_step, kept=kept)
         inputs = torch.from_numpy(window[None, :-1]).to(device)
         feats = {name: torch.from_numpy(features[name][None, :-1]).to(device) for name in ALL_FEATURES}
         logits = model(inputs, feats).float()[0]
@@ -147,14 +149,16 @@ def melody_and_accompaniment(path: Path, seconds: float | None = None) -> tuple[
 
 
 def accompaniment_bits(model, vocab, root: str | Path, songs: int, device, seconds: float = 60.0,
-                       style: str | None = "pop", hints: bool = False) -> dict:
+                       style: str | None = "pop", hints: bool = False, beside: bool = False) -> dict:
     """Bits per accompaniment note given the melody and alone, over the first `songs`
     held-out POP909 songs (up to `seconds` after the melody enters): by the chain rule (all
     tokens: bits of both minus bits of the melody alone), and counting only the
     accompaniment's note tokens (its note choices, the waits left out) in each sequence.
     With `hints` (a model that reads them), also given the melody read ahead as a hint: the
     bits of every token but the melody's own notes (`hinted`), and of the accompaniment's
-    note tokens (`notes_hinted`)."""
+    note tokens (`notes_hinted`). With `beside` (a model that reads a kept part so), also
+    given the melody beside the accompaniment's own sequence (`channel.py`): all its tokens
+    (`beside`), its note tokens (`notes_beside`), and as a sampler draws it (`sampled_beside`)."""
     rows = []
     for path, song in held_out_songs(root, songs):
         melody, accompaniment = melody_and_accompaniment(path, seconds)
@@ -185,13 +189,20 @@ def accompaniment_bits(model, vocab, root: str | Path, songs: int, device, secon
             row["notes_hinted"] = float(bits[family == FAMILY_ID["piano"]].sum()) / len(accompaniment)
             row["sampled_hinted"] = _scored(model, vocab, together, device, allowed_both, scored_both,
                                             hint=(steps[voice], events[voice]), budget=budget) / len(accompaniment)
+        if beside:
+            grid = grid_of_table(melody, vocab)
+            bits = token_bits(model, vocab, alone, device, kept=grid)
+            row["beside"] = float(bits.sum()) / len(accompaniment)
+            row["notes_beside"] = _family_bits(bits, vocab, alone, "piano") / len(accompaniment)
+            row["sampled_beside"] = _scored(model, vocab, alone, device, allowed_alone, scored_alone,
+                                            kept=grid) / len(accompaniment)
         rows.append(row)
     notes = sum(r["notes"] for r in rows)
     if not notes:
         raise MuseNetError(f"{root}: no held-out song with a melody and an accompaniment")
     out = {"songs": rows, "notes": notes}
     for key in ("given_melody", "alone", "notes_given_melody", "notes_alone", "hinted", "notes_hinted",
-                "sampled_alone", "sampled_given_melody", "sampled_hinted"):
+                "sampled_alone", "sampled_given_melody", "sampled_hinted", "beside", "notes_beside", "sampled_beside"):
         if key in rows[0]:
             out[key] = sum(r[key] * r["notes"] for r in rows) / notes
     out["reduction"] = 1 - out["given_melody"] / out["alone"]
@@ -201,12 +212,17 @@ def accompaniment_bits(model, vocab, root: str | Path, songs: int, device, secon
         out["hinted_reduction"] = 1 - out["hinted"] / out["alone"]
         out["notes_hinted_reduction"] = 1 - out["notes_hinted"] / out["notes_alone"]
         out["sampled_hinted_reduction"] = 1 - out["sampled_hinted"] / out["sampled_alone"]
+    if beside:
+        out["beside_reduction"] = 1 - out["beside"] / out["alone"]
+        out["notes_beside_reduction"] = 1 - out["notes_beside"] / out["notes_alone"]
+        out["sampled_beside_reduction"] = 1 - out["sampled_beside"] / out["sampled_alone"]
     return out
 
 
-def _scored(model, vocab, tokens, device, allowed, scored, **hint) -> float:
-    """Bits of the tokens a sampler with masks `allowed` writes (`scored`, `sampler_masks`)."""
-    bits = token_bits(model, vocab, tokens, device, allowed=allowed, **hint)[scored]
+def _scored(model, vocab, tokens, device, allowed, scored, **reads) -> float:
+    """Bits of the tokens a sampler with masks `allowed` writes (`scored`, `sampler_masks`);
+    `reads`: a hint or a kept part beside (`token_bits`)."""
+    bits = token_bits(model, vocab, tokens, device, allowed=allowed, **reads)[scored]
     if not np.isfinite(bits).all():
         raise MuseNetError("internal error: a real token the sampler's masks forbid")
     return float(bits.sum())
@@ -219,10 +235,11 @@ def chord_share(table: NoteTable, rows: np.ndarray, chords) -> tuple[int, int]:
 
 
 def accompaniment_chords(composer, root: str | Path, songs: int, seconds: float = 30.0, candidates: int = 2,
-                         style: str | None = "pop", seed: int = 0, hints: bool = True) -> dict:
+                         style: str | None = "pop", seed: int = 0, hints: bool = True, beside: bool = True) -> dict:
     """Share of accompaniment onsets in POP909's annotated chord: the real accompaniment's
     and that of accompaniments composed for the same melodies (piano, the melody kept;
-    read ahead as a hint when `hints` and the model reads them)."""
+    read beside the sequence when `beside` and the model reads it so, else in it, read ahead
+    as a hint when `hints` and the model reads them)."""
     real, made, kept_exact, used, composed = [0, 0], [0, 0], True, 0, 0
     for path, _song in held_out_songs(root, songs):
         melody, accompaniment = melody_and_accompaniment(path, seconds)
@@ -232,7 +249,7 @@ def accompaniment_chords(composer, root: str | Path, songs: int, seconds: float 
         hit, total = chord_share(accompaniment, np.arange(len(accompaniment)), chords)
         real, used = [real[0] + hit, real[1] + total], used + 1
         pieces = composer.accompany(melody, ["voice"], ["piano"], seconds=accompaniment.end_seconds(),
-                                    candidates=candidates, seed=seed, style=style, hints=hints)
+                                    candidates=candidates, seed=seed, style=style, hints=hints, beside=beside)
         composed += len(pieces)
         for piece in pieces:
             table = piece.table
