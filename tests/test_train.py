@@ -209,3 +209,18 @@ def test_the_gpu_kit_trains_and_exports_on_a_cpu(dataset, tmp_path):
     subprocess.run(["bash", "scripts/gpu-train.sh", str(config), "0.5"], cwd=root, env=env, check=True, timeout=600)
     assert (tmp_path / "out" / "model" / "model.safetensors").stat().st_size > 1000
     assert '"step": 6' in (tmp_path / "out" / "metrics.jsonl").read_text()
+
+
+def test_named_side_features_learn_at_their_own_rate():
+    """`feature_lr` puts those embeddings in their own group, which the schedule scales."""
+    from musenet.model import build_model
+    from musenet.train import param_groups
+
+    model = build_model("tiny", 300, side_features=["time", "kept_top", "kept_low"])
+    groups = param_groups(model, 0.1, {"kept_top": 30.0, "kept_low": 30.0})
+    faster = [g for g in groups if g.get("lr_factor") == 30.0]
+    assert len(faster) == 1 and faster[0]["weight_decay"] == 0.0
+    assert {id(p) for p in faster[0]["params"]} == {id(model.feature_embeddings[n].weight)
+                                                    for n in ("kept_top", "kept_low")}
+    assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
+    assert len(param_groups(model, 0.1)) == 2  # none named: as before

@@ -56,6 +56,7 @@ class TrainConfig:
     augment: dict = field(default_factory=lambda: {"transpose": 6, "volume": 0.2, "stretch": 0.05,
                                                     "reorchestrate": 0.1})
     style_weights: dict = field(default_factory=dict)  # style or pattern (drums-*) -> how much more often drawn
+    feature_lr: dict = field(default_factory=dict)  # side feature -> factor on its embedding's learning rate
     ensembles: dict = field(default_factory=dict)  # style -> its usual families, over what the data's counts say
 
 
@@ -206,7 +207,7 @@ def train(data_dir: str | Path, config: str, out: str | Path, max_steps: int | N
     while step < train_config.max_steps:
         lr = learning_rate(step, train_config)
         for group in optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_factor", 1.0)
         batches = [data.sample(np.random.default_rng([train_config.seed, step, m]), micro, model.config.context,
                                augment, shares=shares) for m in range(train_config.accumulate)]
         loss_value, grad_norm, targets = _optimizer_step(net, model, optimizer, batches, train_config, step, dist,
@@ -291,7 +292,7 @@ def _model_and_optimizer(settings: dict, vocab, config: TrainConfig, init: str |
                          device: torch.device) -> tuple[MuseNet, torch.optim.Optimizer, int]:
     """(model, AdamW, step to start from): fresh, from `init`'s weights, or as `state` left them."""
     model = _new_model(settings, vocab, config.seed, init if state is None else None).to(device)
-    optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.learning_rate,
+    optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay, config.feature_lr), lr=config.learning_rate,
                                   betas=(0.9, 0.95), fused=device.type == "cuda")
     if state is None:
         return model, optimizer, 0
@@ -398,12 +399,19 @@ def grown_weights(weights: dict, old: Vocab, new: Vocab) -> dict:
     return grown
 
 
-def param_groups(model: MuseNet, weight_decay: float) -> list[dict]:
-    """Weight decay on matrices only (not biases, norms or embeddings)."""
-    decay, no_decay = [], []
+def param_groups(model: MuseNet, weight_decay: float, feature_lr: dict | None = None) -> list[dict]:
+    """Weight decay on matrices only (not biases, norms or embeddings); the side features
+    named in `feature_lr` learn at that factor times the learning rate (new embeddings that
+    start at zero in a fine-tuning run, which would otherwise barely move)."""
+    decay, no_decay, faster = [], [], {}
     for name, p in model.named_parameters():
-        (decay if p.dim() >= 2 and "embedding" not in name else no_decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        feature = name.removeprefix("feature_embeddings.").removesuffix(".weight")
+        if feature_lr and feature in feature_lr:
+            faster.setdefault(float(feature_lr[feature]), []).append(p)
+        else:
+            (decay if p.dim() >= 2 and "embedding" not in name else no_decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0},
+            *({"params": ps, "weight_decay": 0.0, "lr_factor": f} for f, ps in faster.items())]
 
 
 def _log(path: Path, record: dict, writer) -> dict:
