@@ -2,6 +2,8 @@
 from tokens (training) and from notes (composing); the training split; the sampler feeding
 them; accompanying with the melody out of the sequence."""
 
+from dataclasses import fields
+
 import numpy as np
 import pytest
 import torch
@@ -9,12 +11,12 @@ import torch
 from musenet import Composer
 from musenet.augment import Augment
 from musenet.build import build
-from musenet.channel import KEPT_BUCKETS, LOOK_AHEAD, grid_of_table, grid_of_tokens, kept_grid, split_kept
+from musenet.channel import LOOK_AHEAD, grid_of_table, grid_of_tokens, kept_grid, split_kept
 from musenet.checkpoint import save_checkpoint
 from musenet.dataset import Dataset
 from musenet.encoding import encode_notes
 from musenet.instruments import DRUMS, FAMILY_ID
-from musenet.model import build_model
+from musenet.model import ModelConfig, build_model
 from musenet.notes import read_midi
 from musenet.sequence import KEPT_FEATURES, header_families, header_length, side_features
 from musenet.song import parts
@@ -33,7 +35,8 @@ def test_the_grid_of_hand_made_notes():
     assert far.next[0] == 0 and far.next[2] == 1 + 2
     features = grid.at([0, 2, 19, 20, -1])
     assert features["kept_top"].tolist() == [c + 12, g + 12, c, 0, 0]  # 0 outside the grid
-    assert all(int(values.max()) < KEPT_BUCKETS[name] for name, values in features.items())
+    sizes = {f.name: f.default for f in fields(ModelConfig)}  # every value has its bucket in the embedding
+    assert all(int(grid.at(np.arange(20))[name].max()) < sizes[f"{name}_buckets"] for name in features)
 
 
 def test_the_grid_from_tokens_is_the_grid_from_notes(shared_midi):

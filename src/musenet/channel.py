@@ -31,7 +31,6 @@ from .instruments import DRUMS
 from .sequence import KEPT_FEATURES, header_families, header_length, note_keys
 from .vocab import STEPS_PER_BEAT, Vocab
 
-KEPT_BUCKETS = {"kept_top": 25, "kept_low": 13, "kept_next": 13}
 LOOK_AHEAD = STEPS_PER_BEAT  # kept_next looks this many grid steps ahead (a beat in beat mode)
 
 

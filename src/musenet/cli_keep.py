@@ -85,8 +85,8 @@ def add_keep_commands(commands) -> None:
                            "default); it then meets each kept note as it comes")
     accompany.add_argument("--in-sequence", action="store_true",
                            help="put the kept melodic parts' notes in the token sequence between the model's own, "
-                           "as models before stage 18 read them (a model that learnt the side channel reads them "
-                           "beside it by default: MODEL_CARD.md)")
+                           "as a model without the side channel reads them (one that learnt it, training option "
+                           "kept_channel, reads them beside the sequence by default)")
     add_composing_options(accompany)
     accompany.set_defaults(run=_cmd_accompany)
 
