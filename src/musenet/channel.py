@@ -26,9 +26,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .augment import keep_families, trained_augment
+from .augment import _ranks, keep_families, trained_augment
 from .instruments import DRUMS
-from .sequence import KEPT_FEATURES, header_families, header_length, note_keys
+from .sequence import KEPT_FEATURES, header_families, header_length, key_events
 from .vocab import STEPS_PER_BEAT, Vocab
 
 LOOK_AHEAD = STEPS_PER_BEAT  # kept_next looks this many grid steps ahead (a beat in beat mode)
@@ -47,8 +47,8 @@ class KeptGrid:
         """The features at grid steps `steps` (0 before the origin and past the grid's end)."""
         index = np.asarray(steps, np.int64) - self.origin
         inside = (index >= 0) & (index < len(self.top))
-        where = np.clip(index, 0, max(len(self.top) - 1, 0))
-        return {name: np.where(inside, values[where], 0) if len(values) else np.zeros(index.shape, np.int64)
+        where = np.clip(index, 0, len(self.top) - 1)  # a grid is at least one step long
+        return {name: np.where(inside, values[where], 0)
                 for name, values in zip(KEPT_FEATURES, (self.top, self.low, self.next), strict=True)}
 
     def columns(self, steps: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -61,11 +61,11 @@ def kept_grid(on: np.ndarray, off: np.ndarray, pitch: np.ndarray, length: int, o
     """The grid of kept notes sounding over [on, off) grid steps (from `origin`), `length` steps long."""
     on, off, pitch = (np.asarray(a, np.int64) for a in (on, off, pitch))
     on, off = np.clip(on - origin, 0, length), np.clip(np.maximum(off, on + 1) - origin, 0, length)
-    top, low = np.full(length, -1, np.int64), np.full(length, -1, np.int64)
-    for i in np.argsort(pitch, kind="stable"):  # the highest painted last
-        top[on[i]: off[i]] = pitch[i]
-    for i in np.argsort(-pitch, kind="stable"):  # the lowest painted last
-        low[on[i]: off[i]] = pitch[i]
+    spans = off - on
+    sounding = np.repeat(on, spans) + _ranks(spans)  # every step of every note, with its pitch
+    top, low = np.full(length, -1, np.int64), np.full(length, 128, np.int64)
+    np.maximum.at(top, sounding, np.repeat(pitch, spans))
+    np.minimum.at(low, sounding, np.repeat(pitch, spans))
     starts = np.zeros(length + 1, bool)
     starts[on[on < length]] = True
     onset_top = np.full(length + 1, -1, np.int64)
@@ -76,7 +76,7 @@ def kept_grid(on: np.ndarray, off: np.ndarray, pitch: np.ndarray, length: int, o
     nxt = onsets[np.minimum(coming, len(onsets) - 1)] if len(onsets) else steps
     near = (coming < len(onsets)) & (nxt - steps <= LOOK_AHEAD)
     return KeptGrid(np.where(top >= 0, 1 + top % 12 + 12 * starts[:length], 0),
-                    np.where(low >= 0, 1 + low % 12, 0),
+                    np.where(low < 128, 1 + low % 12, 0),
                     np.where(near, 1 + onset_top[nxt] % 12, 0), origin)
 
 
@@ -98,13 +98,9 @@ def grid_of_tokens(tokens: np.ndarray, vocab: Vocab, length: int, origin: int = 
     tokens = np.asarray(tokens, np.int64)
     waits = vocab.tables["wait"][tokens]
     step = np.cumsum(waits) - waits + origin
-    key = note_keys(tokens, vocab)
-    where = np.flatnonzero(key >= 0)
-    order = np.lexsort((where, key[where]))
-    places, keys = where[order], key[where[order]]
+    keys, places, is_on = key_events(tokens, vocab)
     if not len(keys):
         return kept_grid(np.zeros(0), np.zeros(0), np.zeros(0), length, origin)
-    is_on = vocab.tables["velocity"][tokens[places]] > 0
     same_next = np.r_[keys[1:] == keys[:-1], False]
     at = step[places]
     ends = np.where(same_next, np.r_[at[1:], 0], origin + length)  # the key's next event, or the end
