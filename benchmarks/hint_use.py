@@ -1,4 +1,4 @@
-"""Does a model read its hints? Two checks, as a table (issue #16).
+"""Does a model read its hints? Three checks, as tables (issue #16).
 
     python benchmarks/hint_use.py --data data/band [--model DIR]
 
@@ -9,6 +9,10 @@
   tokens from body position 50), plain and with an `accompany` hint (some families' notes
   read ahead), over all tokens and split into the notes the hint holds (a model that reads
   hints copies them nearly free) and the rest (the parts written around them).
+- Fill-middle windows, made as training makes them (`hints.fill_middle`: the tail of a
+  512-token valid window, from a random instant, moved into the hint): bits of the body with
+  the hint and with it taken out, by how many tokens before the cut they stand. A model that
+  writes towards what follows gains most just before the cut.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from musenet.dataset import Dataset
 from musenet.encoding import encode_notes
 from musenet.evaluate.keep import token_bits
 from musenet.fixed import grid_step
-from musenet.hints import MAX_TAIL, accompany, events_only
+from musenet.hints import MAX_TAIL, accompany, events_only, fill_middle
 from musenet.model import ALL_FEATURES
 from musenet.sequence import header_length, hint_mask, side_features, steps_before, window_of
 
@@ -50,7 +54,9 @@ def copy_test(composer: Composer, data: Dataset) -> dict[str, float]:
         for name, hint in (("left side only", None), ("right side as hint", steps >= stop),
                            ("the middle itself as hint", steps >= start)):
             given = None if hint is None else (steps[hint], events[hint])
-            totals[name] += float(token_bits(model, vocab, tokens, "cpu", hint=given, budget=MAX_TAIL)[region].sum())
+            bits = token_bits(model, vocab, tokens, "cpu", hint=given, budget=MAX_TAIL,
+                              total_seconds=table.end_seconds())
+            totals[name] += float(bits[region].sum())
     return totals
 
 
@@ -82,6 +88,41 @@ def accompany_windows(composer: Composer, data: Dataset) -> dict[str, list[float
     return sums
 
 
+BEFORE_CUT = (0, 10, 30, 60, 120, 250, 600)  # bins of tokens before the cut
+
+
+def fill_windows(composer: Composer, data: Dataset, windows: int = 150) -> list[tuple[str, float, float, int]]:
+    """(bin, bits with the hint, bits without, tokens) of the bodies of `windows` valid
+    windows made as training makes fill-middle windows, by tokens before the cut."""
+    model, vocab, context = composer.model, composer.vocab, composer.model.config.context
+    rng = np.random.default_rng(0)
+    sums = np.zeros((len(BEFORE_CUT) - 1, 3))
+    made = 0
+    while made < windows:
+        row = int(rng.choice(data.rows))
+        piece = data.piece(row)
+        head = header_length(piece, vocab)
+        if len(piece) < 2 * context:
+            continue
+        start = int(rng.integers(0, len(piece) - context - head))
+        window, start_seconds = window_of(piece, vocab, head, start, context + 1)
+        hinted = fill_middle(window, vocab, rng)[: context + 1]  # as `Dataset.window` cuts it
+        in_hint = hint_mask(hinted, vocab)
+        if not in_hint.any():
+            continue
+        plain = hinted[~in_hint]
+        total, start_step = float(data.index["seconds"][row]), steps_before(piece, vocab, head, start)
+        with_hint, without = (_body_nats(model, vocab, w, start_seconds, total, start_step) for w in (hinted, plain))
+        before_cut = len(without) - 1 - np.arange(len(without))
+        body = np.arange(len(without)) >= header_length(plain, vocab) - 1
+        where = np.digitize(before_cut, BEFORE_CUT) - 1
+        for b in range(len(BEFORE_CUT) - 1):
+            chosen = body & (where == b)
+            sums[b] += with_hint[chosen].sum() / np.log(2), without[chosen].sum() / np.log(2), chosen.sum()
+        made += 1
+    return [(f"{lo}-{hi}", *sums[b]) for b, (lo, hi) in enumerate(zip(BEFORE_CUT[:-1], BEFORE_CUT[1:], strict=True))]
+
+
 def _held_by_hint(tokens: np.ndarray, hint: np.ndarray, vocab) -> np.ndarray:
     """For each token of a window without its hint: a body note the hint holds (same step)."""
     head = header_length(tokens, vocab)
@@ -111,7 +152,9 @@ def main() -> None:
     args = parser.parse_args()
     composer = Composer.load(args.model, precision="float32")
     copy = copy_test(composer, Dataset(args.data, "test"))
-    windows = accompany_windows(composer, Dataset(args.data, "valid"))
+    valid = Dataset(args.data, "valid")
+    windows = accompany_windows(composer, valid)
+    fills = fill_windows(composer, valid)
     print(f"model {composer.model_path} (reads hints: {composer.reads_hints})\n")
     print("| real middles of 10 test pieces | bits |\n|---|---:|")
     for name, bits in copy.items():
@@ -120,6 +163,11 @@ def main() -> None:
     print("|---|---:|---:|---:|")
     for name, (plain, hinted, count) in windows.items():
         print(f"| {name} | {count:,} | {plain / count:.3f} | {hinted / count:.3f} ({1 - hinted / plain:.1%} lower) |")
+    print("\n| 150 fill-middle valid windows: tokens before the cut | tokens | bits per token, hint taken out "
+          "| with the hint |\n|---|---:|---:|---:|")
+    for name, hinted, plain, count in fills:
+        print(f"| {name} | {count:,.0f} | {plain / count:.3f} | {hinted / count:.3f} "
+              f"({1 - hinted / plain:.1%} lower) |")
 
 
 if __name__ == "__main__":

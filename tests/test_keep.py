@@ -205,6 +205,16 @@ def test_evaluation_helpers(composer, shared_midi):
         logp = torch.log_softmax(model(torch.from_numpy(short[None, :-1]), inputs).float(), -1)[0]
         direct = -logp.gather(1, torch.from_numpy(short[1:, None]))[:, 0] / np.log(2)
     np.testing.assert_allclose(token_bits(model, vocab, short, composer.device), direct.numpy(), rtol=1e-4)
+    # scored as part of a longer piece (an infill's left side and middle): its length drives the side features
+    longer = sequence_seconds(short, vocab) + 120.0
+    with torch.no_grad():
+        features = side_features(short, vocab, longer)
+        inputs = {k: torch.from_numpy(v[None, :-1]) for k, v in features.items()}
+        logp = torch.log_softmax(model(torch.from_numpy(short[None, :-1]), inputs).float(), -1)[0]
+        direct_longer = -logp.gather(1, torch.from_numpy(short[1:, None]))[:, 0] / np.log(2)
+    as_part = token_bits(model, vocab, short, composer.device, total_seconds=longer)
+    np.testing.assert_allclose(as_part, direct_longer.numpy(), rtol=1e-4)
+    assert not np.allclose(as_part, direct.numpy(), rtol=1e-3)
 
 
 def test_accompaniment_chords_counts_real_and_composed_onsets(composer):

@@ -35,19 +35,23 @@ from .harmony import held_out_songs
 
 @torch.no_grad()
 def token_bits(model, vocab, tokens: np.ndarray, device, overlap: float = 0.5, hint=None,
-               budget: int = 0, allowed: np.ndarray | None = None, kept: KeptGrid | None = None) -> np.ndarray:
+               budget: int = 0, allowed: np.ndarray | None = None, kept: KeptGrid | None = None,
+               total_seconds: float | None = None) -> np.ndarray:
     """Bits of each token of a sequence after the first (aligned with tokens[1:]) under the
     model: a long sequence in windows (each with the header in front) that overlap by
     `overlap`, each token scored once. With `hint` (steps, tokens: events from the body's
     start) and a `budget`, each window's header holds the hint from where it begins. With
     `allowed` (len(tokens) - 1, vocab; aligned with tokens[1:]), each prediction is
     renormalised over its allowed tokens, as a sampler with those masks draws it. With
-    `kept`, every window reads that kept part beside it (`channel.py`)."""
+    `kept`, every window reads that kept part beside it (`channel.py`). `total_seconds`: the
+    piece's length the side features count towards (default: the sequence's own; a piece cut
+    short for scoring passes the whole piece's, as composing it does)."""
     context = model.config.context
     head = header_length(tokens, vocab)
     body = context + 1 - head - (budget if hint is not None else 0)
     stride = max(1, int(body * (1 - overlap)))
-    total_seconds = sequence_seconds(tokens, vocab)
+    if total_seconds is None:
+        total_seconds = sequence_seconds(tokens, vocab)
     step = np.cumsum(vocab.tables["wait"][tokens[head:]])  # grid steps after each body token
     parts, start = [], 0
     while True:
@@ -318,7 +322,8 @@ def infill_bits(model, vocab, pieces: list[tuple[NoteTable, str]], span: tuple[f
     """Bits per note of the real middle: of the tokens of a piece's left side and middle
     from the span's start on (its `end` left out), per note that starts in the span, given
     the left side only, and with `hints` (a model that reads them) also given both sides:
-    what follows the span read ahead as a hint."""
+    what follows the span read ahead as a hint. Either way the side features count towards
+    the whole piece's end (the length is known when infilling)."""
     start, stop = span
     totals = {"given_left": 0.0, "given_both": 0.0}
     total_notes = 0
@@ -335,12 +340,14 @@ def infill_bits(model, vocab, pieces: list[tuple[NoteTable, str]], span: tuple[f
         step = np.cumsum(waits) - waits  # grid step of each token
         region = (np.arange(len(tokens)) >= head) & (step >= grid_step(table, start, vocab)) & (tokens != vocab.END)
         region = region[1:]  # aligned with the bits, which start at the second token
-        totals["given_left"] += float(token_bits(model, vocab, tokens, device)[region].sum())
+        length = table.end_seconds()  # the whole piece's, as `Composer.infill` composes it
+        totals["given_left"] += float(token_bits(model, vocab, tokens, device, total_seconds=length)[region].sum())
         if hints:
             whole = encode_notes(table, vocab, style)
             steps, events = events_only(whole[header_length(whole, vocab):], vocab)
             after = steps >= grid_step(table, stop, vocab)
-            bits = token_bits(model, vocab, tokens, device, hint=(steps[after], events[after]), budget=MAX_TAIL)
+            bits = token_bits(model, vocab, tokens, device, hint=(steps[after], events[after]), budget=MAX_TAIL,
+                              total_seconds=length)
             totals["given_both"] += float(bits[region].sum())
         total_notes += middle
     out = {"given_left": totals["given_left"] / max(total_notes, 1), "notes": int(total_notes)}
