@@ -49,10 +49,16 @@ MELODY_AROUND = 8     # the timing model's melody onsets, each side
 GAPS = np.array([1e-6, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0])  # beats since the previous accompaniment note
 
 
+def class_counts(pitch: np.ndarray) -> np.ndarray:
+    """(len(pitch) + 1, 12): how many of the first i notes have each pitch class."""
+    counts = np.zeros((len(pitch) + 1, 12), np.int64)
+    counts[1:] = np.cumsum(np.eye(12, dtype=np.int64)[pitch % 12], axis=0)
+    return counts
+
+
 def struck_between(onset: np.ndarray, pitch: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """(len(lo), 12) bool: pitch classes of the notes (sorted by onset) struck in [lo, hi)."""
-    counts = np.zeros((len(onset) + 1, 12), np.int64)
-    counts[1:] = np.cumsum(np.eye(12, dtype=np.int64)[pitch % 12], axis=0)
+    counts = class_counts(pitch)
     return (counts[np.searchsorted(onset, hi - 1e-6)] - counts[np.searchsorted(onset, lo - 1e-6)]) > 0
 
 
@@ -82,8 +88,7 @@ def pitch_features(path: Path) -> dict[str, np.ndarray] | None:
     rows = rows[np.lexsort((table.pitch[rows], table.onset[rows]))]
     tune = tune[np.argsort(table.onset[tune], kind="stable")]
     onset, pitch, end = table.onset[rows], table.pitch[rows], (table.onset + table.duration)[rows]
-    counts = np.zeros((len(rows) + 1, 12), np.int64)
-    counts[1:] = np.cumsum(np.eye(12, dtype=np.int64)[pitch % 12], axis=0)
+    counts = class_counts(pitch)
     first_struck_with = np.searchsorted(onset, onset - 1e-6)
     below = (counts[np.arange(len(rows))] - counts[first_struck_with]) > 0  # struck with it, lower
     previous = np.r_[128, pitch[:-1]]  # 128: none
@@ -105,7 +110,8 @@ def pitch_features(path: Path) -> dict[str, np.ndarray] | None:
     tones = chord_tones(chords)[np.clip(segment, 0, None)] & (segment >= 0)[:, None] if len(chords.root) \
         else np.zeros((len(rows), 12), bool)
     chord = np.concatenate([tones, (segment < 0)[:, None]], axis=1)
-    return {"history": history, "melody": melody, "chord": chord, "target": pitch.astype(np.int64)}
+    return {"history": history, "melody": melody, "chord": chord, "target": pitch.astype(np.int64),
+            "notes": np.array([len(rows)])}
 
 
 def timing_features(path: Path) -> dict[str, np.ndarray] | None:
@@ -184,9 +190,9 @@ def main() -> None:
             split[name].append(path)
     pitch = {name: gather(paths, pitch_features) for name, paths in split.items()}
     timing = {name: gather(paths, timing_features) for name, paths in split.items()}
-    notes = len(pitch["test"]["target"])
-    print(f"POP909: {len(split['train'])} train songs ({len(pitch['train']['target']):,} accompaniment notes), "
-          f"{len(split['test'])} test songs ({notes:,}); read in {time.perf_counter() - began:.0f} s\n")
+    print(f"POP909: {len(split['train'])} train songs ({pitch['train']['notes'].sum():,} accompaniment notes), "
+          f"{len(split['test'])} test songs ({pitch['test']['notes'].sum():,}); "
+          f"read in {time.perf_counter() - began:.0f} s\n")
     print("| part of an accompaniment note | features | test bits per note | saved by the melody (or chord) |")
     print("|---|---|---:|---:|")
     rows = [("pitch", pitch, ("history",), 128), ("pitch", pitch, ("history", "melody"), 128),
@@ -194,7 +200,8 @@ def main() -> None:
             ("timing", timing, ("history",), 2), ("timing", timing, ("history", "melody"), 2)]
     alone = {}
     for part, data, sets, outputs in rows:
-        per_note = fit_and_score(data["train"], data["test"], sets, outputs, args.epochs, args.seed) / notes
+        bits = fit_and_score(data["train"], data["test"], sets, outputs, args.epochs, args.seed)
+        per_note = bits / data["test"]["notes"].sum()  # each part over the notes of its own songs
         alone.setdefault(part, per_note)
         saved = alone[part] - per_note
         label = {"history": "its own recent notes", "melody": "+ melody", "chord": "+ annotated chord"}
