@@ -197,24 +197,22 @@ def test_evaluation_helpers(composer, shared_midi):
     bits = token_bits(model, vocab, tokens, composer.device)
     assert bits.shape == (len(tokens) - 1,) and (bits > 0).all()  # every token after the first, once
     short = tokens[:90]  # within the context: one window, the plain forward pass
-    with torch.no_grad():
-        from musenet.sequence import sequence_seconds, side_features
+    from musenet.sequence import sequence_seconds, side_features
 
-        features = side_features(short, vocab, sequence_seconds(short, vocab))
+    @torch.no_grad()
+    def direct_bits(total_seconds: float) -> np.ndarray:
+        features = side_features(short, vocab, total_seconds)
         inputs = {k: torch.from_numpy(v[None, :-1]) for k, v in features.items()}
         logp = torch.log_softmax(model(torch.from_numpy(short[None, :-1]), inputs).float(), -1)[0]
-        direct = -logp.gather(1, torch.from_numpy(short[1:, None]))[:, 0] / np.log(2)
-    np.testing.assert_allclose(token_bits(model, vocab, short, composer.device), direct.numpy(), rtol=1e-4)
+        return (-logp.gather(1, torch.from_numpy(short[1:, None]))[:, 0] / np.log(2)).numpy()
+
+    direct = direct_bits(sequence_seconds(short, vocab))
+    np.testing.assert_allclose(token_bits(model, vocab, short, composer.device), direct, rtol=1e-4)
     # scored as part of a longer piece (an infill's left side and middle): its length drives the side features
     longer = sequence_seconds(short, vocab) + 120.0
-    with torch.no_grad():
-        features = side_features(short, vocab, longer)
-        inputs = {k: torch.from_numpy(v[None, :-1]) for k, v in features.items()}
-        logp = torch.log_softmax(model(torch.from_numpy(short[None, :-1]), inputs).float(), -1)[0]
-        direct_longer = -logp.gather(1, torch.from_numpy(short[1:, None]))[:, 0] / np.log(2)
     as_part = token_bits(model, vocab, short, composer.device, total_seconds=longer)
-    np.testing.assert_allclose(as_part, direct_longer.numpy(), rtol=1e-4)
-    assert not np.allclose(as_part, direct.numpy(), rtol=1e-3)
+    np.testing.assert_allclose(as_part, direct_bits(longer), rtol=1e-4)
+    assert not np.allclose(as_part, direct, rtol=1e-3)
 
 
 def test_accompaniment_chords_counts_real_and_composed_onsets(composer):
