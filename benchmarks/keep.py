@@ -15,7 +15,9 @@ A model that reads a kept part beside the sequence (`channel.py`) is measured th
   over what the sampler may write there, `keep.sampler_masks`, so that probability the
   model spends on the melody's own notes does not count against it); the share of onsets
   in POP909's annotated chord, real against
-  composed (the melody kept, piano composed: `Composer.accompany`).
+  composed (the melody kept, piano composed: `Composer.accompany`), with no lean towards
+  chord tones and with the lean (`--harmony`) towards the harmoniser's chords and, as a
+  reference, towards the annotated chords themselves.
 - Infilling (test pieces of every style of a built dataset, a span of 6 s from 10 s): bits per
   note of the real middle given the left side, and given both sides (the right side as a
   hint); composed middles' seams (longest silence within 2 s of a seam against the real
@@ -39,6 +41,7 @@ from musenet.encoding import decode_tokens
 from musenet.evaluate import keep
 from musenet.render import pianoroll_png
 from musenet.sequence import sequence_seconds
+from musenet.settings import DEFAULT_HARMONY
 
 SPAN = (10.0, 16.0)
 
@@ -72,6 +75,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0, help="of each song after the melody enters")
     parser.add_argument("--per-style", type=int, default=2, help="infill pieces per style (default 2)")
     parser.add_argument("--candidates", type=int, default=2)
+    parser.add_argument("--harmony", type=float, nargs="*", default=[DEFAULT_HARMONY], metavar="S",
+                        help=f"lean strengths to compose with, besides none (default {DEFAULT_HARMONY:g})")
     parser.add_argument("--out", required=True, help="folder for figures.json and the piano rolls")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
@@ -89,10 +94,19 @@ def main() -> None:
     name = {True: "hints", False: "constrained"}
     bits = keep.accompaniment_bits(model, vocab, root, args.songs, device, args.seconds, style, hints=hints,
                                    beside=beside)
-    chords = {"beside": keep.accompaniment_chords(composer, root, args.songs, args.seconds, args.candidates, style)
-              } if beside else {}
-    chords |= {name[w]: keep.accompaniment_chords(composer, root, args.songs, args.seconds, args.candidates, style,
-                                                  hints=w, beside=False) for w in ways}
+    def composed(**how):
+        return keep.accompaniment_chords(composer, root, args.songs, args.seconds, args.candidates, style, **how)
+
+    chords = {"beside": composed(harmony=0.0)} if beside else {}
+    chords |= {name[w]: composed(hints=w, beside=False, harmony=0.0) for w in ways}
+    usual = "beside" if beside else name[ways[0]]  # how `musenet accompany` reads the melody by default
+    for strength in args.harmony:
+        if strength > 0 and composer.harmoniser is not None:
+            chords[f"{usual}, harmoniser's chords, harmony {strength:g}"] = composed(harmony=strength)
+    for strength in args.harmony:
+        if strength > 0:
+            chords[f"{usual}, the annotated chords given, harmony {strength:g}"] = composed(harmony=strength,
+                                                                                            annotated=True)
     pieces = [(t, s) for t, s in test_pieces(Dataset(args.data, "test"), args.per_style) if s in composer.styles]
     middle = keep.infill_bits(model, vocab, pieces, SPAN, device, hints=hints)
     seams = {name[w]: keep.infill_seams(composer, pieces, SPAN, args.candidates, hints=w) for w in ways}
@@ -142,6 +156,9 @@ def main() -> None:
     for way, figure in chords.items():
         print(f"| composed, melody kept ({way}) | {figure['composed']:.3f} | {figure['composed_onsets']} | "
               f"{figure['composed_onsets'] / max(figure['composed_pieces'], 1):.0f} |")
+    print("\n(harmony: how strongly the composed piano leans towards chord tones, `musenet accompany --harmony`;"
+          " rows without it lean not at all. The annotated chords are a reference: what the lean does when the "
+          "chords are known; a user gives them with --chords.)")
     print(f"\nmelody kept exactly in every composed piece: {all(c['kept_exact'] for c in chords.values())}\n")
     print("| infilling | value |\n|---|---:|")
     print(f"| bits per note of the real middle given the left side | {middle['given_left']:.3f} "

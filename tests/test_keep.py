@@ -177,7 +177,15 @@ def test_cli_accompany_and_infill(composer, shared_midi, tmp_path, capsys):
                  "--candidates", "2", "--model", model, "--out", str(tmp_path)]) == 0
     sidecar = json.loads((tmp_path / "accompany-1.json").read_text())
     assert sidecar["task"] == {"task": "accompany", "keep": ["Melody", "bass"], "add": ["drums", "guitar"],
+                               "harmony": 0.0, "chords": None,  # no harmoniser beside this model
                                "hints": False, "beside": False}  # a model that never learnt hints or the channel
+    assert main(["accompany", song, "--keep", "Melody", "--add", "piano", "--seconds", "4", "--chords", "Am F C G",
+                 "--model", model, "--out", str(tmp_path / "chords")]) == 0
+    task = json.loads((tmp_path / "chords" / "accompany-1.json").read_text())["task"]
+    assert task["chords"] == "Am F C G" and task["harmony"] == 3.0  # chords given: the default lean
+    assert main(["accompany", song, "--keep", "Melody", "--add", "piano", "--harmony", "2", "--model", model,
+                 "--out", str(tmp_path)]) == 1
+    assert "no harmoniser" in capsys.readouterr().err
     assert main(["infill", song, "--bars", "3-4", "--candidates", "2", "--model", model, "--out", str(tmp_path)]) == 0
     sidecar = json.loads((tmp_path / "infill-2.json").read_text())
     assert sidecar["task"]["task"] == "infill" and sidecar["fit"] < 0

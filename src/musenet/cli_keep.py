@@ -7,6 +7,7 @@ import argparse
 from .cli import add_composing_options, check_wav, comma_list, print_pieces, sampling_fields
 from .errors import MuseNetError
 from .instruments import FAMILIES
+from .settings import DEFAULT_HARMONY
 
 
 def _sampling(args: argparse.Namespace) -> dict:
@@ -31,8 +32,11 @@ def _cmd_accompany(args: argparse.Namespace) -> None:
     composer = Composer.load(args.model, precision=args.precision, compiled=args.compiled)
     check_wav(args)
     pieces = composer.accompany(args.song, keep, add, rank=args.rank, progress=True, seconds=args.seconds,
-                                hints=not args.no_hints, beside=not args.in_sequence, **_sampling(args))
+                                hints=not args.no_hints, beside=not args.in_sequence, harmony=args.harmony,
+                                chords=args.chords.split() if args.chords else None, **_sampling(args))
     _write(args, composer, pieces, {"task": "accompany", "keep": keep, "add": add,
+                                    "harmony": composer.harmony(args.harmony, bool(args.chords)),
+                                    "chords": args.chords,
                                     "hints": composer.reads_hints and not args.no_hints,
                                     "beside": composer.reads_beside and not args.in_sequence})
 
@@ -87,6 +91,13 @@ def add_keep_commands(commands) -> None:
                            help="put the kept melodic parts' notes in the token sequence between the model's own, "
                            "as a model without the side channel reads them (one that learnt it, training option "
                            "kept_channel, reads them beside the sequence by default)")
+    accompany.add_argument("--harmony", type=float, metavar="S",
+                           help="how strongly the added parts lean towards the chord tones the model's harmoniser "
+                           f"hears in the kept parts: 0 not at all; default {DEFAULT_HARMONY:g} where the model has a "
+                           "harmoniser (the bundled one does; `musenet harmoniser` fits one) or --chords, else 0")
+    accompany.add_argument("--chords", metavar="'C G Am F'",
+                           help="chord symbols, one a bar (the song's time signature), repeated to the end: the "
+                           "added parts lean towards these chords instead of the harmoniser's (N: no chord there)")
     add_composing_options(accompany)
     accompany.set_defaults(run=_cmd_accompany)
 

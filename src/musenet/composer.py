@@ -27,12 +27,13 @@ from .encoding import decode_tokens
 from .errors import MuseNetError
 from .files import write_atomic
 from .fixed import FixedPlan, merge, plan
+from .harmoniser import Harmoniser, beat_lean, harmony_steps, symbols_by_beat
 from .hints import HINT_SHARE, MAX_TAIL, knows_hints
 from .instruments import FAMILIES
 from .notes import NoteTable, midi_bytes, read_midi, to_score
 from .quantize import decoding_precision, quantize_int8
 from .sample import Generator
-from .settings import DEFAULT_GUIDANCE, Settings
+from .settings import DEFAULT_GUIDANCE, DEFAULT_HARMONY, Settings
 from .vocab import Vocab, to_text
 
 COMPILED = ("auto", "on", "off")  # Composer.load's choices for the compiled decode step
@@ -76,13 +77,14 @@ class Composer:
     evaluator. It keeps no state between calls, so one Composer serves many threads."""
 
     def __init__(self, model: torch.nn.Module, vocab: Vocab, device: str | torch.device, model_path: str,
-                 metadata: dict, critic: Critic | None = None):
+                 metadata: dict, critic: Critic | None = None, harmoniser: Harmoniser | None = None):
         self.sampler = Generator(model, vocab, device, hints=knows_hints(metadata),
                                  guidable=learnt_unconditioned(metadata),
                                  beside=knows_channel(metadata, model.config.features))
         self.model_path = model_path
         self.metadata = metadata  # the checkpoint's config.json: model shape, training, data
         self.critic = critic      # the inner critic saved beside the weights (critic.py), if any
+        self.harmoniser = harmoniser  # melody -> chord tones, saved beside the weights (harmoniser.py), if any
 
     @classmethod
     def load(cls, path: str | Path | None = None, device: str | None = None, threads: int | None = None,
@@ -110,7 +112,8 @@ class Composer:
         if chosen == "int8":
             model = quantize_int8(model)
         metadata = {**metadata, "precision": chosen}
-        composer = cls(model, vocab, device, str(path), metadata, Critic.load(resolve(path)))
+        composer = cls(model, vocab, device, str(path), metadata, Critic.load(resolve(path)),
+                       Harmoniser.load(resolve(path)))
         if compiled != "off":
             composer.sampler.use_compiled(build=compiled == "on")
         return composer
@@ -189,7 +192,8 @@ class Composer:
         return self.sampler.beside
 
     def accompany(self, song, keep: list[str], add: list[str], rank: bool = False, progress: bool = False,
-                  on_step=None, hints: bool = True, beside: bool = True, **settings) -> list[Piece]:
+                  on_step=None, hints: bool = True, beside: bool = True, harmony: float | None = None,
+                  chords: list[str] | None = None, **settings) -> list[Piece]:
         """Pieces that keep the parts `keep` of `song` (families, track names or numbers;
         `song.parts`) note for note and add the families `add` around them, for the whole
         song (or `seconds`). Other settings as `generate` (style, candidates, seed, ...).
@@ -198,8 +202,12 @@ class Composer:
         (drums, or everything otherwise) is met in the sequence as it comes, and with `hints`
         (and a model that reads them) read ahead too. `Piece.fit` is how likely the model
         finds the kept parts in the sequence beside each accompaniment (0 where none is);
-        with `rank` the candidates come best first by it."""
-        from .song import parts
+        with `rank` the candidates come best first by it. `harmony` (`Composer.harmony`): how
+        strongly the added melodic parts lean towards the chord tones at each moment: those
+        of `chords` where given (chord symbols, one a bar, repeated: `harmoniser.chord_symbol_tones`;
+        or an array (beats, 12) of chord tones a beat of the song), else those the harmoniser
+        hears in the kept melodic parts."""
+        from .song import beats_per_bar, parts
 
         kept, _ = parts(song, keep)
         seconds = settings.pop("seconds", None) or kept.end_seconds()
@@ -212,7 +220,28 @@ class Composer:
         budget = int(self.model.config.context * HINT_SHARE) if hints else 0  # read if the model learnt to
         fixed = plan(kept, self.vocab, chosen.style, chosen.instruments, (0.0, seconds), hint_budget=budget,
                      beside=aside)
+        harmony = self.harmony(harmony, chords is not None)
+        melody = fixed.kept.select(np.flatnonzero(~fixed.kept.drum))
+        if harmony > 0 and chords is not None:
+            beats = int(np.ceil(fixed.kept.beats(seconds))) + 1
+            tones = (symbols_by_beat(list(chords), beats, beats_per_bar(song))
+                     if len(chords) and isinstance(chords[0], str) else np.asarray(chords, np.float64))
+            fixed = replace(fixed, harmony=harmony * beat_lean(tones, fixed.kept, self.vocab))
+        elif harmony > 0 and len(melody):
+            fixed = replace(fixed, harmony=harmony * harmony_steps(self.harmoniser, melody, self.vocab))
         return self._pieces(self.sampler.keep(chosen, fixed, progress, on_step), fixed, chosen, rank, "kept")
+
+    def harmony(self, harmony: float | None, chords: bool = False) -> float:
+        """The lean towards chord tones an accompaniment takes: `harmony` as given (None:
+        DEFAULT_HARMONY with `chords` given or a harmoniser at hand, else 0)."""
+        if harmony is None:
+            return DEFAULT_HARMONY if chords or self.harmoniser is not None else 0.0
+        if harmony < 0:
+            raise MuseNetError(f"harmony must be 0 or more, not {harmony:g}")
+        if harmony > 0 and not chords and self.harmoniser is None:
+            raise MuseNetError("this model has no harmoniser beside it (harmoniser.safetensors), so harmony must "
+                               "be 0 (or give chords); fit one with `musenet harmoniser`")
+        return float(harmony)
 
     def infill(self, song, start: float, stop: float, instruments: list[str] | None = None, rank: bool = True,
                right_seconds: float = 8.0, progress: bool = False, on_step=None, hints: bool = True,

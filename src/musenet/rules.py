@@ -82,6 +82,9 @@ class TokenTables:
         self.nucleus_group = torch.where(self.is_note, self.family, len(FAMILIES))
         self.off_ids = torch.nonzero(self.is_off)[:, 0]  # note-offs, for the release boost
         self.off_family = self.family[self.off_ids]
+        self.melodic_on_ids = torch.nonzero(self.is_on & ~self.is_drum)[:, 0]  # for the harmony lean
+        self.melodic_on_class = self.key[self.melodic_on_ids] % 128 % 12
+        self.melodic_on_family = self.family[self.melodic_on_ids]
         self.longest_wait = int(self.wait.max())
         self.ids = ids = torch.arange(vocab.size, device=device)
         self.never = (ids == vocab.PAD) | (ids == vocab.START) | (ids >= vocab.style_offset) | (

@@ -187,6 +187,8 @@ class Generator:
             conditioned = logits
             if twin is not None:
                 logits = guide(conditioned, twin[0], float(settings.guidance))
+            if plan is not None:
+                logits = plan.lean(logits, state.steps)
             if chooser is not None and not needs_tempo:
                 token = chooser(logits, state, draws.next())
             else:

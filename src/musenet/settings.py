@@ -38,6 +38,9 @@ INSTRUMENT_MODES = ("strict", "soft")
 #: The guidance a model that learnt unconditioned headers composes with when none is asked for
 #: (`Composer.guided`; README "Composing": the weight that measured best for the bundled model).
 DEFAULT_GUIDANCE = 2.0
+#: How strongly an accompaniment leans towards the chord tones the harmoniser hears in the kept
+#: parts when none is asked for (`Composer.harmony`; README "Accompanying and infilling").
+DEFAULT_HARMONY = 3.0
 NUCLEUS_MODES = ("all", "family")
 
 

@@ -4,6 +4,7 @@ track number, and bars read as seconds."""
 from __future__ import annotations
 
 import numpy as np
+import symusic
 
 from .errors import MidiError, MuseNetError
 from .instruments import FAMILIES, family_of_program
@@ -71,16 +72,25 @@ def _families(words: list[str], where: str) -> list[int]:
     return [FAMILIES.index(w) for w in words]
 
 
+def beats_per_bar(song) -> float:
+    """Quarter-note beats in a bar of a song's (a file, bytes or a symusic Score) first time
+    signature; 4 where it has none, and for a NoteTable, which keeps none."""
+    if isinstance(song, NoteTable):
+        return 4.0
+    score = song if isinstance(song, symusic.Score) else load_score(song)
+    if len(score.time_signatures):
+        signature = score.time_signatures[0]
+        return signature.numerator * 4.0 / signature.denominator
+    return 4.0
+
+
 def bars_to_seconds(song, first: int, last: int) -> tuple[float, float]:
     """Bars `first` to `last` (from 1, both included) as (start, stop) seconds, read from the
     song's first time signature (4/4 if it has none)."""
     if first < 1 or last < first:
         raise MuseNetError(f"bars {first}-{last}: give FIRST-LAST with 1 <= FIRST <= LAST")
     score = load_score(song) if not isinstance(song, NoteTable) else None
-    beats_per_bar = 4.0
-    if score is not None and len(score.time_signatures):
-        signature = score.time_signatures[0]
-        beats_per_bar = signature.numerator * 4.0 / signature.denominator
     table = song if score is None else read_midi(score)
-    start, stop = table.seconds(np.array([(first - 1) * beats_per_bar, last * beats_per_bar]))
+    bar = beats_per_bar(song if score is None else score)
+    start, stop = table.seconds(np.array([(first - 1) * bar, last * bar]))
     return float(start), float(stop)

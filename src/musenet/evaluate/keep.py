@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..arrange import in_chord
+from ..arrange import chord_at as annotated_chord_at
+from ..arrange import chord_tones, in_chord
 from ..channel import KeptGrid, grid_of_table
 from ..corpus.pop909 import MELODY, read_chords, read_song
 from ..encoding import encode_notes
@@ -239,11 +240,14 @@ def chord_share(table: NoteTable, rows: np.ndarray, chords) -> tuple[int, int]:
 
 
 def accompaniment_chords(composer, root: str | Path, songs: int, seconds: float = 30.0, candidates: int = 2,
-                         style: str | None = "pop", seed: int = 0, hints: bool = True, beside: bool = True) -> dict:
+                         style: str | None = "pop", seed: int = 0, hints: bool = True, beside: bool = True,
+                         harmony: float | None = None, annotated: bool = False) -> dict:
     """Share of accompaniment onsets in POP909's annotated chord: the real accompaniment's
     and that of accompaniments composed for the same melodies (piano, the melody kept;
     read beside the sequence when `beside` and the model reads it so, else in it, read ahead
-    as a hint when `hints` and the model reads them)."""
+    as a hint when `hints` and the model reads them), leaning `harmony` (`Composer.accompany`)
+    towards the harmoniser's chords, or with `annotated` towards the annotated chords
+    themselves (a reference: what the lean does when the chords are known)."""
     real, made, kept_exact, used, composed = [0, 0], [0, 0], True, 0, 0
     for path, _song in held_out_songs(root, songs):
         melody, accompaniment = melody_and_accompaniment(path, seconds)
@@ -252,8 +256,14 @@ def accompaniment_chords(composer, root: str | Path, songs: int, seconds: float 
         chords = read_chords(path.parent)
         hit, total = chord_share(accompaniment, np.arange(len(accompaniment)), chords)
         real, used = [real[0] + hit, real[1] + total], used + 1
+        lean = None
+        if annotated:  # the chord at the middle of every beat
+            beats = int(np.ceil(melody.beats(accompaniment.end_seconds()))) + 1
+            segment = annotated_chord_at(chords, melody.seconds(np.arange(beats) + 0.5))
+            lean = chord_tones(chords)[np.clip(segment, 0, None)] & (segment >= 0)[:, None]
         pieces = composer.accompany(melody, ["voice"], ["piano"], seconds=accompaniment.end_seconds(),
-                                    candidates=candidates, seed=seed, style=style, hints=hints, beside=beside)
+                                    candidates=candidates, seed=seed, style=style, hints=hints, beside=beside,
+                                    harmony=harmony, chords=lean)
         composed += len(pieces)
         for piece in pieces:
             table = piece.table
