@@ -13,6 +13,7 @@ import pytest
 from server_helpers import live_server, make_tiny_model, song_excerpt
 
 from musenet import Composer
+from musenet.instruments import FAMILIES
 from musenet.notes import read_midi
 from musenet.server import create_app
 
@@ -198,6 +199,7 @@ def test_accompany_a_melody_rewrite_a_span_undo(page, server, shared_midi, tmp_p
     for family in ("bass", "drums", "strings"):  # piano, bass, drums at first: now piano and strings
         page.click(f".family[data-family={family}]")
     page.select_option("#accompany-style", "pop")
+    page.locator("#chords").fill("C G Am F")  # one a bar: the added parts lean towards them
     page.click("#accompany-go")
     cards = four_candidates(page, "Accompaniments for your melody", artifacts / "co-composer-accompaniments.png")
     expect(cards.first.locator("h3")).to_have_text("Accompaniment 1")
@@ -210,6 +212,9 @@ def test_accompany_a_melody_rewrite_a_span_undo(page, server, shared_midi, tmp_p
     accompanied = piece_midi()
     table = read_midi(accompanied)
     assert melody <= exact_notes(table) and len(table) > len(melody)  # the melody note for note, and more
+    added = table.select(np.flatnonzero(np.isin(table.family, [FAMILIES.index("piano"), FAMILIES.index("strings")])))
+    bar_chord = np.array([[0, 4, 7], [7, 11, 2], [9, 0, 4], [5, 9, 0]])[(added.onset // 4).astype(int) % 4]
+    assert len(added) and (bar_chord == (added.pitch % 12)[:, None]).any(axis=1).mean() > 0.9
 
     page.locator("#rewrite-from").fill("3")
     page.locator("#rewrite-to").fill("2")

@@ -477,6 +477,12 @@ def test_accompany_keeps_the_melody_and_undo_gives_it_back(client, shared_midi):
     assert exact_notes(read_midi(duet)) <= exact_notes(read_midi(client.get(whole["midi_url"]).content))
     assert whole["seconds"] >= 4 and set(whole["families"]) <= {"piano", "bass", "strings"}  # the whole song
 
+    body = {"melody_midi": upload(duet), "add": ["strings"], "seed": 1, "candidates": 1, "chords": "C"}
+    leant = wait_for(client, client.post("/api/accompany", json=body).json())["result"]["candidates"][0]
+    added = read_midi(client.get(leant["midi_url"]).content)
+    added = added.select(np.flatnonzero(added.family == FAMILIES.index("strings")))
+    assert len(added) and np.isin(added.pitch % 12, [0, 4, 7]).mean() > 0.9  # C major, at the default lean 3
+
 
 def test_rewrite_keeps_the_outside_and_undo_restores(client):
     composed = client.post("/api/compose", json={"style": "pop", "instruments": ["piano", "bass"], "seconds": 8,
@@ -526,7 +532,8 @@ def notes_in_order(table) -> list:
     ("accompany", {"seconds": float("nan")}, "seconds"), ("accompany", {"temperature": 2.5}, "temperature"),
     ("accompany", {"candidates": 9}, "candidates"), ("accompany", {"candidates": True}, "candidates"),
     ("accompany", {"seed": -1}, "seed"), ("accompany", {"melody_midi": None}, "melody_midi"),
-    ("accompany", {"piece_id": "0123456789abcdef"}, "piece_id"),
+    ("accompany", {"piece_id": "0123456789abcdef"}, "piece_id"), ("accompany", {"harmony": -1}, "harmony"),
+    ("accompany", {"harmony": 11}, "harmony"), ("accompany", {"chords": "C " * 201}, "chords"),
     ("rewrite", {"start": -1}, "start"), ("rewrite", {"stop": 0}, "stop"), ("rewrite", {"start": "1"}, "start"),
     ("rewrite", {"start": 3, "stop": 3}, "is empty"), ("rewrite", {"start": 1, "stop": 122}, "over the 120 s limit"),
     ("rewrite", {"start": float("nan")}, "start"), ("rewrite", {"stop": float("inf")}, "stop"),
@@ -561,6 +568,8 @@ def test_a_bad_upload_or_span_gets_a_one_line_reason(client):
         ("accompany", {"melody_midi": upload(small_midi()), "keep": ["kazoo"]}, 422,
          "melody_midi has no part 'kazoo': its families are piano; its tracks with notes 0"),
         ("accompany", {"melody_midi": upload(small_midi()), "style": "dubstep"}, 422, "unknown style 'dubstep'"),
+        ("accompany", {"melody_midi": upload(small_midi()), "chords": "Am Q7"}, 422, "unknown chord symbol 'Q7'"),
+        ("accompany", {"melody_midi": upload(small_midi()), "harmony": 2}, 422, "no harmoniser"),
         ("rewrite", {"piece_id": "0123456789abcdef", "start": 1, "stop": 2}, 404, "no piece 0123456789abcdef"),
     ]
     for route, body, status, reason in cases:

@@ -4,7 +4,8 @@ Both run as jobs in the same queue as composing (`/api/jobs/{id}` for progress, 
 cancel) and give candidates that are picked and undone as continuations are:
 
 - `POST /api/accompany`: the upload's parts `keep` (all of it by default) stay note for note
-  and the families `add` are composed around them (`Composer.accompany`). A pick starts a
+  and the families `add` are composed around them (`Composer.accompany`), leaning towards
+  the `chords` given (one a bar of the upload) or the harmoniser's. A pick starts a
   piece whose first version is the kept song, so undo takes the accompaniment back;
 - `POST /api/rewrite`: the piece before `start` and from `stop` on stays note for note and
   the span is composed anew (`Composer.infill`, candidates best first). A pick is the
@@ -24,10 +25,11 @@ import numpy as np
 from fastapi.concurrency import run_in_threadpool
 
 from ..errors import MuseNetError
+from ..harmoniser import symbols_by_beat
 from ..notes import read_midi
 from ..render import midi_seconds
 from ..settings import LIMITS, Settings
-from ..song import parts
+from ..song import beats_per_bar, parts
 from .jobs import Job
 from .schemas import MAX_NEW_SECONDS, AccompanyRequest, JobOut, RewriteRequest
 from .store import families_of
@@ -55,10 +57,16 @@ def accompany_work(service: CoComposer, request: AccompanyRequest) -> Work:
               "candidates": request.candidates}
     settings = Settings(instruments=list(request.add), **chosen)
     service.composer.check(settings)
+    chords = None
+    if request.chords and request.chords.strip():  # a beat's chord, from the upload's own bars
+        beats = int(np.ceil(song.beats(seconds))) + 1
+        chords = named("chords", lambda: symbols_by_beat(request.chords.split(), beats, beats_per_bar(data)))
+    service.composer.harmony(request.harmony, chords is not None)  # one a composer can take
 
     def work(job: Job) -> dict:
         job.report("accompanying", 0.0)
-        pieces = service.composer.accompany(song, families_of(song), request.add, **chosen,
+        pieces = service.composer.accompany(song, families_of(song), request.add, **chosen, chords=chords,
+                                            harmony=request.harmony,
                                             on_step=lambda share: job.report("accompanying", 0.95 * share))
         job.report("saving", 0.95)
         return service.save(pieces, settings, 0.0, task="accompany", origin=song)

@@ -91,6 +91,13 @@ class AccompanyRequest(BaseModel):
     temperature: float = setting_field("temperature", 1.0, "creativity: higher is wilder")
     seed: int | None = setting_field("seed", None, "random seed (none: a fresh one)")
     candidates: int = setting_field("candidates", 4, "how many options to compose", high=MAX_CANDIDATES)
+    chords: str | None = Field(None, max_length=400,
+                               description="chord symbols, one a bar of the song, repeated (e.g. \"Am F C G\"; N: "
+                               "none): the added parts lean towards them (none: towards the chords the harmoniser "
+                               "hears in the kept parts)")
+    harmony: float | None = Field(None, ge=0.0, le=10.0,
+                                  description="how strongly the added parts lean towards the chords (0: not at "
+                                  "all; none: the default, 3 where there are chords to lean towards)")
 
     _unique_add = field_validator("add")(lambda cls, value: _no_repeats(value))
 

@@ -147,6 +147,8 @@ function accompanyRequest() {
   };
   const keep = $("keep").value.split(",").map((part) => part.trim()).filter(Boolean);
   if (keep.length) body.keep = keep;  // else all of it
+  const chords = $("chords").value.trim();
+  if (chords) body.chords = chords;  // else the chords the harmoniser hears
   return body;
 }
 
