@@ -2,6 +2,7 @@
 against a slow loop, transposition equivariance, the lean keeping each family's note-on
 probability, an accompaniment under a lean, and the bundled harmoniser on a real POP909 song."""
 
+import json
 from dataclasses import replace
 
 import numpy as np
@@ -12,6 +13,7 @@ from test_keep import tiny_composer
 
 from musenet import MuseNetError
 from musenet.arrange import chord_at, chord_tones
+from musenet.cli import main
 from musenet.composer import bundled_model_path
 from musenet.corpus.pop909 import MELODY, read_chords, read_song
 from musenet.evaluate.harmony import held_out_songs
@@ -35,7 +37,7 @@ from musenet.notes import NoteTable
 from musenet.rules import TokenTables
 from musenet.settings import Settings
 from musenet.song import parts
-from musenet.vocab import STEPS_PER_BEAT, default_vocab
+from musenet.vocab import STEPS_PER_BEAT, Vocab, default_vocab
 
 
 def random_melody(rng, notes=40) -> NoteTable:
@@ -190,3 +192,27 @@ def test_chord_symbols_bar_by_bar(tmp_path, shared_midi):
         assert np.isin((added.pitch - chord) % 12, [0, 4, 7]).all()
     with pytest.raises(MuseNetError, match="unknown chord symbol"):
         composer.accompany(song, ["Melody"], ["piano"], seconds=4, chords=["C", "Q7"])
+
+
+def test_composing_over_chords(tmp_path):
+    """`generate` with chords: every melodic note keeps to its bar's chord under a strong
+    lean, from the command line too (the sidecar records them); harmony without chords, and
+    chords for a model that reads time in seconds, are refused in one line."""
+    composer = tiny_composer(tmp_path, default_vocab())
+    pieces = composer.generate(style="pop", instruments=["piano", "bass"], seconds=12, candidates=2, seed=5,
+                               chords=["Am", "F"], harmony=30.0)
+    for piece in pieces:
+        table = piece.table.select(np.flatnonzero(~piece.table.drum))
+        assert len(table) > 5
+        root = np.where((np.floor(table.onset / 4 + 1e-9) % 2) == 0, 9, 5)  # A minor, then F major, a bar each
+        third = np.where(root == 9, 3, 4)
+        assert np.all(np.isin((table.pitch - root) % 12, [0, 7]) | ((table.pitch - root) % 12 == third))
+    with pytest.raises(MuseNetError, match="harmony leans towards chords"):
+        composer.generate(seconds=4, harmony=2.0)
+    seconds_mode = tiny_composer(tmp_path / "seconds", Vocab(time_mode="seconds"))
+    with pytest.raises(MuseNetError, match="need a model in beat mode"):
+        seconds_mode.generate(seconds=4, chords=["C"])
+    assert main(["generate", "--style", "pop", "--instruments", "piano", "--seconds", "6", "--chords", "C G",
+                 "--model", composer.model_path, "--out", str(tmp_path / "out"), "--candidates", "1"]) == 0
+    task = json.loads((tmp_path / "out" / "piece-1.json").read_text())["task"]
+    assert task == {"task": "generate", "chords": "C G", "harmony": 3.0}

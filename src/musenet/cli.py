@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .errors import MuseNetError
 from .instruments import FAMILIES
-from .settings import DEFAULT_GUIDANCE, NUCLEUS_MODES
+from .settings import DEFAULT_GUIDANCE, DEFAULT_HARMONY, NUCLEUS_MODES
 from .version import __version__
 from .vocab import INSTANT_ORDERS, TIME_MODES
 
@@ -119,10 +119,14 @@ def _cmd_generate(args: argparse.Namespace) -> None:
     composer = Composer.load(args.model, precision=args.precision, compiled=args.compiled)
     composer.check(settings)
     check_wav(args)
-    pieces = composer.generate(prompt=args.prompt, settings=settings, progress=True, keep=args.keep)
+    chords = args.chords.split() if args.chords else None
+    pieces = composer.generate(prompt=args.prompt, settings=settings, progress=True, keep=args.keep, chords=chords,
+                               harmony=args.harmony)
     model = composer.model_label
+    task = None if chords is None else {"task": "generate", "chords": args.chords,
+                                        "harmony": composer.harmony(args.harmony, True)}
     paths = write_pieces(pieces, args.out, settings, model, prompt=args.prompt, wav=args.wav,
-                         png=args.png, soundfont=args.soundfont)
+                         png=args.png, soundfont=args.soundfont, task=task)
     print_pieces(paths, pieces)
 
 
@@ -393,6 +397,11 @@ def add_generate_command(commands) -> None:
                           help="keep the K of the --candidates the model's critic likes best, best first (the "
                           "sidecar records each one's critic score); default: every candidate, in the order drawn")
     generate.add_argument("--prompt", metavar="FILE.mid", help="continue this piece (its opening)")
+    generate.add_argument("--chords", metavar="'C G Am F'",
+                          help="chord symbols, one a bar (4 beats, or the prompt's time signature) from the piece's "
+                          "start, repeated to its end: the melodic parts lean towards them (N: no chord there)")
+    generate.add_argument("--harmony", type=float, metavar="S",
+                          help=f"how strongly they lean towards --chords: 0 not at all (default {DEFAULT_HARMONY:g})")
     generate.add_argument("--prompt-notes", type=int, metavar="N", help="use only the prompt's first N notes")
     generate.add_argument("--prompt-seconds", type=float, metavar="S", help="use only the prompt's first S seconds")
     generate.add_argument("--seconds", type=float, default=60.0, help="length of each whole piece, the prompt "

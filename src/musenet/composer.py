@@ -27,16 +27,18 @@ from .encoding import decode_tokens
 from .errors import MuseNetError
 from .files import write_atomic
 from .fixed import FixedPlan, merge, plan
-from .harmoniser import Harmoniser, beat_lean, harmony_steps, symbols_by_beat
+from .harmoniser import Harmoniser, beat_lean, chord_tones_of, harmony_steps
 from .hints import HINT_SHARE, MAX_TAIL, knows_hints
 from .instruments import FAMILIES
 from .notes import NoteTable, midi_bytes, read_midi, to_score
 from .quantize import decoding_precision, quantize_int8
 from .sample import Generator
 from .settings import DEFAULT_GUIDANCE, DEFAULT_HARMONY, Settings
+from .song import beats_per_bar
 from .vocab import Vocab, to_text
 
 COMPILED = ("auto", "on", "off")  # Composer.load's choices for the compiled decode step
+MAX_BEATS_PER_SECOND = 4.0        # chords over a composed piece are laid out for tempos up to 240 BPM
 
 
 def bundled_model_path() -> Path | None:
@@ -145,7 +147,8 @@ class Composer:
         return tuple(s for s in self.vocab.styles if s in trained) if trained else self.vocab.styles
 
     def generate(self, prompt=None, progress: bool = False, on_step=None, rank: bool = False,
-                 keep: int | None = None, **settings) -> list[Piece]:
+                 keep: int | None = None, chords: list[str] | None = None, harmony: float | None = None,
+                 **settings) -> list[Piece]:
         """Pieces for the given settings (see `Settings`: style, instruments, seconds, temperature,
         top_k, top_p, nucleus, guidance, seed, candidates, instrument_mode, prompt_notes, prompt_seconds). `prompt`
         is a MIDI path, bytes, symusic Score or NoteTable. `on_step(share_done)`, off by default,
@@ -153,7 +156,11 @@ class Composer:
         `settings=Settings(...)`. Without `instruments`, a style gets its usual ensemble
         (`usual_instruments`); `instruments="any"` lets every family play. With `rank` (or
         `keep`), the critic scores every candidate (`Piece.critic`) and they come best first;
-        `keep` keeps that many. Safe to call from several threads at once."""
+        `keep` keeps that many. With `chords` (chord symbols, one a bar of 4 beats, or of the
+        prompt file's time signature, from the piece's start, repeated; or an array (beats, 12)
+        of chord tones a beat) the melodic parts lean `harmony` (`Composer.harmony`) towards
+        them, as accompanying does (a beat-mode model only). Safe to call from several threads
+        at once."""
         chosen = settings.pop("settings", None) or Settings(**settings)
         table = None
         if prompt is not None:
@@ -163,7 +170,18 @@ class Composer:
             chosen = replace(chosen, instruments=self.usual_instruments(chosen.style, table))
         if keep is not None and not 1 <= keep <= chosen.candidates:
             raise MuseNetError(f"keep must be from 1 to the number of candidates ({chosen.candidates}), not {keep}")
-        sequences = self.sampler.generate(chosen, table, progress=progress, on_step=on_step)
+        lean = None
+        if chords is not None:
+            if self.vocab.time_mode != "beat":
+                raise MuseNetError("chords are placed by bars, so they need a model in beat mode; this one reads "
+                                   "time in seconds")
+            beats = int(np.ceil(chosen.seconds * MAX_BEATS_PER_SECOND)) + 1
+            bar = 4.0 if prompt is None or isinstance(prompt, NoteTable) else beats_per_bar(prompt)
+            strength = self.harmony(harmony, True)
+            lean = strength * beat_lean(chord_tones_of(chords, beats, bar), table, self.vocab) if strength else None
+        elif harmony:
+            raise MuseNetError("harmony leans towards chords: give them (chords=..., --chords) to compose over")
+        sequences = self.sampler.generate(chosen, table, progress=progress, on_step=on_step, lean=lean)
         pieces = [Piece(tokens, decode_tokens(tokens, self.vocab), self.vocab, chosen) for tokens in sequences]
         return self.ranked(pieces, keep) if rank or keep is not None else pieces
 
@@ -207,7 +225,7 @@ class Composer:
         of `chords` where given (chord symbols, one a bar, repeated: `harmoniser.chord_symbol_tones`;
         or an array (beats, 12) of chord tones a beat of the song), else those the harmoniser
         hears in the kept melodic parts."""
-        from .song import beats_per_bar, parts
+        from .song import parts
 
         kept, _ = parts(song, keep)
         seconds = settings.pop("seconds", None) or kept.end_seconds()
@@ -224,8 +242,7 @@ class Composer:
         melody = fixed.kept.select(np.flatnonzero(~fixed.kept.drum))
         if harmony > 0 and chords is not None:
             beats = int(np.ceil(fixed.kept.beats(seconds))) + 1
-            tones = (symbols_by_beat(list(chords), beats, beats_per_bar(song))
-                     if len(chords) and isinstance(chords[0], str) else np.asarray(chords, np.float64))
+            tones = chord_tones_of(chords, beats, beats_per_bar(song))
             fixed = replace(fixed, harmony=harmony * beat_lean(tones, fixed.kept, self.vocab))
         elif harmony > 0 and len(melody):
             fixed = replace(fixed, harmony=harmony * harmony_steps(self.harmoniser, melody, self.vocab))

@@ -147,19 +147,6 @@ class FixedState:
         self.forced = torch.zeros(batch, dtype=torch.bool, device=device)  # was the last token a kept one
         self.right_logprob = torch.zeros(batch, dtype=torch.float64, device=device)  # the right side's
         self.kept_logprob = torch.zeros(batch, dtype=torch.float64, device=device)   # kept notes in the span
-        lean = fixed.harmony
-        self.harmony = None if lean is None or len(lean) == 0 else torch.from_numpy(
-            np.concatenate([lean, np.zeros((1, 12), np.float32)])).to(device)  # past its end: no lean
-
-    def lean(self, logits: torch.Tensor, now: torch.Tensor) -> torch.Tensor:
-        """The logits leaning towards the chord tones at grid step `now` (batch,), if the plan
-        has a harmony (`harmoniser.lean_to_chords`)."""
-        if self.harmony is None:
-            return logits
-        from .harmoniser import lean_to_chords
-
-        return lean_to_chords(logits, self.harmony[now.clamp(0, len(self.harmony) - 1)], self.tables)
-
     def rule(self, mask: torch.Tensor, now: torch.Tensor, finished: torch.Tensor) -> torch.Tensor:
         """The mask (from `allowed_tokens` with the model's own keys) with the plan applied,
         for rows at grid step `now` (batch,)."""

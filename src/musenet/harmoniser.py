@@ -238,6 +238,7 @@ def lean_to_chords(logits: torch.Tensor, bias: torch.Tensor, tables) -> torch.Te
     before = logits.index_select(1, ids).float()
     after = before + bias.index_select(1, pitch_class)
     top = before.max(dim=1, keepdim=True).values
+    top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))  # tokens the head does not score: -inf
     mass_before = tables.per_family(torch.exp(before - top), family)
     mass_after = tables.per_family(torch.exp(after - top), family)
     restore = (mass_before.clamp_min(1e-30).log() - mass_after.clamp_min(1e-30).log()).index_select(1, family)
@@ -273,3 +274,15 @@ def symbols_by_beat(symbols: list[str], beats: int, bar_beats: float = 4.0) -> n
     tones = np.stack([chord_symbol_tones(s) for s in symbols])
     bar = np.floor(np.arange(beats) / bar_beats + 1e-9).astype(np.int64)
     return tones[bar % len(symbols)]
+
+
+def chord_tones_of(chords, beats: int, bar_beats: float = 4.0) -> np.ndarray:
+    """(beats, 12): chord symbols given one a bar (`symbols_by_beat`), or chord tones a beat
+    given as an array (beats, 12) already, as they are."""
+    if len(chords) and isinstance(chords[0], str):
+        return symbols_by_beat(list(chords), beats, bar_beats)
+    tones = np.asarray(chords, np.float64)
+    if tones.ndim != 2 or tones.shape[1] != 12:
+        raise MuseNetError(f"chords: give chord symbols or an array (beats, 12), not shape {tones.shape}")
+    return tones
+

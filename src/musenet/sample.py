@@ -33,6 +33,7 @@ from .choose import Chooser
 from .encoding import encode_notes
 from .errors import MuseNetError
 from .fixed import FixedPlan, FixedState
+from .harmoniser import lean_to_chords
 from .hints import hint_for, with_hint
 from .inference import Decoder
 from .instruments import FAMILIES
@@ -114,15 +115,17 @@ class Generator:
         return self.header(settings, header_families(encoded, self.vocab).tolist()) + encoded[start + 1: -1].tolist()
 
     def generate(self, settings: Settings, prompt: NoteTable | None = None, progress: bool = False,
-                 on_step: Callable[[float], None] | None = None) -> list[np.ndarray]:
+                 on_step: Callable[[float], None] | None = None, lean: np.ndarray | None = None) -> list[np.ndarray]:
         """Token sequences (header to `end`) of `settings.candidates` pieces.
 
         `on_step` (off by default), if given, is called after every sampled token with the share
         of the new music composed so far (0 to 1, from the slowest candidate) and once with 1.0
-        at the end; an exception it raises stops the generation and propagates (a way to cancel)."""
+        at the end; an exception it raises stops the generation and propagates (a way to cancel).
+        `lean` (grid steps from the piece's start, 12), if given, leans the melodic note-ons
+        towards chord tones (`harmoniser.lean_to_chords`)."""
         self.check(settings)
         sequences, _, _ = self.run(settings, self.opening(settings, prompt), prompt is not None, None,
-                                   progress, on_step)
+                                   progress, on_step, lean)
         return sequences
 
     def keep(self, settings: Settings, fixed: FixedPlan, progress: bool = False,
@@ -132,7 +135,8 @@ class Generator:
         that were kept ones; the log-probabilities (nats) are the model's for the kept tokens
         in the span (`kept`) and for the right side (`right`)."""
         self.check(settings)
-        sequences, forced, plan_state = self.run(settings, fixed.opening.tolist(), True, fixed, progress, on_step)
+        sequences, forced, plan_state = self.run(settings, fixed.opening.tolist(), True, fixed, progress, on_step,
+                                                 fixed.harmony)
         kept, right = plan_state.kept_logprob.tolist(), plan_state.right_logprob.tolist()
         return [(seq, forced[row], {"kept": kept[row], "right": right[row]}) for row, seq in enumerate(sequences)]
 
@@ -145,9 +149,10 @@ class Generator:
 
     @torch.inference_mode()
     def run(self, settings: Settings, opening: list[int], begun_with_music: bool, fixed: FixedPlan | None,
-            progress: bool, on_step: Callable[[float], None] | None):
+            progress: bool, on_step: Callable[[float], None] | None, lean: np.ndarray | None = None):
         """The sampling loop: every candidate from `opening`, one cached forward pass of the
-        batch per token, under the rules (and the fixed plan, if any)."""
+        batch per token, under the rules (and the fixed plan, if any; leaning towards chord
+        tones by grid step, if `lean`: past its end, no lean)."""
         vocab, tables, device = self.vocab, self.tables, self.device
         sequences = [list(opening) for _ in range(settings.candidates)]
         taken = []  # with a plan: which rows took a forced token, step by step
@@ -176,7 +181,9 @@ class Generator:
         state.entries_from = begun
         # the mask and the draw in one compiled call (choose.py) where it is loaded: the same rules
         chooser = (Chooser(self.chooser, tables, settings, allowed_on, requested, rows, state)
-                   if self.chooser is not None and Chooser.covers(settings, plan) else None)
+                   if self.chooser is not None and lean is None and Chooser.covers(settings, plan) else None)
+        leaning = None if lean is None or len(lean) == 0 else torch.from_numpy(
+            np.concatenate([lean, np.zeros((1, 12), np.float32)])).to(device)
         target_tensor = torch.tensor(target, dtype=torch.float64)
         bar = tqdm(total=int(target), unit="s", desc="composing", disable=not progress, dynamic_ncols=True)
         shown = steps = 0
@@ -187,8 +194,8 @@ class Generator:
             conditioned = logits
             if twin is not None:
                 logits = guide(conditioned, twin[0], float(settings.guidance))
-            if plan is not None:
-                logits = plan.lean(logits, state.steps)
+            if leaning is not None:  # towards the chord tones where the next token falls
+                logits = lean_to_chords(logits, leaning[state.steps.clamp(max=len(leaning) - 1)], tables)
             if chooser is not None and not needs_tempo:
                 token = chooser(logits, state, draws.next())
             else:
