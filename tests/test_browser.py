@@ -147,6 +147,18 @@ def test_compose_pick_continue_cancel_undo_download(page, server, tmp_path, arti
     expect(page.locator("#intro")).to_be_enabled()
     expect(page.locator("#generate")).to_have_text("Generate")
 
+    page.select_option("#intro", "")                         # from silence, over a chord: C major
+    page.locator("#compose-chords").fill("C")
+    page.click("#generate")
+    expect(cards).to_have_count(4, timeout=60_000)
+    wait_idle(page)
+    cards.nth(0).locator(".pick").click()
+    expect(page.locator("#piece-info")).to_contain_text("1 pick")
+    wait_idle(page)
+    table = read_midi(httpx.get(f"{server}{page.get_attribute('#download-midi', 'href')}", timeout=30).content)
+    melodic = table.pitch[~table.drum] % 12
+    assert len(melodic) > 5 and np.isin(melodic, [0, 4, 7]).mean() > 0.9  # a random-weight model, leaning
+
 
 def test_bad_upload_shows_the_reason(page, tmp_path):
     not_midi = tmp_path / "notes.mid"

@@ -669,3 +669,19 @@ def test_with_a_critic_the_co_composer_draws_twice_as_many_and_offers_the_best(c
         assert scores == pytest.approx([p.critic for p in drawn[:3]], abs=1e-4)
         plain = client.post("/api/compose", json={**body, "rank": False}).json()["candidates"]
         assert [c["critic"] for c in plain] == [None] * 3
+
+
+def test_composing_over_chords(client):
+    """Chords one a bar lean what is composed towards them (the default lean, 3); a bad symbol
+    or harmony without chords is refused at once, nothing queued."""
+    body = {"seconds": 6, "candidates": 1, "seed": 2, "instruments": ["piano"], "chords": "C", "rank": False}
+    composed = client.post("/api/compose", json=body)
+    assert composed.status_code == 200, composed.text
+    table = read_midi(client.get(composed.json()["candidates"][0]["midi_url"]).content)
+    melodic = table.select(np.flatnonzero(~table.drum))
+    assert len(melodic) > 5 and np.isin(melodic.pitch % 12, [0, 4, 7]).mean() > 0.9
+    for extra, reason in (({"chords": "C Q7"}, "unknown chord symbol 'Q7'"),
+                          ({"harmony": 2.0}, "harmony leans towards chords")):
+        answer = client.post("/api/compose", json={"seconds": 4, "candidates": 1, **extra})
+        assert answer.status_code == 422 and reason in answer.json()["detail"], answer.text
+    assert client.get("/api/info").json()["busy"] == 0

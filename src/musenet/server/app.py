@@ -30,6 +30,7 @@ from ..composer import Composer
 from ..corpus.intros import INTROS, intro_table
 from ..corpus.styles import style_description
 from ..errors import MidiError, MuseNetError
+from ..harmoniser import symbols_by_beat
 from ..instruments import FAMILIES, PITCH_RANGE
 from ..notes import NoteTable
 from ..render import FAMILY_COLORS, find_soundfont, fluidsynth_program, midi_seconds
@@ -53,6 +54,7 @@ from .schemas import (
     Kind,
     PieceOut,
     StyleOut,
+    chord_symbols,
 )
 from .store import KINDS, Candidate, Conflict, NotFound, Store, StoredPiece, families_of, new_id, write_file
 from .uploads import read_upload
@@ -92,6 +94,12 @@ class CoComposer:
         settings = Settings(style=request.style, instruments=request.instruments, seconds=start + request.seconds,
                             temperature=request.temperature, seed=seed, candidates=request.candidates)
         self.composer.check(settings)
+        if chord_symbols(request) is not None:  # read now: a bad symbol is answered at once
+            if self.composer.vocab.time_mode != "beat":
+                raise MuseNetError("chords: this model reads time in seconds, and chords are placed by bars")
+            symbols_by_beat(chord_symbols(request), 1)
+        elif request.harmony:
+            raise MuseNetError("harmony leans towards chords: give them (chords) to compose over")
         return settings, prompt, piece_id, version
 
     def submit(self, request: ComposeRequest) -> Job:
@@ -105,7 +113,7 @@ class CoComposer:
             drawn = replace(settings, candidates=settings.candidates * RANK_DRAWS) if ranked else settings
             pieces = self.composer.generate(
                 prompt=prompt, settings=drawn, on_step=lambda share: job.report("composing", 0.95 * share),
-                keep=settings.candidates if ranked else None)
+                keep=settings.candidates if ranked else None, chords=chord_symbols(request), harmony=request.harmony)
             job.report("saving", 0.95)
             return self.save(pieces, settings, start, piece_id, version)
 

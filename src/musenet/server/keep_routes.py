@@ -31,7 +31,7 @@ from ..render import midi_seconds
 from ..settings import LIMITS, Settings
 from ..song import beats_per_bar, parts
 from .jobs import Job
-from .schemas import MAX_NEW_SECONDS, AccompanyRequest, JobOut, RewriteRequest
+from .schemas import MAX_NEW_SECONDS, AccompanyRequest, JobOut, RewriteRequest, chord_symbols
 from .store import families_of
 from .uploads import decode_upload, named
 
@@ -58,9 +58,9 @@ def accompany_work(service: CoComposer, request: AccompanyRequest) -> Work:
     settings = Settings(instruments=list(request.add), **chosen)
     service.composer.check(settings)
     chords = None
-    if request.chords and request.chords.strip():  # a beat's chord, from the upload's own bars
+    if chord_symbols(request) is not None:  # a beat's chord, from the upload's own bars
         beats = int(np.ceil(song.beats(seconds))) + 1
-        chords = named("chords", lambda: symbols_by_beat(request.chords.split(), beats, beats_per_bar(data)))
+        chords = named("chords", lambda: symbols_by_beat(chord_symbols(request), beats, beats_per_bar(data)))
     service.composer.harmony(request.harmony, chords is not None)  # one a composer can take
 
     def work(job: Job) -> dict:

@@ -33,6 +33,21 @@ def setting_field(name: str, default: Any, description: str, *, high: float | No
     return Field(default, ge=low, le=limit if high is None else high, description=description)
 
 
+def chord_symbols(request) -> list[str] | None:
+    """A compose or accompany request's chords as symbols (None where it gives none)."""
+    return request.chords.split() if request.chords and request.chords.strip() else None
+
+
+def chords_field() -> Any:
+    return Field(None, max_length=400, description="chord symbols, one a bar, repeated (e.g. \"Am F C G\"; N: none): "
+                 "the melodic parts lean towards them")
+
+
+def harmony_field() -> Any:
+    return Field(None, ge=0.0, le=10.0, description="how strongly the parts lean towards the chords (0: not at all; "
+                 "none: the default, 3 where there are chords to lean towards)")
+
+
 class ComposeRequest(BaseModel):
     """What to compose: settings, and at most one of an intro, an uploaded MIDI or the piece so far."""
 
@@ -54,6 +69,8 @@ class ComposeRequest(BaseModel):
     prompt_midi: str | None = Field(None, description="start from this MIDI file (base64, at most 1 MB)")
     prompt_seconds: float = setting_field("prompt_seconds", 30.0, "how much of prompt_midi to use")
     piece_id: str | None = Field(None, pattern=ID_PATTERN, description="continue this piece")
+    chords: str | None = chords_field()
+    harmony: float | None = harmony_field()
 
     _unique_instruments = field_validator("instruments")(lambda cls, value: _no_repeats(value))
 
@@ -95,9 +112,7 @@ class AccompanyRequest(BaseModel):
                                description="chord symbols, one a bar of the song, repeated (e.g. \"Am F C G\"; N: "
                                "none): the added parts lean towards them (none: towards the chords the harmoniser "
                                "hears in the kept parts)")
-    harmony: float | None = Field(None, ge=0.0, le=10.0,
-                                  description="how strongly the added parts lean towards the chords (0: not at "
-                                  "all; none: the default, 3 where there are chords to lean towards)")
+    harmony: float | None = harmony_field()
 
     _unique_add = field_validator("add")(lambda cls, value: _no_repeats(value))
 

@@ -126,6 +126,8 @@ function request() {
   };
   const instruments = chosenInstruments();
   if (instruments.length) body.instruments = instruments;
+  const chords = $("compose-chords").value.trim();
+  if (chords) body.chords = chords;
   if (state.piece) {
     body.piece_id = state.piece.id;
   } else if ($("intro").value === "upload") {
