@@ -216,3 +216,21 @@ def test_composing_over_chords(tmp_path):
                  "--model", composer.model_path, "--out", str(tmp_path / "out"), "--candidates", "1"]) == 0
     task = json.loads((tmp_path / "out" / "piece-1.json").read_text())["task"]
     assert task == {"task": "generate", "chords": "C G", "harmony": 3.0}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (CORPORA / "pop909").is_dir(), reason="needs ../shared/corpora/pop909")
+def test_fitting_a_harmoniser_from_the_command_line(tmp_path, capsys):
+    """`musenet harmoniser` (one pass) learns: held-out chord tones cost well under the 0.82
+    bits a pitch class of guessing each at its base rate; the composer finds the file and
+    accompanies with the default lean."""
+    model = tiny_composer(tmp_path, default_vocab()).model_path
+    assert main(["harmoniser", model, "--corpora", str(CORPORA), "--epochs", "1"]) == 0
+    assert "valid:" in capsys.readouterr().out
+    harmoniser = Harmoniser.load(model)
+    assert harmoniser.trained["valid"]["bits_per_class"] < 0.6
+    assert harmoniser.trained["valid"]["p_tones"] > harmoniser.trained["valid"]["p_others"] + 0.3
+    from musenet import Composer
+
+    composer = Composer.load(model)
+    assert composer.harmoniser is not None and composer.harmony(None) == 3.0
