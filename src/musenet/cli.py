@@ -360,13 +360,12 @@ def add_train_commands(commands) -> None:
     critic.add_argument("--seed", type=int, default=0)
     critic.set_defaults(run=_cmd_critic)
 
-
     harmoniser = commands.add_parser(
         "harmoniser", help="fit the harmoniser that leans accompaniments towards a melody's chords",
         description="Fit a harmoniser (harmoniser.py: for each beat of a melody, the probability that each pitch "
         "class is in the chord) on the POP909 songs of the train split under DIR and their annotated chords, "
         "score it on the valid and test splits, and save it as MODEL_DIR/harmoniser.safetensors, where "
-        "`musenet accompany` finds it (--harmony). About a minute on 2 CPU cores.",
+        "`musenet accompany` finds it (--harmony). About 1.5 minutes on 2 CPU cores.",
     )
     harmoniser.add_argument("model", metavar="MODEL_DIR", help="a checkpoint or exported model (written into)")
     harmoniser.add_argument("--corpora", required=True, metavar="DIR",

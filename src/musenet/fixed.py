@@ -147,6 +147,7 @@ class FixedState:
         self.forced = torch.zeros(batch, dtype=torch.bool, device=device)  # was the last token a kept one
         self.right_logprob = torch.zeros(batch, dtype=torch.float64, device=device)  # the right side's
         self.kept_logprob = torch.zeros(batch, dtype=torch.float64, device=device)   # kept notes in the span
+
     def rule(self, mask: torch.Tensor, now: torch.Tensor, finished: torch.Tensor) -> torch.Tensor:
         """The mask (from `allowed_tokens` with the model's own keys) with the plan applied,
         for rows at grid step `now` (batch,)."""

@@ -6,8 +6,9 @@ onsets fall in POP909's annotated chord, 88% of the real accompaniments'). A mel
 more about its chord than about any one accompaniment note, so a small network learns that
 relation on its own: for each beat of a melody it gives the probability that each pitch
 class is in the chord there (`Harmoniser.chord_tones`), and the sampler leans the added
-parts' pitches towards those (`harmony_bias`), keeping how often and which family plays as
-the model has it.
+parts' pitches towards those (`lean_to_chords`), keeping how often and which family plays as
+the model has it. The same lean serves chords the user gives as symbols (`chord_symbol_tones`),
+when accompanying and when composing (`musenet generate --chords`).
 
 The network reads, for each beat, the melody's pitch classes sounding in the beats around it
 (`CONTEXT_BEATS` each side; each note counts by how much of the beat it fills) and the
@@ -15,7 +16,7 @@ melody's pitch-class profile over the whole piece (its key). It is equivariant u
 transposition by construction: the logit of pitch class r comes from the same network reading
 the features rolled so that r is at C. It is fitted (`fit`, `musenet harmoniser`) on POP909's
 train-split songs, against the chords annotated there (MIT licence; the weights ship beside
-the model as `harmoniser.safetensors`, about 0.4 MB).
+the model as `harmoniser.safetensors`, 0.5 MB).
 """
 
 from __future__ import annotations
@@ -88,6 +89,7 @@ class Harmoniser(nn.Module):
                                  nn.Linear(hidden, 1))
         roll = (torch.arange(12)[None, :] + torch.arange(12)[:, None]) % 12  # roll[r, j] = (j + r) % 12
         self.register_buffer("roll", roll, persistent=False)
+        self.trained: dict = {}  # how it was fitted and scored (`fit`), kept in the file's metadata
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         rolled = features[:, :, self.roll]                  # (batch, blocks, 12 roots, 12): r moved to C
@@ -205,11 +207,11 @@ def fit(corpora: str | Path, epochs: int = 6, seed: int = 0, progress: bool = Tr
     return harmoniser, trained
 
 
-def beat_lean(tones: np.ndarray, table: NoteTable, vocab) -> np.ndarray:
-    """(grid steps, 12): the lean at every grid step of a piece (`encoding.time_steps`, on
-    `table`'s tempo map) from chord tones a beat (beats, 12: probabilities, or bool), to a
-    beat past the last: the log of each pitch class's probability (at least FLOOR); none
-    (0) on a beat without a chord (all zero)."""
+def beat_lean(tones: np.ndarray, table: NoteTable | None, vocab) -> np.ndarray:
+    """(grid steps, 12): the lean at every grid step of a piece (`encoding.time_steps`; in
+    seconds mode on `table`'s tempo map, which beat mode does not need) from chord tones a
+    beat (beats, 12: probabilities, or bool), to a beat past the last: the log of each pitch
+    class's probability (at least FLOOR); none (0) on a beat without a chord (all zero)."""
     from .encoding import time_steps
     from .vocab import STEP_SECONDS, STEPS_PER_BEAT
 
