@@ -234,3 +234,21 @@ def test_fitting_a_harmoniser_from_the_command_line(tmp_path, capsys):
 
     composer = Composer.load(model)
     assert composer.harmoniser is not None and composer.harmony(None) == 3.0
+
+
+def test_rewriting_a_span_over_chords(tmp_path, shared_midi, capsys):
+    """infill with chords: the new span's notes keep to them under a strong lean; the command
+    line records them; harmony without chords is refused."""
+    composer = tiny_composer(tmp_path, default_vocab())
+    song = shared_midi / "one-track" / "Maestro_1.mid"
+    for piece in composer.infill(song, 3.0, 6.0, candidates=2, seed=1, chords=["C"], harmony=30.0):
+        table = piece.table
+        onset = table.seconds(table.onset)
+        new = table.select(np.flatnonzero((onset >= 3.0) & (onset < 6.0) & ~table.drum))
+        assert len(new) > 3 and np.isin(new.pitch % 12, [0, 4, 7]).all()
+    with pytest.raises(MuseNetError, match="harmony leans towards chords"):
+        composer.infill(song, 3.0, 6.0, harmony=2.0)
+    assert main(["infill", str(song), "--from", "3", "--to", "5", "--chords", "Dm G", "--candidates", "1",
+                 "--model", composer.model_path, "--out", str(tmp_path / "out")]) == 0
+    task = json.loads((tmp_path / "out" / "infill-1.json").read_text())["task"]
+    assert task["chords"] == "Dm G" and task["harmony"] == 3.0

@@ -685,3 +685,20 @@ def test_composing_over_chords(client):
         answer = client.post("/api/compose", json={"seconds": 4, "candidates": 1, **extra})
         assert answer.status_code == 422 and reason in answer.json()["detail"], answer.text
     assert client.get("/api/info").json()["busy"] == 0
+
+
+def test_rewriting_a_span_over_chords(client):
+    composed = client.post("/api/compose", json={"instruments": ["piano"], "seconds": 8, "seed": 3, "candidates": 1,
+                                                 "rank": False}).json()["candidates"][0]
+    piece = client.post(f"/api/candidates/{composed['id']}/pick").json()
+    body = {"piece_id": piece["id"], "start": 2, "stop": 6, "seed": 2, "candidates": 1, "chords": "F"}
+    job = wait_for(client, client.post("/api/rewrite", json=body).json())
+    table = read_midi(client.get(job["result"]["candidates"][0]["midi_url"]).content)
+    onset = table.seconds(table.onset)
+    new = table.pitch[(onset >= 2.01) & (onset < 6) & ~table.drum] % 12
+    assert len(new) > 3 and np.isin(new, [5, 9, 0]).mean() > 0.9  # F major, at the default lean
+    for extra, reason in (({"chords": "F X"}, "unknown chord symbol 'X'"),
+                          ({"harmony": 1.0}, "harmony leans towards chords")):
+        answer = client.post("/api/rewrite", json={**body, **extra} if "chords" in extra else
+                             {k: v for k, v in {**body, **extra}.items() if k != "chords"})
+        assert answer.status_code == 422 and reason in answer.json()["detail"], answer.text

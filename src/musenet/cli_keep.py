@@ -59,10 +59,14 @@ def _cmd_infill(args: argparse.Namespace) -> None:
         start, stop = args.start, args.stop
     composer = Composer.load(args.model, precision=args.precision, compiled=args.compiled)
     check_wav(args)
+    chords = args.chords.split() if args.chords else None
     pieces = composer.infill(args.song, start, stop, comma_list(args.instruments), rank=not args.no_rank, progress=True,
-                             hints=not args.no_hints, **_sampling(args))
-    _write(args, composer, pieces, {"task": "infill", "from": round(start, 3), "to": round(stop, 3),
-                                    "hints": composer.reads_hints and not args.no_hints})
+                             hints=not args.no_hints, chords=chords, harmony=args.harmony, **_sampling(args))
+    task = {"task": "infill", "from": round(start, 3), "to": round(stop, 3),
+            "hints": composer.reads_hints and not args.no_hints}
+    if chords is not None:
+        task |= {"chords": args.chords, "harmony": composer.harmony(args.harmony, True)}
+    _write(args, composer, pieces, task)
 
 
 def add_keep_commands(commands) -> None:
@@ -119,5 +123,10 @@ def add_keep_commands(commands) -> None:
     infill.add_argument("--no-hints", action="store_true",
                         help="do not let the model read the music after the span first (a model that learnt hints "
                         "does by default)")
+    infill.add_argument("--chords", metavar="'C G Am F'",
+                        help="chord symbols, one a bar of the song from its start, repeated: the new span leans "
+                        "towards them (N: no chord there)")
+    infill.add_argument("--harmony", type=float, metavar="S",
+                        help=f"how strongly it leans towards --chords: 0 not at all (default {DEFAULT_HARMONY:g})")
     add_composing_options(infill, candidates=4)
     infill.set_defaults(run=_cmd_infill)

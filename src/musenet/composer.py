@@ -262,12 +262,14 @@ class Composer:
 
     def infill(self, song, start: float, stop: float, instruments: list[str] | None = None, rank: bool = True,
                right_seconds: float = 8.0, progress: bool = False, on_step=None, hints: bool = True,
-               **settings) -> list[Piece]:
+               chords: list[str] | None = None, harmony: float | None = None, **settings) -> list[Piece]:
         """Pieces that keep `song` before `start` and from `stop` (seconds) note for note and
         compose the span between anew, for `instruments` (default: the families playing in the
         span). With `hints` (and a model that reads them) the model reads what follows the
         span before composing it. With `rank`, the candidates come best first: by how likely
-        the model finds the first `right_seconds` of what follows the span (`Piece.fit`)."""
+        the model finds the first `right_seconds` of what follows the span (`Piece.fit`). With
+        `chords` (as `generate`'s, one a bar of the song from its start) the new span's melodic
+        notes lean `harmony` towards them."""
         table = song if isinstance(song, NoteTable) else read_midi(song)
         total = table.end_seconds()
         if not 0 <= start < stop:
@@ -284,6 +286,12 @@ class Composer:
         kept = table.select(np.flatnonzero(~inside))
         budget = MAX_TAIL if hints else 0  # read if the model learnt to
         fixed = plan(kept, self.vocab, chosen.style, chosen.instruments, (start, stop), right_seconds, budget, True)
+        if chords is not None and self.harmony(harmony, True) > 0:
+            beats = int(np.ceil(table.beats(max(total, stop)))) + 1
+            tones = chord_tones_of(chords, beats, beats_per_bar(song))
+            fixed = replace(fixed, harmony=self.harmony(harmony, True) * beat_lean(tones, table, self.vocab))
+        elif chords is None and harmony:
+            raise MuseNetError("harmony leans towards chords: give them (chords=..., --chords) to rewrite over")
         return self._pieces(self.sampler.keep(chosen, fixed, progress, on_step), fixed, chosen, rank, "right")
 
     def _pieces(self, results, fixed: FixedPlan, settings: Settings, rank: bool, fit: str) -> list[Piece]:

@@ -8,7 +8,8 @@ cancel) and give candidates that are picked and undone as continuations are:
   the `chords` given (one a bar of the upload) or the harmoniser's. A pick starts a
   piece whose first version is the kept song, so undo takes the accompaniment back;
 - `POST /api/rewrite`: the piece before `start` and from `stop` on stays note for note and
-  the span is composed anew (`Composer.infill`, candidates best first). A pick is the
+  the span is composed anew (`Composer.infill`, candidates best first; over `chords`, if
+  given, one a bar from the piece's start). A pick is the
   piece's next version; undo restores the span.
 
 A request is checked (and an upload read) before it is queued, so bad input is answered at
@@ -85,10 +86,16 @@ def rewrite_work(service: CoComposer, request: RewriteRequest) -> Work:
     chosen = {"style": style, "temperature": request.temperature, "seed": seed, "candidates": request.candidates}
     settings = Settings(instruments=request.instruments, seconds=max(total, request.stop), **chosen)
     service.composer.check(settings)
+    chords = chord_symbols(request)
+    if chords is not None:
+        symbols_by_beat(chords, 1)  # read now: a bad symbol is answered at once
+    elif request.harmony:
+        raise MuseNetError("harmony leans towards chords: give them (chords) to rewrite over")
 
     def work(job: Job) -> dict:
         job.report("rewriting", 0.0)
         pieces = service.composer.infill(table, request.start, request.stop, request.instruments, **chosen,
+                                         chords=chords, harmony=request.harmony,
                                          on_step=lambda share: job.report("rewriting", 0.95 * share))
         job.report("saving", 0.95)
         return service.save(pieces, settings, request.start, piece.id, version, task="rewrite",

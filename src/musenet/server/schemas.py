@@ -39,8 +39,8 @@ def chord_symbols(request) -> list[str] | None:
 
 
 def chords_field() -> Any:
-    return Field(None, max_length=400, description="chord symbols, one a bar, repeated (e.g. \"Am F C G\"; N: none): "
-                 "the melodic parts lean towards them")
+    return Field(None, max_length=400, description="chord symbols, one a bar of 4 beats from the piece's start, "
+                 "repeated (e.g. \"Am F C G\"; N: none): the melodic parts lean towards them")
 
 
 def harmony_field() -> Any:
@@ -132,6 +132,8 @@ class RewriteRequest(BaseModel):
     temperature: float = setting_field("temperature", 1.0, "creativity: higher is wilder")
     seed: int | None = setting_field("seed", None, "random seed (none: a fresh one)")
     candidates: int = setting_field("candidates", 4, "how many options to compose", high=MAX_CANDIDATES)
+    chords: str | None = chords_field()
+    harmony: float | None = harmony_field()
 
     _unique_instruments = field_validator("instruments")(lambda cls, value: _no_repeats(value))
 

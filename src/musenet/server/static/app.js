@@ -161,7 +161,10 @@ function rewriteRequest() {
   if (!$("rewrite-from").value || !$("rewrite-to").value || !(start < stop)) {
     throw new Error("give the span to rewrite: from must come before to");
   }
-  return { piece_id: state.piece.id, start, stop, temperature: Number($("temperature").value), candidates: 4 };
+  const body = { piece_id: state.piece.id, start, stop, temperature: Number($("temperature").value), candidates: 4 };
+  const chords = $("compose-chords").value.trim();
+  if (chords) body.chords = chords;  // the settings' chords: over the span too
+  return body;
 }
 
 // ---- composing -----------------------------------------------------------------------------
