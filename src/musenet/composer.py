@@ -286,10 +286,11 @@ class Composer:
         kept = table.select(np.flatnonzero(~inside))
         budget = MAX_TAIL if hints else 0  # read if the model learnt to
         fixed = plan(kept, self.vocab, chosen.style, chosen.instruments, (start, stop), right_seconds, budget, True)
-        if chords is not None and self.harmony(harmony, True) > 0:
+        strength = self.harmony(harmony, True) if chords is not None else 0.0
+        if strength > 0:
             beats = int(np.ceil(table.beats(max(total, stop)))) + 1
             tones = chord_tones_of(chords, beats, beats_per_bar(song))
-            fixed = replace(fixed, harmony=self.harmony(harmony, True) * beat_lean(tones, table, self.vocab))
+            fixed = replace(fixed, harmony=strength * beat_lean(tones, table, self.vocab))
         elif chords is None and harmony:
             raise MuseNetError("harmony leans towards chords: give them (chords=..., --chords) to rewrite over")
         return self._pieces(self.sampler.keep(chosen, fixed, progress, on_step), fixed, chosen, rank, "right")
