@@ -26,6 +26,7 @@ from musenet.harmoniser import (
     Harmoniser,
     beat_lean,
     beat_occupancy,
+    chord_list,
     chord_symbol_tones,
     harmony_steps,
     lean_to_chords,
@@ -167,6 +168,12 @@ def test_chord_symbols_bar_by_bar(tmp_path, shared_midi):
     assert np.flatnonzero(chord_symbol_tones("Bbmaj7")).tolist() == [2, 5, 9, 10]
     assert np.flatnonzero(chord_symbol_tones("D/F#")).tolist() == [2, 6, 9]
     assert not chord_symbol_tones("N").any()
+    for symbol, tones in (("C-7", [0, 3, 7, 10]), ("Cmaj9", [0, 2, 4, 7, 11]), ("C°7", [0, 3, 6, 9]),
+                          ("Gb/Bb", [1, 6, 10]), ("Cmmaj7", [0, 3, 7, 11])):  # lead-sheet spellings
+        assert np.flatnonzero(chord_symbol_tones(symbol)).tolist() == tones, symbol
+    assert chord_list("C G | Am, F  |N") == ["C", "G", "Am", "F", "N"]
+    with pytest.raises(MuseNetError, match="give at least one chord symbol"):
+        symbols_by_beat(chord_list(" | "), 4)
     with pytest.raises(MuseNetError, match="unknown chord symbol 'Hm'"):
         chord_symbol_tones("Hm")
     tones = symbols_by_beat(["C", "N", "Am"], 20, bar_beats=3.0)

@@ -119,7 +119,9 @@ def _cmd_generate(args: argparse.Namespace) -> None:
     composer = Composer.load(args.model, precision=args.precision, compiled=args.compiled)
     composer.check(settings)
     check_wav(args)
-    chords = args.chords.split() if args.chords else None
+    from .harmoniser import chord_list
+
+    chords = chord_list(args.chords) if args.chords else None
     pieces = composer.generate(prompt=args.prompt, settings=settings, progress=True, keep=args.keep, chords=chords,
                                harmony=args.harmony)
     model = composer.model_label

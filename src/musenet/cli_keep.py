@@ -25,6 +25,7 @@ def _write(args, composer, pieces, task: dict) -> None:
 
 def _cmd_accompany(args: argparse.Namespace) -> None:
     from .composer import Composer
+    from .harmoniser import chord_list
 
     keep, add = comma_list(args.keep), comma_list(args.add)
     if not keep or not add:
@@ -33,7 +34,7 @@ def _cmd_accompany(args: argparse.Namespace) -> None:
     check_wav(args)
     pieces = composer.accompany(args.song, keep, add, rank=args.rank, progress=True, seconds=args.seconds,
                                 hints=not args.no_hints, beside=not args.in_sequence, harmony=args.harmony,
-                                chords=args.chords.split() if args.chords else None, **_sampling(args))
+                                chords=chord_list(args.chords) if args.chords else None, **_sampling(args))
     _write(args, composer, pieces, {"task": "accompany", "keep": keep, "add": add,
                                     "harmony": composer.harmony(args.harmony, bool(args.chords)),
                                     "chords": args.chords,
@@ -43,6 +44,7 @@ def _cmd_accompany(args: argparse.Namespace) -> None:
 
 def _cmd_infill(args: argparse.Namespace) -> None:
     from .composer import Composer
+    from .harmoniser import chord_list
     from .song import bars_to_seconds
 
     if args.bars:
@@ -59,7 +61,7 @@ def _cmd_infill(args: argparse.Namespace) -> None:
         start, stop = args.start, args.stop
     composer = Composer.load(args.model, precision=args.precision, compiled=args.compiled)
     check_wav(args)
-    chords = args.chords.split() if args.chords else None
+    chords = chord_list(args.chords) if args.chords else None
     pieces = composer.infill(args.song, start, stop, comma_list(args.instruments), rank=not args.no_rank, progress=True,
                              hints=not args.no_hints, chords=chords, harmony=args.harmony, **_sampling(args))
     task = {"task": "infill", "from": round(start, 3), "to": round(stop, 3),

@@ -247,17 +247,37 @@ def lean_to_chords(logits: torch.Tensor, bias: torch.Tensor, tables) -> torch.Te
     return logits.index_copy(1, ids, (after + restore).to(logits.dtype))
 
 
+LEAD_SHEET = (("°", "dim"), ("mmaj7", "mM7"), ("minmaj7", "mM7"), ("maj9", "M9"), ("maj11", "M11"),
+              ("maj13", "M13"))  # lead-sheet spellings music21 writes otherwise
+
+
+def chord_list(text: str) -> list[str]:
+    """Chord symbols written as a user writes them: separated by spaces, commas or bar lines
+    (`"C G | Am F"`)."""
+    return [symbol for symbol in re.split(r"[\s,|]+", text) if symbol]
+
+
 def chord_symbol_tones(symbol: str) -> np.ndarray:
     """(12,) bool: the pitch classes of a chord symbol as lead sheets write it (`C`, `Am`,
-    `F#m7`, `Bbmaj7`, `D/F#`, read by music21); none for `N` or `-` (no chord)."""
+    `C-7`, `F#m7`, `Bbmaj7`, `Cmaj9`, `D/F#`, read by music21); none for `N` or `-` (no chord)."""
     if symbol in ("N", "-"):
         return np.zeros(12, bool)
     from music21 import harmony
 
-    # music21 writes flats as `-` (B-); a lead sheet's `b` after a root letter is one
-    written = re.sub(r"(^|/)([A-G])b", r"\1\2-", symbol.strip())
+    root = re.match(r"^([A-G])([#b]?)(.*)$", symbol.strip())
+    if root is None:
+        raise MuseNetError(f"unknown chord symbol {symbol!r}: it must begin with a root note A-G (write e.g. C, Am, "
+                           "F#m7, Bbmaj7, D/F#, or N for none)")
+    letter, accidental, rest = root.groups()
+    kind, slash, bass = rest.partition("/")
+    if kind.startswith("-"):  # C-7: minor, as jazz writes it (music21 reads "-" as a flat)
+        kind = "m" + kind[1:]
+    for written, meant in LEAD_SHEET:
+        kind = kind.replace(written, meant)
+    bass = re.sub(r"^([A-G])b", r"\1-", bass)  # music21 writes flats as "-"
+    figure = letter + ("-" if accidental == "b" else accidental) + kind + (slash + bass if slash else "")
     try:
-        classes = harmony.ChordSymbol(written).pitchClasses
+        classes = harmony.ChordSymbol(figure).pitchClasses
     except Exception as error:  # music21 raises several kinds for a figure it cannot read
         raise MuseNetError(f"unknown chord symbol {symbol!r} (write e.g. C, Am, F#m7, Bbmaj7, D/F#, or N for "
                            f"none): {error}") from None
@@ -281,7 +301,7 @@ def symbols_by_beat(symbols: list[str], beats: int, bar_beats: float = 4.0) -> n
 def chord_tones_of(chords, beats: int, bar_beats: float = 4.0) -> np.ndarray:
     """(beats, 12): chord symbols given one a bar (`symbols_by_beat`), or chord tones a beat
     given as an array (beats, 12) already, as they are."""
-    if len(chords) and isinstance(chords[0], str):
+    if not len(chords) or isinstance(chords[0], str):
         return symbols_by_beat(list(chords), beats, bar_beats)
     tones = np.asarray(chords, np.float64)
     if tones.ndim != 2 or tones.shape[1] != 12:

@@ -9,6 +9,7 @@ from fastapi import Path as PathParam
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ..corpus.intros import INTRO_BY_ID
+from ..harmoniser import chord_list
 from ..instruments import FAMILIES
 from ..settings import LIMITS
 from .store import ID_PATTERN
@@ -35,7 +36,7 @@ def setting_field(name: str, default: Any, description: str, *, high: float | No
 
 def chord_symbols(request) -> list[str] | None:
     """A compose or accompany request's chords as symbols (None where it gives none)."""
-    return request.chords.split() if request.chords and request.chords.strip() else None
+    return chord_list(request.chords) or None if request.chords else None
 
 
 def chords_field() -> Any:
