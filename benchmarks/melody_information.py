@@ -37,8 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from musenet.arrange import chord_at as annotated_chord_at
-from musenet.arrange import chord_tones
+from musenet.arrange import tones_at
 from musenet.corpus.pop909 import MELODY, read_chords, read_song, song_files
 from musenet.evaluate.harmony import chord_at as sounding_at
 from musenet.sources import SPLITS, split_of
@@ -106,10 +105,8 @@ def pitch_features(path: Path) -> dict[str, np.ndarray] | None:
                              one_hot(upcoming, 13)], axis=1)
 
     chords = read_chords(path.parent)
-    segment = annotated_chord_at(chords, table.seconds(onset))
-    tones = chord_tones(chords)[np.clip(segment, 0, None)] & (segment >= 0)[:, None] if len(chords.root) \
-        else np.zeros((len(rows), 12), bool)
-    chord = np.concatenate([tones, (segment < 0)[:, None]], axis=1)
+    tones = tones_at(chords, table.seconds(onset))
+    chord = np.concatenate([tones, ~tones.any(axis=1, keepdims=True)], axis=1)
     return {"history": history, "melody": melody, "chord": chord, "target": pitch.astype(np.int64),
             "notes": np.array([len(rows)])}
 

@@ -12,7 +12,7 @@ from helpers import CORPORA
 from test_keep import tiny_composer
 
 from musenet import MuseNetError
-from musenet.arrange import chord_at, chord_tones
+from musenet.arrange import tones_at
 from musenet.cli import main
 from musenet.composer import bundled_model_path
 from musenet.corpus.pop909 import MELODY, read_chords, read_song
@@ -152,9 +152,8 @@ def test_the_bundled_harmoniser_hears_a_held_out_songs_chords():
     beats = int(np.ceil((melody.onset + melody.duration).max())) + 1
     p = harmoniser.chord_tones(melody, beats)
     chords = read_chords(path.parent)
-    segment = chord_at(chords, melody.seconds(np.arange(beats) + 0.5))
-    tones = chord_tones(chords)[np.clip(segment, 0, None)][segment >= 0]
-    p = p[segment >= 0]
+    tones = tones_at(chords, melody.seconds(np.arange(beats) + 0.5))
+    p, tones = p[tones.any(axis=1)], tones[tones.any(axis=1)]
     assert p[tones].mean() > p[~tones].mean() + 0.25
     steps = harmony_steps(harmoniser, melody, default_vocab())
     assert len(steps) == (beats + 1) * STEPS_PER_BEAT

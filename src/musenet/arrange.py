@@ -105,6 +105,15 @@ def chord_at(chords: Chords, seconds: np.ndarray) -> np.ndarray:
     return np.where((i >= 0) & (chords.root[np.clip(i, 0, None)] >= 0), i, -1)
 
 
+def tones_at(chords: Chords, seconds: np.ndarray) -> np.ndarray:
+    """(times, 12) bool: the tones of the chord sounding at each time (`chord_tones`); none
+    outside every segment or on `N`."""
+    at = chord_at(chords, np.asarray(seconds, np.float64))
+    if len(chords.root) == 0:
+        return np.zeros((len(at), 12), bool)
+    return chord_tones(chords)[np.clip(at, 0, None)] & (at >= 0)[:, None]
+
+
 def in_chord(table: NoteTable, rows: np.ndarray, chords: Chords) -> np.ndarray:
     """For each row: 1 if its pitch class is in the chord sounding at its onset, 0 if not,
     -1 where no chord is annotated (a measure, not a derivation)."""

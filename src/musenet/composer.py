@@ -27,7 +27,7 @@ from .encoding import decode_tokens
 from .errors import MuseNetError
 from .files import write_atomic
 from .fixed import FixedPlan, merge, plan
-from .harmoniser import Harmoniser, beat_lean, chord_tones_of, harmony_steps
+from .harmoniser import Harmoniser, beat_lean, check_chords, chord_tones_of, harmony_steps
 from .hints import HINT_SHARE, MAX_TAIL, knows_hints
 from .instruments import FAMILIES
 from .notes import NoteTable, midi_bytes, read_midi, to_score
@@ -170,6 +170,7 @@ class Composer:
             chosen = replace(chosen, instruments=self.usual_instruments(chosen.style, table))
         if keep is not None and not 1 <= keep <= chosen.candidates:
             raise MuseNetError(f"keep must be from 1 to the number of candidates ({chosen.candidates}), not {keep}")
+        check_chords(chords, harmony)
         lean = None
         if chords is not None:
             if self.vocab.time_mode != "beat":
@@ -179,8 +180,6 @@ class Composer:
             bar = 4.0 if prompt is None or isinstance(prompt, NoteTable) else beats_per_bar(prompt)
             strength = self.harmony(harmony, True)
             lean = strength * beat_lean(chord_tones_of(chords, beats, bar), table, self.vocab) if strength else None
-        elif harmony:
-            raise MuseNetError("harmony leans towards chords: give them (chords=..., --chords) to compose over")
         sequences = self.sampler.generate(chosen, table, progress=progress, on_step=on_step, lean=lean)
         pieces = [Piece(tokens, decode_tokens(tokens, self.vocab), self.vocab, chosen) for tokens in sequences]
         return self.ranked(pieces, keep) if rank or keep is not None else pieces
@@ -285,14 +284,13 @@ class Composer:
         chosen = self.settled(chosen)
         kept = table.select(np.flatnonzero(~inside))
         budget = MAX_TAIL if hints else 0  # read if the model learnt to
+        check_chords(chords, harmony)
         fixed = plan(kept, self.vocab, chosen.style, chosen.instruments, (start, stop), right_seconds, budget, True)
         strength = self.harmony(harmony, True) if chords is not None else 0.0
         if strength > 0:
             beats = int(np.ceil(table.beats(max(total, stop)))) + 1
             tones = chord_tones_of(chords, beats, beats_per_bar(song))
             fixed = replace(fixed, harmony=strength * beat_lean(tones, table, self.vocab))
-        elif chords is None and harmony:
-            raise MuseNetError("harmony leans towards chords: give them (chords=..., --chords) to rewrite over")
         return self._pieces(self.sampler.keep(chosen, fixed, progress, on_step), fixed, chosen, rank, "right")
 
     def _pieces(self, results, fixed: FixedPlan, settings: Settings, rank: bool, fit: str) -> list[Piece]:

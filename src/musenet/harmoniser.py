@@ -129,7 +129,7 @@ class Harmoniser(nn.Module):
 def song_examples(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
     """A POP909 song's (features, chord tones) for every beat whose middle has an annotated
     chord, the melody alone read (None if it has no melody or no chords)."""
-    from .arrange import chord_at, chord_tones
+    from .arrange import tones_at
     from .corpus.pop909 import MELODY, read_chords, read_song
 
     table, roles = read_song(path)
@@ -138,9 +138,8 @@ def song_examples(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
         return None
     melody = table.select(np.flatnonzero(roles == MELODY))
     beats = int(np.ceil((table.onset + table.duration).max()))
-    segment = chord_at(chords, table.seconds(np.arange(beats) + 0.5))
-    annotated = segment >= 0
-    tones = chord_tones(chords)[np.clip(segment, 0, None)]
+    tones = tones_at(chords, table.seconds(np.arange(beats) + 0.5))
+    annotated = tones.any(axis=1)  # an annotated chord has tones; N and gaps none
     return melody_features(melody, beats)[annotated], tones[annotated]
 
 
@@ -296,6 +295,16 @@ def symbols_by_beat(symbols: list[str], beats: int, bar_beats: float = 4.0) -> n
     tones = np.stack([chord_symbol_tones(s) for s in symbols])
     bar = np.floor(np.arange(beats) / bar_beats + 1e-9).astype(np.int64)
     return tones[bar % len(symbols)]
+
+
+def check_chords(chords, harmony: float | None) -> None:
+    """Before any work: every chord symbol read (a bad one is a one-line error), and a lean
+    asked for with no chords to lean towards refused."""
+    if chords is None:
+        if harmony:
+            raise MuseNetError("harmony leans towards chords: give them (--chords, or chords=) to lean towards")
+    elif not len(chords) or isinstance(chords[0], str):
+        symbols_by_beat(list(chords), 1)
 
 
 def chord_tones_of(chords, beats: int, bar_beats: float = 4.0) -> np.ndarray:

@@ -19,8 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..arrange import chord_at as annotated_chord_at
-from ..arrange import chord_tones, in_chord
+from ..arrange import in_chord, tones_at
 from ..channel import KeptGrid, grid_of_table
 from ..corpus.pop909 import MELODY, read_chords, read_song
 from ..encoding import encode_notes
@@ -259,8 +258,7 @@ def accompaniment_chords(composer, root: str | Path, songs: int, seconds: float 
         lean = None
         if annotated:  # the chord at the middle of every beat
             beats = int(np.ceil(melody.beats(accompaniment.end_seconds()))) + 1
-            segment = annotated_chord_at(chords, melody.seconds(np.arange(beats) + 0.5))
-            lean = chord_tones(chords)[np.clip(segment, 0, None)] & (segment >= 0)[:, None]
+            lean = tones_at(chords, melody.seconds(np.arange(beats) + 0.5))
         pieces = composer.accompany(melody, ["voice"], ["piano"], seconds=accompaniment.end_seconds(),
                                     candidates=candidates, seed=seed, style=style, hints=hints, beside=beside,
                                     harmony=harmony, chords=lean)

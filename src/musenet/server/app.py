@@ -30,7 +30,7 @@ from ..composer import Composer
 from ..corpus.intros import INTROS, intro_table
 from ..corpus.styles import style_description
 from ..errors import MidiError, MuseNetError
-from ..harmoniser import symbols_by_beat
+from ..harmoniser import check_chords
 from ..instruments import FAMILIES, PITCH_RANGE
 from ..notes import NoteTable
 from ..render import FAMILY_COLORS, find_soundfont, fluidsynth_program, midi_seconds
@@ -94,12 +94,9 @@ class CoComposer:
         settings = Settings(style=request.style, instruments=request.instruments, seconds=start + request.seconds,
                             temperature=request.temperature, seed=seed, candidates=request.candidates)
         self.composer.check(settings)
-        if chord_symbols(request) is not None:  # read now: a bad symbol is answered at once
-            if self.composer.vocab.time_mode != "beat":
-                raise MuseNetError("chords: this model reads time in seconds, and chords are placed by bars")
-            symbols_by_beat(chord_symbols(request), 1)
-        elif request.harmony:
-            raise MuseNetError("harmony leans towards chords: give them (chords) to compose over")
+        check_chords(chord_symbols(request), request.harmony)  # now: a bad symbol is answered at once
+        if chord_symbols(request) is not None and self.composer.vocab.time_mode != "beat":
+            raise MuseNetError("chords: this model reads time in seconds, and chords are placed by bars")
         return settings, prompt, piece_id, version
 
     def submit(self, request: ComposeRequest) -> Job:

@@ -26,7 +26,7 @@ import numpy as np
 from fastapi.concurrency import run_in_threadpool
 
 from ..errors import MuseNetError
-from ..harmoniser import symbols_by_beat
+from ..harmoniser import check_chords, symbols_by_beat
 from ..notes import read_midi
 from ..render import midi_seconds
 from ..settings import LIMITS, Settings
@@ -87,10 +87,7 @@ def rewrite_work(service: CoComposer, request: RewriteRequest) -> Work:
     settings = Settings(instruments=request.instruments, seconds=max(total, request.stop), **chosen)
     service.composer.check(settings)
     chords = chord_symbols(request)
-    if chords is not None:
-        symbols_by_beat(chords, 1)  # read now: a bad symbol is answered at once
-    elif request.harmony:
-        raise MuseNetError("harmony leans towards chords: give them (chords) to rewrite over")
+    check_chords(chords, request.harmony)  # now: a bad symbol is answered at once
 
     def work(job: Job) -> dict:
         job.report("rewriting", 0.0)
