@@ -4,7 +4,8 @@
 
 Every variant trains the same model shape (`--size`, default `study`) on the same built
 dataset, from scratch, for the same wall-clock budget on this machine (`--minutes` of training
-steps; evaluation not counted), with the same batches (the seed draws them), AdamW and a
+steps; evaluation not counted), with the same batches (the seed draws them), AdamW (but for
+`muon`) and a
 warm-up + cosine learning rate driven by the share of the budget spent. Then each is scored
 on the valid split (`--eval-tokens`, whole pieces, the styles in turn):
 
@@ -15,7 +16,9 @@ on the valid split (`--eval-tokens`, whole pieces, the styles in turn):
 - `time-heads`: ours with two heads that rotate queries and keys by the time feature, a
   relative position in time (the bundled model's choice);
 - `phase`: ours plus the grid step within a 4-beat bar since the piece began (where in the
-  beat and the bar each token falls; without it a window that starts mid-piece does not know).
+  beat and the bar each token falls; without it a window that starts mid-piece does not know);
+- `muon`: ours trained with Muon for the blocks' matrices and AdamW for the rest
+  (`train.MuonAdamW`) instead of AdamW for everything.
 
 Figures per variant, mean and spread (min-max) over the seeds: valid loss (nats per token),
 bits per note, bits per second of music, training tokens per second, steps. All variants
@@ -38,7 +41,7 @@ from musenet.dataset import Dataset
 from musenet.evaluate.likelihood import heldout_scores, to_tensors, token_losses
 from musenet.files import write_atomic
 from musenet.model import FEATURES, SIZES, build_model
-from musenet.train import param_groups, use_bf16
+from musenet.train import make_optimizer, use_bf16
 
 VARIANTS = {
     "ours": {},
@@ -48,6 +51,7 @@ VARIANTS = {
     "alibi": {"positions": "alibi"},
     "time-heads": {"time_heads": 2},
     "phase": {"side_features": [*FEATURES, "phase"]},
+    "muon": {"optimizer": "muon"},
 }
 
 #: A shape small enough to learn something in a few CPU minutes (about 2,900 training tokens a
@@ -79,8 +83,10 @@ def clock(args) -> float:
 def run_variant(name: str, data: Dataset, valid: Dataset, args, seed: int) -> dict:
     """Train one variant for the budget and score it on the valid split."""
     torch.manual_seed(seed)
-    model = build_model(shape(args.size), data.vocab.size, dropout=0.0, **VARIANTS[name])
-    optimizer = torch.optim.AdamW(param_groups(model, 0.1), lr=args.lr, betas=(0.9, 0.95))
+    settings = dict(VARIANTS[name])
+    optimizer_kind = settings.pop("optimizer", "adamw")
+    model = build_model(shape(args.size), data.vocab.size, dropout=0.0, **settings)
+    optimizer = make_optimizer(model, optimizer_kind, args.lr, 0.1)
     autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16(args.precision, torch.device("cpu")))
     budget, spent, step, tokens = args.minutes * 60.0, 0.0, 0, 0
     model.train()

@@ -37,6 +37,15 @@ chorale so every pitch stays inside the vocabulary). --dropout applies to the em
 the residual branches; attention-probability dropout is off (the model's `attention_dropout`
 default; see --attention-dropout) because on CPU `scaled_dot_product_attention` with dropout
 leaves the fused kernel for the quadratic-memory math path and trains several times slower. The
+--optimizer muon trains the transformer blocks' matrices with Muon and the rest with AdamW
+(`musenet.train.MuonAdamW`). --final-context trains the last --final-share of the budget on
+longer windows (whole chorales at 2560, batched to about the same tokens a step) and scores
+with them, so a phrase that comes back (a chorale's repeated opening) can be read from further
+back than a short crop reaches; --score-keys N also scores the model read in every key within
++-N semitones with its probabilities averaged (`evaluate_transposed`: a mixture over
+transpositions, each token's probability the mean of the model's for it in each key, the same
+keys for every chorale; the shifted distributions lose any mass on pitches outside the
+vocabulary, so the mixture sums to at most 1 and its NLL is, if anything, too high). The
 time budget counts training steps only; the valid split is scored every --eval-minutes of
 training and the best-valid weights are kept in memory, and the final valid and test numbers
 are theirs (scored in float32; the periodic valid scores use bfloat16 matmuls under --bf16, the
@@ -63,7 +72,7 @@ import torch
 import torch.nn.functional as F
 
 from musenet.model import build_model
-from musenet.train import TrainConfig, learning_rate, native_bf16, param_groups
+from musenet.train import OPTIMIZERS, TrainConfig, learning_rate, make_optimizer, native_bf16
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "jsb" / "Jsb16thSeparated.npz"
 PUBLISHED = [  # Huang et al. 2019, Table 1: valid NLL only
@@ -206,32 +215,61 @@ def eval_windows(targets: int, context: int, stride: int) -> list[tuple[int, int
 
 
 @torch.no_grad()
-def evaluate(model, sequences: list[np.ndarray], context: int, stride: int, bf16: bool = False,
-             batch_tokens: int = 4096, features: tuple[str, ...] = ()) -> float:
-    """Mean NLL (nats per token) over every target token of `sequences` (start token excluded);
-    `bf16` autocasts the matmuls (faster, for checkpoint selection; final numbers use float32)."""
+def token_log_probs(model, sequences: list[np.ndarray], context: int, stride: int, bf16: bool = False,
+                    batch_tokens: int = 4096, features: tuple[str, ...] = ()) -> list[np.ndarray]:
+    """The log-probability of every target token of each sequence (start token excluded), each
+    read with as much left context as its window allows; `bf16` autocasts the matmuls (faster,
+    for checkpoint selection; final numbers use float32)."""
     model.eval()
-    pieces = []  # (window inputs+target slice, number of leading targets that are context only, start)
-    for s in sequences:
+    pieces = []  # (window, targets that are context only, side features, sequence, first target)
+    for n, s in enumerate(sequences):
         for start, first in eval_windows(len(s) - 1, context, stride):
             window = s[start: start + context + 1]
-            pieces.append((window, first - start, side_features(s, start, len(window) - 1, features)))
+            pieces.append((window, first - start, side_features(s, start, len(window) - 1, features), n, start))
     pieces.sort(key=lambda p: -len(p[0]))  # longest first: each batch's first window sets its size
-    total, count, i = 0.0, 0, 0
+    out = [np.zeros(len(s) - 1) for s in sequences]
+    i = 0
     while i < len(pieces):
         size = max(1, batch_tokens // len(pieces[i][0]))
         chunk = pieces[i: i + size]
         i += len(chunk)
-        inputs, targets, side = collate([window for window, _, _ in chunk], [side for _, _, side in chunk])
-        for row, (_, skip, _) in enumerate(chunk):
-            targets[row, :skip] = IGNORE
+        inputs, targets, side = collate([p[0] for p in chunk], [p[2] for p in chunk])
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             logits = model(inputs, side).float()
-        total += F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
-                                 ignore_index=IGNORE, reduction="sum").item()
-        count += int((targets != IGNORE).sum())
+        picked = logits.log_softmax(-1).gather(-1, targets.clamp(min=0)[..., None])[..., 0].numpy()
+        for row, (window, skip, _, n, start) in enumerate(chunk):
+            out[n][start + skip: start + len(window) - 1] = picked[row, skip: len(window) - 1]
     model.train()
-    return total / count
+    return out
+
+
+def evaluate(model, sequences: list[np.ndarray], context: int, stride: int, bf16: bool = False,
+             features: tuple[str, ...] = ()) -> float:
+    """Mean NLL (nats per token) over every target token of `sequences`."""
+    scores = token_log_probs(model, sequences, context, stride, bf16, features=features)
+    return -float(np.concatenate(scores).mean())
+
+
+def evaluate_transposed(model, chorales: list[np.ndarray], vocab: Vocab, transpose: int, context: int,
+                        stride: int, features: tuple[str, ...] = ()) -> float:
+    """Mean NLL of the mixture of the model read in each of the 2 x `transpose` + 1 keys within
+    +-`transpose` semitones: each token's probability is the mean of the model's probabilities
+    for it in each key (one pass a key). The keys are the same for every chorale, so what comes
+    later cannot choose them; a key that takes a pitch outside the vocabulary gives that
+    token, and every later one, probability 0."""
+    scores = []
+    for chorale in chorales:
+        keys = []
+        for shift in range(-transpose, transpose + 1):
+            shifted = chorale.reshape(-1) + shift
+            outside = ~np.isnan(shifted) & ((shifted < vocab.low) | (shifted > vocab.high))
+            tokens = vocab.encode(np.where(outside.reshape(chorale.shape), np.nan, chorale), shift)
+            log_probs = token_log_probs(model, [tokens], context, stride, features=features)[0]
+            if outside.any():
+                log_probs[int(np.argmax(outside)):] = -np.inf
+            keys.append(log_probs)
+        scores.append(np.logaddexp.reduce(np.stack(keys), axis=0) - math.log(len(keys)))
+    return -float(np.concatenate(scores).mean())
 
 
 def train(model, args, splits: dict, vocab: Vocab) -> dict:
@@ -240,24 +278,34 @@ def train(model, args, splits: dict, vocab: Vocab) -> dict:
     valid = [vocab.encode(c) for c in splits["valid"]]
     schedule = TrainConfig(learning_rate=args.lr, min_learning_rate=args.lr * args.min_lr_ratio,
                            warmup_steps=int(args.warmup * VIRTUAL_STEPS), max_steps=VIRTUAL_STEPS)
-    optimizer = torch.optim.AdamW(param_groups(model, args.weight_decay), lr=args.lr, betas=(0.9, 0.98))
+    optimizer = make_optimizer(model, args.optimizer, args.lr, args.weight_decay, betas=(0.9, 0.98))
     features = tuple(model.config.features)
     batches = training_batches(splits["train"], vocab, args.batch_size, args.context, args.transpose, rng, features)
     budget = args.minutes * 60
+    context, stride = args.context, args.eval_stride
     train_seconds, next_eval, step, tokens = 0.0, args.eval_minutes * 60, 0, 0
     recent, history, best = [], [], {"valid": math.inf}
     while True:
         done = train_seconds >= budget
+        if context != args.final_context and train_seconds >= budget * (1 - args.final_share):
+            # the last stretch reads whole chorales (or longer windows): where a phrase comes back, the
+            # model can copy it from further back than the short crops reach
+            context, stride = args.final_context, args.final_stride
+            mean_tokens = np.mean([4 * len(c) + 1 for c in splits["train"]])
+            batch_size = max(1, round(args.batch_size * args.context / min(context, mean_tokens)))
+            batches = training_batches(splits["train"], vocab, batch_size, context, args.transpose, rng, features)
+            print(f"  {train_seconds / 60:6.2f} min  now {context}-token windows, {batch_size} a step", flush=True)
         if train_seconds >= next_eval or done:
             next_eval += args.eval_minutes * 60
-            score = evaluate(model, valid, args.context, args.eval_stride, args.bf16, features=features)
+            score = evaluate(model, valid, context, stride, args.bf16, features=features)
             record = {"minutes": round(train_seconds / 60, 2), "step": step, "tokens": tokens,
                       "train": round(sum(recent) / max(len(recent), 1), 4), "valid": round(score, 4),
                       "lr": optimizer.param_groups[0]["lr"]}
             history.append(record)
             recent = []
             if score < best["valid"]:
-                best = {"valid": score, "step": step, "minutes": record["minutes"],
+                best = {"valid": score, "step": step, "minutes": record["minutes"], "context": context,
+                        "stride": stride,
                         "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
             print(f"  {record['minutes']:6.2f} min  step {step:5d}  train {record['train']:.4f}  "
                   f"valid {score:.4f}{'  *' if best['step'] == step else ''}", flush=True)
@@ -323,13 +371,22 @@ def parse_args(argv=None):
                    help="dropout on attention probabilities (slow on CPU when > 0)")
     p.add_argument("--context", type=int, default=256, help="tokens per window; a multiple of 4")
     p.add_argument("--eval-stride", type=int, default=0, help="sliding-window stride (0: context / 4)")
+    p.add_argument("--final-context", type=int, default=0,
+                   help="tokens per window for the last --final-share of the budget and for scoring "
+                        "(0: --context throughout; 2560 holds every chorale whole)")
+    p.add_argument("--final-share", type=float, default=0.3, help="share of the budget at --final-context")
     p.add_argument("--batch-size", type=int, default=16, help="chorales per step")
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default="adamw",
+                   help="muon: Muon for the transformer blocks' matrices, AdamW for the rest (`train.MuonAdamW`)")
     p.add_argument("--min-lr-ratio", type=float, default=0.1)
     p.add_argument("--warmup", type=float, default=0.03, help="fraction of the budget")
     p.add_argument("--weight-decay", type=float, default=0.1)
     p.add_argument("--grad-clip", type=float, default=1.0)
     p.add_argument("--transpose", type=int, default=6, help="max semitones up or down")
+    p.add_argument("--score-keys", type=int, default=0,
+                   help="also score the model read in every key within +-N semitones, probabilities averaged "
+                        "(a mixture over transpositions; N + 1 times the scoring work at least)")
     p.add_argument("--eval-minutes", type=float, default=3.0)
     p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=native_bf16(torch.device("cpu")),
                    help="bfloat16 autocast for training steps (evaluation is always float32); default: where "
@@ -343,6 +400,10 @@ def parse_args(argv=None):
     args.eval_stride = args.eval_stride or max(4, args.context // 16 * 4)
     if args.eval_stride % 4:
         p.error("--eval-stride must be a multiple of 4")
+    args.final_context = args.final_context or args.context
+    if args.final_context % 4:
+        p.error("--final-context must be a multiple of 4")
+    args.final_stride = max(4, args.final_context // 16 * 4)
     return args
 
 
@@ -353,7 +414,8 @@ def main(argv=None) -> None:
     print("settings:", " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()), flush=True)
     splits = load_splits(args.data)
     vocab = make_vocab(splits["train"], args.transpose)
-    model = build_model(dict(context=args.context, layers=args.layers, heads=args.heads, width=args.width,
+    model = build_model(dict(context=max(args.context, args.final_context), layers=args.layers, heads=args.heads,
+                             width=args.width,
                              dropout=args.dropout, attention_dropout=args.attention_dropout,
                              positions=args.positions, side_features=list(args.features),
                              time_heads=args.time_heads), vocab.size)
@@ -365,20 +427,29 @@ def main(argv=None) -> None:
     best = result["best"]
     model.load_state_dict(best["state"])
     features = tuple(model.config.features)
-    valid = evaluate(model, [vocab.encode(c) for c in splits["valid"]], args.context, args.eval_stride,
+    valid = evaluate(model, [vocab.encode(c) for c in splits["valid"]], best["context"], best["stride"],
                      features=features)
-    test = evaluate(model, [vocab.encode(c) for c in splits["test"]], args.context, args.eval_stride,
+    test = evaluate(model, [vocab.encode(c) for c in splits["test"]], best["context"], best["stride"],
                     features=features)
+    keyed = {}
+    if args.score_keys:
+        for split in ("valid", "test"):
+            keyed[split] = evaluate_transposed(model, splits[split], vocab, args.score_keys, best["context"],
+                                               best["stride"], features=features)
     wall = time.perf_counter() - started
     print(f"\ntraining {result['train_seconds'] / 60:.1f} min ({result['steps']} steps, "
           f"{result['tokens'] / result['train_seconds']:.0f} tokens/s, "
           f"{result['tokens'] / sum(4 * len(c) for c in splits['train']):.1f} epochs); "
           f"wall {wall / 60:.1f} min with evaluation; best valid at {best['minutes']} min, step {best['step']}\n")
     print(markdown_table(args, valid, test))
+    if keyed:
+        print(f"| the same, read in {2 * args.score_keys + 1} keys (+-{args.score_keys}) and averaged "
+              f"| {keyed['valid']:.3f} | {keyed['test']:.3f} |")
     if args.out:
         args.out.write_text(json.dumps({
             "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
             "parameters": model.parameter_count(), "valid_nll": valid, "test_nll": test,
+            "keyed_valid_nll": keyed.get("valid"), "keyed_test_nll": keyed.get("test"),
             "best_step": best["step"], "best_minutes": best["minutes"], "train_seconds": result["train_seconds"],
             "steps": result["steps"], "tokens": result["tokens"], "wall_seconds": wall,
             "history": result["history"],

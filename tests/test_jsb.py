@@ -5,10 +5,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-from jsb import Vocab, collate, side_features  # noqa: E402
+from jsb import Vocab, collate, evaluate, evaluate_transposed, side_features, token_log_probs  # noqa: E402
 
 NAMES = ("chord", "time", "phase", "held_for")
 
@@ -55,3 +56,37 @@ def test_collate_pads_features_beside_tokens():
     assert inputs.shape == features["chord"].shape == (2, len(long) - 1)
     assert features["chord"][1, len(short) - 1:].eq(0).all() and targets[1, len(short) - 1:].eq(-100).all()
     assert collate([long, short])[2] is None
+
+
+def test_scoring_reads_every_token_once_and_the_key_mixture_is_a_distribution():
+    """Sliding windows score each target once, the first window's exactly as the whole chorale
+    would; the mixture over keys is the plain score with one key and, with several, averages
+    probabilities that each sum to 1 over the vocabulary."""
+    from musenet.model import build_model
+
+    torch.manual_seed(0)
+    vocab = Vocab(40, 80)
+    model = build_model(dict(context=256, layers=1, heads=2, width=32, dropout=0.0, positions="rotary"), vocab.size)
+    song = np.vstack([chorale()] * 4)  # 24 sixteenths, 96 targets
+    tokens = vocab.encode(song)
+    whole = token_log_probs(model, [tokens], 256, 64)[0]
+    windowed = token_log_probs(model, [tokens], 32, 8)[0]
+    assert whole.shape == windowed.shape == (len(tokens) - 1,) and np.isfinite(windowed).all()
+    assert np.allclose(windowed[:32], whole[:32], atol=1e-5)  # the first window has the whole left context
+    assert not np.allclose(windowed[40:], whole[40:], atol=1e-3)  # later ones only the window's
+    assert evaluate_transposed(model, [song], vocab, 0, 256, 64) == np.float64(-whole.mean()).item()
+    assert abs(evaluate(model, [tokens], 256, 64) + whole.mean()) < 1e-6
+    keys = [vocab.encode(song, k) for k in range(-2, 3)]
+    each = np.stack(token_log_probs(model, keys, 256, 64))
+    mixed = evaluate_transposed(model, [song], vocab, 2, 256, 64)
+    assert abs(mixed + np.log(np.exp(each).mean(0)).mean()) < 1e-9
+    # the soprano's 74 (its first at cell 8) leaves the vocabulary (40-80) at +7 and +8: from
+    # there on those two keys give nothing, and the other 15 still count for 1/17 each
+    edge = evaluate_transposed(model, [song], vocab, 8, 256, 64)
+    inside = np.exp(np.stack(token_log_probs(model, [vocab.encode(song, k) for k in range(-8, 7)], 256, 64)))
+    below = song.copy()
+    below[song > 73] = np.nan
+    early = np.exp(np.stack(token_log_probs(model, [vocab.encode(below, k) for k in (7, 8)], 256, 64)))[:, :8]
+    expected = inside.sum(0) / 17
+    expected[:8] += early.sum(0) / 17
+    assert abs(edge + np.log(expected).mean()) < 1e-9

@@ -224,3 +224,55 @@ def test_named_side_features_learn_at_their_own_rate():
                                                     for n in ("kept_top", "kept_low")}
     assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
     assert len(param_groups(model, 0.1)) == 2  # none named: as before
+
+
+def test_muon_trains_resumes_exactly_and_refuses_an_adamw_state(dataset, tmp_path):
+    """optimizer = "muon": Muon steps the blocks' matrices, AdamW the rest; the run learns as
+    AdamW's does, its saved state restores the very next steps, and a checkpoint of the other
+    optimizer is a clear error, not a silent restart."""
+    from musenet.model import build_model
+    from musenet.train import MuonAdamW, _model_and_optimizer, make_optimizer
+
+    config = tmp_path / "muon.toml"
+    config.write_text(CONFIG.format(dropout=0.0, steps=12, precision="fp32") + 'optimizer = "muon"\n')
+    run_train(dataset, tmp_path / "run", config)
+    seen = losses(tmp_path / "run")
+    assert len(seen) == 12 and seen[12] < seen[1] - 1.0
+
+    torch.manual_seed(0)
+    model = build_model("tiny", 50, context=16)
+    optimizer = make_optimizer(model, "muon", 1e-2, 0.1)
+    assert isinstance(optimizer, MuonAdamW)
+    muon_params = {id(p) for group in optimizer.parts[0].param_groups for p in group["params"]}
+    assert muon_params == {id(p) for name, p in model.named_parameters() if name.startswith("blocks.") and p.dim() == 2}
+    assert {id(p) for g in optimizer.param_groups for p in g["params"]} == {id(p) for p in model.parameters()}
+    tokens = torch.randint(0, 50, (6, 4, 17), generator=torch.Generator().manual_seed(1))
+
+    def steps(model, optimizer, batches):
+        for batch in batches:
+            loss = torch.nn.functional.cross_entropy(model(batch[:, :-1]).flatten(0, 1), batch[:, 1:].flatten())
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+
+    steps(model, optimizer, tokens[:3])
+    saved = {"model": {k: v.clone() for k, v in model.state_dict().items()},
+             "optimizer": __import__("copy").deepcopy(optimizer.state_dict())}
+    steps(model, optimizer, tokens[3:])
+    again = build_model("tiny", 50, context=16)
+    again.load_state_dict(saved["model"])
+    optimizer_again = make_optimizer(again, "muon", 1e-2, 0.1)
+    optimizer_again.load_state_dict(saved["optimizer"])
+    steps(again, optimizer_again, tokens[3:])
+    for (name, a), b in zip(model.state_dict().items(), again.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+
+    _, vocab, _ = load_checkpoint(tmp_path / "run")
+    model_settings, train_config = load_config(str(config))
+    adamw = build_model(model_settings, vocab.size)
+    adamw_state = {"model": adamw.state_dict(), "optimizer": make_optimizer(adamw, "adamw", 1e-3, 0.1).state_dict(),
+                   "step": 3}
+    with pytest.raises(MuseNetError, match="optimizer state does not fit"):
+        _model_and_optimizer(model_settings, vocab, train_config, None, adamw_state, torch.device("cpu"))
+    with pytest.raises(MuseNetError, match="unknown optimizer"):
+        make_optimizer(model, "sgd", 1e-3, 0.1)

@@ -58,6 +58,7 @@ class TrainConfig:
     style_weights: dict = field(default_factory=dict)  # style or pattern (drums-*) -> how much more often drawn
     feature_lr: dict = field(default_factory=dict)  # side feature -> factor on its embedding's learning rate
     ensembles: dict = field(default_factory=dict)  # style -> its usual families, over what the data's counts say
+    optimizer: str = "adamw"        # "adamw", or "muon": Muon for the blocks' matrices, AdamW for the rest
 
 
 #: Training settings that go with each named size.
@@ -292,12 +293,16 @@ def _model_and_optimizer(settings: dict, vocab, config: TrainConfig, init: str |
                          device: torch.device) -> tuple[MuseNet, torch.optim.Optimizer, int]:
     """(model, AdamW, step to start from): fresh, from `init`'s weights, or as `state` left them."""
     model = _new_model(settings, vocab, config.seed, init if state is None else None).to(device)
-    optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay, config.feature_lr), lr=config.learning_rate,
-                                  betas=(0.9, 0.95), fused=device.type == "cuda")
+    optimizer = make_optimizer(model, config.optimizer, config.learning_rate, config.weight_decay, config.feature_lr,
+                               fused=device.type == "cuda")
     if state is None:
         return model, optimizer, 0
     model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
+    try:
+        optimizer.load_state_dict(state["optimizer"])
+    except (KeyError, ValueError) as error:
+        raise MuseNetError(f"the checkpoint's optimizer state does not fit optimizer = {config.optimizer!r} "
+                           f"({error})") from None
     return model, optimizer, state["step"]
 
 
@@ -397,6 +402,54 @@ def grown_weights(weights: dict, old: Vocab, new: Vocab) -> dict:
             value = torch.cat([value, mean.expand(added, -1)])
         grown[key] = value
     return grown
+
+
+OPTIMIZERS = ("adamw", "muon")
+
+
+class MuonAdamW:
+    """Muon (`torch.optim.Muon`: each step's momentum orthogonalised by Newton-Schulz, scaled to
+    AdamW's update size so the same learning rate and weight decay serve) for the matrices inside
+    the transformer blocks, AdamW for embeddings, norms, biases and the output layer; stepped,
+    scheduled and saved as one optimizer."""
+
+    def __init__(self, muon: torch.optim.Optimizer, adamw: torch.optim.Optimizer):
+        self.parts = (muon, adamw)
+
+    @property
+    def param_groups(self) -> list[dict]:
+        return [group for part in self.parts for group in part.param_groups]
+
+    def step(self) -> None:
+        for part in self.parts:
+            part.step()
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for part in self.parts:
+            part.zero_grad(set_to_none=set_to_none)
+
+    def state_dict(self) -> dict:
+        return {"muon": self.parts[0].state_dict(), "adamw": self.parts[1].state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.parts[0].load_state_dict(state["muon"])
+        self.parts[1].load_state_dict(state["adamw"])
+
+
+def make_optimizer(model: MuseNet, kind: str, lr: float, weight_decay: float, feature_lr: dict | None = None,
+                   betas: tuple[float, float] = (0.9, 0.95), fused: bool = False):
+    """AdamW over `param_groups`, or (kind "muon") `MuonAdamW`; either has `param_groups` whose
+    lr the schedule sets (times a group's `lr_factor`)."""
+    if kind not in OPTIMIZERS:
+        raise MuseNetError(f"unknown optimizer {kind!r}: use one of {', '.join(OPTIMIZERS)}")
+    groups = param_groups(model, weight_decay, feature_lr)
+    if kind == "adamw":
+        return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=fused)
+    inner = [p for name, p in model.named_parameters() if name.startswith("blocks.") and p.dim() == 2]
+    chosen = {id(p) for p in inner}
+    rest = [dict(group, params=[p for p in group["params"] if id(p) not in chosen]) for group in groups]
+    return MuonAdamW(torch.optim.Muon(inner, lr=lr, weight_decay=weight_decay, adjust_lr_fn="match_rms_adamw"),
+                     torch.optim.AdamW([g for g in rest if g["params"]], lr=lr, betas=betas, fused=fused))
 
 
 def param_groups(model: MuseNet, weight_decay: float, feature_lr: dict | None = None) -> list[dict]:
