@@ -5,9 +5,8 @@
 Every variant trains the same model shape (`--size`, default `study`) on the same built
 dataset, from scratch, for the same wall-clock budget on this machine (`--minutes` of training
 steps; evaluation not counted), with the same batches (the seed draws them), AdamW (but for
-`muon`) and a
-warm-up + cosine learning rate driven by the share of the budget spent. Then each is scored
-on the valid split (`--eval-tokens`, whole pieces, the styles in turn):
+`muon`) and a warm-up + cosine learning rate driven by the share of the budget spent. Then each
+is scored on the valid split (`--eval-tokens`, whole pieces, the styles in turn):
 
 - `ours`: learned positions and all four side features (time, chord, position, countdown);
 - `no-time`, `no-chord`, `no-position`, `no-countdown`: one side feature off;

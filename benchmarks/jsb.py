@@ -36,8 +36,8 @@ spent, on chorales transposed by a random k in [-transpose, +transpose] semitone
 chorale so every pitch stays inside the vocabulary). --dropout applies to the embeddings and
 the residual branches; attention-probability dropout is off (the model's `attention_dropout`
 default; see --attention-dropout) because on CPU `scaled_dot_product_attention` with dropout
-leaves the fused kernel for the quadratic-memory math path and trains several times slower. The
---optimizer muon trains the transformer blocks' matrices with Muon and the rest with AdamW
+leaves the fused kernel for the quadratic-memory math path and trains several times slower.
+--optimizer muon (the default) trains the transformer blocks' matrices with Muon and the rest with AdamW
 (`musenet.train.MuonAdamW`). --final-context trains the last --final-share of the budget on
 longer windows (whole chorales at 2560, batched to about the same tokens a step) and scores
 with them, so a phrase that comes back (a chorale's repeated opening) can be read from further
@@ -377,7 +377,7 @@ def parse_args(argv=None):
     p.add_argument("--final-share", type=float, default=0.3, help="share of the budget at --final-context")
     p.add_argument("--batch-size", type=int, default=16, help="chorales per step")
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--optimizer", choices=OPTIMIZERS, default="adamw",
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default="muon",
                    help="muon: Muon for the transformer blocks' matrices, AdamW for the rest (`train.MuonAdamW`)")
     p.add_argument("--min-lr-ratio", type=float, default=0.1)
     p.add_argument("--warmup", type=float, default=0.03, help="fraction of the budget")
@@ -386,7 +386,7 @@ def parse_args(argv=None):
     p.add_argument("--transpose", type=int, default=6, help="max semitones up or down")
     p.add_argument("--score-keys", type=int, default=0,
                    help="also score the model read in every key within +-N semitones, probabilities averaged "
-                        "(a mixture over transpositions; N + 1 times the scoring work at least)")
+                        "(a mixture over transpositions: 2N + 1 scoring passes)")
     p.add_argument("--eval-minutes", type=float, default=3.0)
     p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=native_bf16(torch.device("cpu")),
                    help="bfloat16 autocast for training steps (evaluation is always float32); default: where "

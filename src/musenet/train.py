@@ -290,8 +290,8 @@ def _saved_state(out: Path) -> tuple[dict | None, dict]:
 
 
 def _model_and_optimizer(settings: dict, vocab, config: TrainConfig, init: str | Path | None, state: dict | None,
-                         device: torch.device) -> tuple[MuseNet, torch.optim.Optimizer, int]:
-    """(model, AdamW, step to start from): fresh, from `init`'s weights, or as `state` left them."""
+                         device: torch.device) -> tuple[MuseNet, torch.optim.Optimizer | MuonAdamW, int]:
+    """(model, optimizer, step to start from): fresh, from `init`'s weights, or as `state` left them."""
     model = _new_model(settings, vocab, config.seed, init if state is None else None).to(device)
     optimizer = make_optimizer(model, config.optimizer, config.learning_rate, config.weight_decay, config.feature_lr,
                                fused=device.type == "cuda")
