@@ -259,16 +259,17 @@ def evaluate_transposed(model, chorales: list[np.ndarray], vocab: Vocab, transpo
     token, and every later one, probability 0."""
     scores = []
     for chorale in chorales:
-        keys = []
+        keys, outsides = [], []
         for shift in range(-transpose, transpose + 1):
             shifted = chorale.reshape(-1) + shift
             outside = ~np.isnan(shifted) & ((shifted < vocab.low) | (shifted > vocab.high))
-            tokens = vocab.encode(np.where(outside.reshape(chorale.shape), np.nan, chorale), shift)
-            log_probs = token_log_probs(model, [tokens], context, stride, features=features)[0]
+            keys.append(vocab.encode(np.where(outside.reshape(chorale.shape), np.nan, chorale), shift))
+            outsides.append(outside)
+        each = np.stack(token_log_probs(model, keys, context, stride, features=features))  # all keys in one pass
+        for log_probs, outside in zip(each, outsides, strict=True):
             if outside.any():
                 log_probs[int(np.argmax(outside)):] = -np.inf
-            keys.append(log_probs)
-        scores.append(np.logaddexp.reduce(np.stack(keys), axis=0) - math.log(len(keys)))
+        scores.append(np.logaddexp.reduce(each, axis=0) - math.log(len(keys)))
     return -float(np.concatenate(scores).mean())
 
 
