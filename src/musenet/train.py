@@ -58,7 +58,7 @@ class TrainConfig:
     style_weights: dict = field(default_factory=dict)  # style or pattern (drums-*) -> how much more often drawn
     feature_lr: dict = field(default_factory=dict)  # side feature -> factor on its embedding's learning rate
     ensembles: dict = field(default_factory=dict)  # style -> its usual families, over what the data's counts say
-    optimizer: str = "adamw"        # "adamw", or "muon": Muon for the blocks' matrices, AdamW for the rest
+    optimizer: str = "muon"         # "muon": Muon for the blocks' matrices, AdamW for the rest; or "adamw"
 
 
 #: Training settings that go with each named size.
