@@ -301,8 +301,10 @@ def _model_and_optimizer(settings: dict, vocab, config: TrainConfig, init: str |
     try:
         optimizer.load_state_dict(state["optimizer"])
     except (KeyError, ValueError) as error:
-        raise MuseNetError(f"the checkpoint's optimizer state does not fit optimizer = {config.optimizer!r} "
-                           f"({error})") from None
+        other = "adamw" if config.optimizer == "muon" else "muon"
+        raise MuseNetError(f"the checkpoint's optimizer state does not fit optimizer = {config.optimizer!r}: "
+                           f"name optimizer = {other!r} in the config's [train] (runs begun before 2026-12-07 "
+                           f"trained with adamw) ({error})") from None
     return model, optimizer, state["step"]
 
 
