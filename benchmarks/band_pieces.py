@@ -48,6 +48,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0, help="length of each piece (default 30)")
     parser.add_argument("--temperature", type=float, default=None, help="sampling temperature (default: generate's)")
     parser.add_argument("--top-p", type=float, default=None, help="nucleus sampling (default: generate's)")
+    parser.add_argument("--min-p", type=float, default=None, help="min-p cut (default: generate's)")
     parser.add_argument("--nucleus", choices=NUCLEUS_MODES, default=None,
                         help="one nucleus over every token, or within the family drawn (default: generate's)")
     parser.add_argument("--guidance", type=float, default=None,
@@ -58,8 +59,8 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     beats = takes(Path(args.corpora) / "groove", ("beat",))
-    settings = {k: v for k, v in (("temperature", args.temperature), ("top_p", args.top_p), ("nucleus", args.nucleus),
-                                                   ("guidance", args.guidance))
+    settings = {k: v for k, v in (("temperature", args.temperature), ("top_p", args.top_p), ("min_p", args.min_p),
+                                  ("nucleus", args.nucleus), ("guidance", args.guidance))
                 if v is not None}
     results, bass, real = {}, {}, None
     for path in args.model:

@@ -110,6 +110,8 @@ def main() -> None:
                         help="the continuations' classifier-free guidance (default: generate's)")
     parser.add_argument("--top-p", type=float, default=None,
                         help="the continuations' nucleus (default: Settings' 0.95; 1: the whole distribution)")
+    parser.add_argument("--min-p", type=float, default=None,
+                        help="the continuations' min-p cut (default: Settings' 0, off)")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
     if args.threads:
@@ -119,6 +121,8 @@ def main() -> None:
         nucleus["guidance"] = args.guidance
     if args.top_p is not None:
         nucleus["top_p"] = args.top_p
+    if args.min_p is not None:
+        nucleus["min_p"] = args.min_p
     began = time.perf_counter()
     songs = [(n, t) for n, t in prompt_list(args.prompts, args.corpora, None, 3 if args.corpora else 0)
              if not isinstance(t, str)]

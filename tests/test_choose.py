@@ -19,13 +19,18 @@ def load_chooser(build=True):
                                  choose.Library)
 
 
-REQUESTS = [  # strict band (batch 2), soft, no nucleus and a temperature, any family, entrances every second
+REQUESTS = [  # strict band (batch 2), soft, no nucleus and a temperature, any family, entrances every second,
+    # the family nucleus with min-p, the family nucleus alone, min-p alone
     dict(style="pop", instruments=["voice", "piano", "bass", "drums"], seconds=30, candidates=2, seed=1),
     dict(style="pop", instruments=["voice", "guitar"], instrument_mode="soft", seconds=20, seed=4),
     dict(style="bach", instruments=["strings", "piano"], seconds=20, top_p=1.0, temperature=1.3, seed=2),
     dict(style="irish", instruments="any", seconds=20, seed=5),
     dict(style="pop", instruments=["brass", "synth", "winds", "bass"], max_family_silence=1.0, seconds=20,
          top_p=0.5, seed=6),
+    dict(style="pop", instruments=["voice", "piano", "bass", "drums"], seconds=20, nucleus="family", min_p=0.2,
+         candidates=2, seed=7),
+    dict(style="pop", instruments=["piano", "bass", "guitar"], seconds=15, nucleus="family", top_p=0.9, seed=8),
+    dict(style="irish", instruments="any", seconds=15, top_p=1.0, min_p=0.1, seed=9),
 ]
 
 
@@ -74,6 +79,7 @@ def test_without_a_c_compiler_composing_goes_on(monkeypatch, capsys):
 
 def test_what_the_chooser_covers():
     assert choose.Chooser.covers(Settings(), None)
+    assert choose.Chooser.covers(Settings(nucleus="family", min_p=0.2), None)
     assert not choose.Chooser.covers(Settings(top_k=20), None)
     assert not choose.Chooser.covers(Settings(), plan=object())
 

@@ -370,8 +370,11 @@ def test_export_and_the_bundled_model(model_dir, tmp_path, monkeypatch, capsys):
     assert Composer.load().model_path == str(tmp_path / "small")
 
 
-@pytest.mark.parametrize(("top_p", "expected"), [(1.0, [0.5, 0.3, 0.15, 0.05, 0.0]), (0.8, [0.625, 0.375, 0, 0, 0])])
-def test_sampler_draws_the_nucleus_distribution(composer, top_p, expected):
+@pytest.mark.parametrize(("top_p", "min_p", "expected"), [
+    (1.0, 0.0, [0.5, 0.3, 0.15, 0.05, 0.0]), (0.8, 0.0, [0.625, 0.375, 0, 0, 0]),
+    (1.0, 0.2, [0.526, 0.316, 0.158, 0, 0]),  # min-p: nothing below 0.2 x 0.5 (0.05 goes)
+    (0.8, 0.2, [0.625, 0.375, 0, 0, 0])])  # then the nucleus of what is left
+def test_sampler_draws_the_nucleus_distribution(composer, top_p, min_p, expected):
     vocab, rows = composer.vocab, 6000
     tables = TokenTables(vocab, "cpu")
     ids = torch.from_numpy(np.flatnonzero(vocab.tables["wait"] > 0)[:5])  # five tokens that are not notes
@@ -379,7 +382,7 @@ def test_sampler_draws_the_nucleus_distribution(composer, top_p, expected):
     logits[:, ids] = torch.tensor([0.5, 0.3, 0.15, 0.05, 0.4]).log()
     mask = torch.zeros(rows, vocab.size, dtype=torch.bool)
     mask[:, ids[:4]] = True  # the fifth is masked
-    tokens = sample_tokens(logits, mask, Settings(top_p=top_p), torch.Generator().manual_seed(0), tables)
+    tokens = sample_tokens(logits, mask, Settings(top_p=top_p, min_p=min_p), torch.Generator().manual_seed(0), tables)
     shares = np.bincount(torch.searchsorted(ids, tokens).numpy(), minlength=5) / rows
     assert shares == pytest.approx(expected, abs=0.025) and shares[4] == 0 and bool(torch.isin(tokens, ids).all())
 
@@ -426,6 +429,11 @@ def test_a_family_nucleus_draws_the_family_at_the_models_odds_and_cuts_the_tail_
     # (0.5 + 28 x 0.5/39 crosses 0.85), so the likeliest is drawn 0.5 / 0.859 of the time
     assert bool(torch.isin(notes, ons).all()) and len(torch.unique(notes)) <= 29
     assert (notes == ons[0]).float().mean().item() == pytest.approx(0.582, abs=0.05)
+    # min-p 0.5 within the family drawn: the likeliest bass note alone (the others are 1/39 of it)
+    tokens = sample_tokens(logits, mask, Settings(top_p=1.0, min_p=0.5, nucleus="family"),
+                           torch.Generator().manual_seed(0), tables)
+    notes = tokens[tokens != wait]
+    assert len(notes) / rows == pytest.approx(0.1, abs=0.015) and bool((notes == ons[0]).all())
     with pytest.raises(MuseNetError, match="nucleus must be all or family"):
         Settings(nucleus="group").check(vocab)
 

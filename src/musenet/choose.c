@@ -12,7 +12,7 @@
 
 typedef struct {
     double max_polyphony, max_rest, max_note, target, earliest_end, entries_from, silence, temperature, top_p,
-        longest_wait, first_entry;
+        longest_wait, first_entry, min_p, by_family;
 } Limits; /* the settings and request facts read, in the order of Chooser.limits (choose.py) */
 
 static int before(const double *x, int64_t i, int64_t j) {
@@ -58,9 +58,11 @@ int musenet_choose(
            *lost = malloc(families * sizeof(double)), *boost = malloc(families * sizeof(double));
     uint8_t *near = malloc(families), *late = malloc(families);
     int64_t *count = malloc(families * sizeof(int64_t));
-    if (!mask || !x || !order || !scratch || !ends || !kept || !lost || !boost || !near || !late || !count) {
+    double *group_mass = malloc((families + 1) * sizeof(double));
+    if (!mask || !x || !order || !scratch || !ends || !kept || !lost || !boost || !near || !late || !count ||
+        !group_mass) {
         free(mask), free(x), free(order), free(scratch), free(ends), free(kept), free(lost), free(boost), free(near), free(late),
-            free(count);
+            free(count), free(group_mass);
         return 1;
     }
     for (int64_t b = 0; b < batch; b++) {
@@ -160,9 +162,41 @@ int musenet_choose(
             x[i] = mask[i] ? exp(x[i] - top) : 0.0;
             total += x[i];
         }
+        double u = draw[b];
+        if (L.by_family && (L.top_p < 1.0 || L.min_p > 0)) {
+            /* _one_group: a family's notes, or the rest, at the model's odds; the rest of the draw within it */
+            for (int64_t g = 0; g <= families; g++) group_mass[g] = 0.0;
+            for (int64_t i = 0; i < n; i++) group_mass[is_on[i] || is_off[i] ? family[i] : families] += x[i];
+            double goal = u * total, before = 0.0, last_before = 0.0;
+            int64_t group = -1, last = families;
+            for (int64_t g = 0; g <= families; g++) {
+                if (group_mass[g] <= 0.0) continue;
+                last = g, last_before = before;
+                if (before + group_mass[g] > goal) {
+                    group = g;
+                    break;
+                }
+                before += group_mass[g];
+            }
+            if (group < 0) group = last, before = last_before; /* rounding at the very top */
+            u = (goal - before) / group_mass[group];
+            u = u < 0.0 ? 0.0 : (u > 1.0 - 1e-7 ? 1.0 - 1e-7 : u);
+            for (int64_t i = 0; i < n; i++)
+                if ((is_on[i] || is_off[i] ? family[i] : families) != group) x[i] = 0.0;
+            total = group_mass[group];
+        }
+        if (L.min_p > 0) { /* nothing below min_p x the likeliest token left */
+            double likeliest = 0.0;
+            for (int64_t i = 0; i < n; i++) likeliest = x[i] > likeliest ? x[i] : likeliest;
+            total = 0.0;
+            for (int64_t i = 0; i < n; i++) {
+                if (x[i] < L.min_p * likeliest) x[i] = 0.0;
+                total += x[i];
+            }
+        }
         int64_t chosen = n - 1;
         if (L.top_p >= 1.0) { /* inverse transform on the cumulative sum in token order */
-            double goal = draw[b] * total, running = 0.0;
+            double goal = u * total, running = 0.0;
             for (int64_t i = 0; i < n; i++) {
                 running += x[i];
                 if (running > goal) {
@@ -175,7 +209,9 @@ int musenet_choose(
         }
         /* the nucleus: the likeliest tokens until their mass reaches top_p, sorted from among the
            tokens above a floor low enough that those above it hold top_p (the set a full sort gives) */
-        double floor = 1e-3, need = L.top_p * total; /* the top token's x is 1 */
+        double likeliest = 0.0; /* 1, unless a family was drawn */
+        for (int64_t i = 0; i < n; i++) likeliest = x[i] > likeliest ? x[i] : likeliest;
+        double floor = 1e-3 * likeliest, need = L.top_p * total;
         int64_t size;
         for (;;) {
             double mass = 0.0;
@@ -189,7 +225,7 @@ int musenet_choose(
         double running = 0.0;
         int64_t kept_size = 0;
         for (int64_t j = 0; j < size && running < need; j++) running += x[order[j]], kept_size = j + 1;
-        double goal = draw[b] * running;
+        double goal = u * running;
         chosen = kept_size - 1;
         running = 0.0;
         for (int64_t j = 0; j < kept_size; j++) {
@@ -202,6 +238,6 @@ int musenet_choose(
         tokens[b] = ids[order[chosen]];
     }
     free(mask), free(x), free(order), free(scratch), free(ends), free(kept), free(lost), free(boost), free(near), free(late),
-        free(count);
+        free(count), free(group_mass);
     return 0;
 }

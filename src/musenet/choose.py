@@ -14,8 +14,8 @@ arithmetic in the same order, no fused multiply-adds; `tests/test_choose.py` com
 over real composing runs), and the draw takes its token from the same distribution with the
 same uniform number. Only the order of equally likely tokens may differ from `torch.topk`'s
 (with int8 weights the logits are bfloat16, so ties are common), and the probabilities are
-summed in float64 here, in float32 there. It covers plain composing (no fixed plan, no
-top-k, the plain nucleus, after the first step); the sampler uses `rules.py` for the rest, and where no C
+summed in float64 here, in float32 there. It covers composing without a fixed plan or
+top-k (after the first step); the sampler uses `rules.py` for the rest, and where no C
 compiler is at hand.
 """
 
@@ -108,7 +108,8 @@ class Chooser:
         s = settings
         self.limits = np.array([s.max_polyphony, s.max_rest_seconds, s.max_note_seconds, float(s.seconds),
                                 state.earliest_end, state.entries_from, s.max_family_silence, s.temperature,
-                                s.top_p, t.longest_wait, FIRST_ENTRY_SECONDS], np.float64)
+                                s.top_p, t.longest_wait, FIRST_ENTRY_SECONDS, s.min_p,
+                                float(s.nucleus == "family")], np.float64)
         end_at = int(np.flatnonzero(ids == vocab.END)[0])
         self.request = [len(ids), *(a.ctypes.data for a in self.arrays), end_at, vocab.PAD, len(FAMILIES), KEYS,
                         DRUMS, self.requested.ctypes.data, self.limits.ctypes.data]
@@ -117,8 +118,8 @@ class Chooser:
 
     @staticmethod
     def covers(settings: Settings, plan) -> bool:
-        """Whether a Chooser serves this request: no fixed plan, no top-k, the plain nucleus."""
-        return plan is None and not settings.top_k and settings.nucleus == "all"
+        """Whether a Chooser serves this request: no fixed plan, no top-k."""
+        return plan is None and not settings.top_k
 
     def __call__(self, logits: torch.Tensor, state: DecodeState, draw: torch.Tensor) -> torch.Tensor:
         batch = len(logits)

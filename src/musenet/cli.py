@@ -430,10 +430,13 @@ def add_sampling_options(command) -> None:
                          help="creativity: higher is wilder (0.05-2, default 1)")
     command.add_argument("--top-k", type=int, default=0, help="sample among the k likeliest tokens (0: off)")
     command.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling mass (default 0.95)")
+    command.add_argument("--min-p", type=float, default=0.0,
+                         help="drop every token less likely than this share of the likeliest one (within the "
+                         "family drawn, with --nucleus family; 0: off, the default)")
     command.add_argument("--nucleus", choices=NUCLEUS_MODES, default="all",
                          help="family: draw the family of the next note (or a wait) at the model's "
                          "own odds, then take the nucleus within it, so a family whose notes are each unlikely "
-                         "can still come in (uses the eager sampler); all (default): one nucleus over every token")
+                         "can still come in; all (default): one nucleus over every token")
     command.add_argument("--guidance", type=float, default=None, metavar="W",
                          help="classifier-free guidance: above 1 the style and instruments asked for weigh more "
                          "than the model alone gives them, at two passes a token (needs a model trained with "
@@ -443,8 +446,8 @@ def add_sampling_options(command) -> None:
 
 def sampling_fields(args: argparse.Namespace) -> dict:
     """The `Settings` fields `add_sampling_options` sets."""
-    return {"temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p, "nucleus": args.nucleus,
-            "guidance": args.guidance}
+    return {"temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p, "min_p": args.min_p,
+            "nucleus": args.nucleus, "guidance": args.guidance}
 
 
 def add_composing_options(command, candidates: int = 1) -> None:

@@ -14,7 +14,7 @@
   next token is one of its note-ons, the model choosing which.
 - `release_boost`: where a family has one note sounding, the model's probability of that
   family's masked note-offs goes to the sounding note's.
-- `sample_tokens`: temperature, mask, top-k, top-p by inverse transform.
+- `sample_tokens`: temperature, mask, top-k, min-p, top-p by inverse transform.
 - `next_features`: the side features of the token about to be fed, incrementally; tests pin
   them to `sequence.side_features`.
 
@@ -380,7 +380,8 @@ def sample_tokens(logits: torch.Tensor, mask: torch.Tensor, settings: Settings, 
     a group at the model's own odds (a family's notes, on and off; or the waits, tempo and
     end), then the nucleus of that group's tokens (the rest of the same draw, rescaled). A
     family whose notes together are likely, but each one far below the cut, can then still
-    come in."""
+    come in. With `settings.min_p` above 0, tokens less likely than min_p x the likeliest one
+    (within the group drawn) are cut first, and the nucleus, if any, is taken of the rest."""
     logits = logits.float()
     if settings.temperature != 1.0:
         logits = logits / settings.temperature
@@ -392,12 +393,17 @@ def sample_tokens(logits: torch.Tensor, mask: torch.Tensor, settings: Settings, 
     if draw is None:
         draw = torch.rand(len(logits), 1, generator=generator)
     draw = draw.to(logits.device)
+    if settings.nucleus == "family" and (settings.top_p < 1.0 or settings.min_p > 0):
+        probabilities, draw = _one_group(probabilities, draw, tables.nucleus_group)
+    if settings.min_p > 0:  # min-p: nothing below min_p x the likeliest token's probability
+        likeliest = probabilities.max(dim=-1, keepdim=True).values
+        probabilities = probabilities.masked_fill(probabilities < settings.min_p * likeliest, 0.0)
     if settings.top_p >= 1.0:  # no nucleus to find: inverse transform on the unsorted cumulative sum
         cumulative = probabilities.cumsum(dim=-1)
         index = torch.searchsorted(cumulative, draw * cumulative[:, -1:], right=True)
         return index.clamp_max(logits.shape[-1] - 1)[:, 0]
-    if settings.nucleus == "family":
-        probabilities, draw = _one_group(probabilities, draw, tables.nucleus_group)
+    if settings.min_p > 0:
+        probabilities = probabilities / probabilities.sum(dim=-1, keepdim=True)
     return _nucleus(probabilities, draw, settings.top_p)
 
 

@@ -23,6 +23,7 @@ LIMITS: dict[str, tuple[float, float]] = {
     "temperature": (0.05, 2.0),
     "top_k": (0, 10_000),
     "top_p": (0.01, 1.0),
+    "min_p": (0.0, 1.0),
     "guidance": (0.0, 10.0),
     "seed": (0, 2**63 - 1),
     "candidates": (1, 64),
@@ -57,6 +58,7 @@ class Settings:
     temperature: float = 1.0
     top_k: int = 0
     top_p: float = 0.95
+    min_p: float = 0.0                     # cut tokens below min_p x the likeliest one's probability; 0: off
     nucleus: str = "all"                   # or "family": top-p within the group the draw picks (rules.py)
     # classifier-free guidance on style and families (sample.py); 1: off; None: DEFAULT_GUIDANCE
     # for a model that learnt unconditioned headers, else off (`Composer.guided` decides)

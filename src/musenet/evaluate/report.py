@@ -223,7 +223,8 @@ def _sampling_text(settings: dict) -> str:
     top_k = f", top-k {sampling['top_k']}" if sampling["top_k"] else ""
     guidance = sampling.get("guidance", 1.0)
     guided = f", guidance {guidance:g}" if guidance != 1.0 else ""
-    return (f" Drawn at temperature {sampling['temperature']:g}, top-p {sampling['top_p']:g}{top_k}{guided}, "
+    min_p = f", min-p {sampling['min_p']:g}" if sampling.get("min_p") else ""
+    return (f" Drawn at temperature {sampling['temperature']:g}, top-p {sampling['top_p']:g}{min_p}{top_k}{guided}, "
             f"nucleus over {'each family' if sampling['nucleus'] == 'family' else 'every token'}.")
 
 

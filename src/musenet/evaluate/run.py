@@ -31,8 +31,8 @@ from .report import headline, write_report
 from .style import MAX_TRAIN_PER_STYLE, style_adherence
 from .two_sample import two_sample_test
 
-#: The `Settings` fields `musenet eval --temperature/--top-k/--top-p/--nucleus/--guidance` sets for every draw.
-SAMPLING_FIELDS = ("temperature", "top_k", "top_p", "nucleus", "guidance")
+#: The `Settings` fields `musenet eval --temperature/--top-k/--top-p/--min-p/--nucleus/--guidance` sets for every draw.
+SAMPLING_FIELDS = ("temperature", "top_k", "top_p", "min_p", "nucleus", "guidance")
 
 Stage = Callable[[str], AbstractContextManager]
 
