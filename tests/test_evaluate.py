@@ -313,10 +313,10 @@ def test_eval_band_stages_add_a_section_and_keep_the_rest(tiny_setup):
     out = root / "report-band"
     assert main(["eval", "--model", str(model), "--data", str(root / "data"), "--out", str(out),
                  "--pieces-per-style", "1", "--seconds", "3", "--long-pieces", "0", "--threads", "1", "--band",
-                 "--band-requests", "2", "--nucleus", "family", "--top-p", "0.9"]) == 0
+                 "--band-requests", "2", "--nucleus", "family", "--top-p", "0.9", "--min-p", "0.1"]) == 0
     report = json.loads((out / "report.json").read_text())
-    assert report["settings"]["sampling"] == {"temperature": 1.0, "top_k": 0, "top_p": 0.9, "nucleus": "family",
-                                                  "guidance": 1.0}
+    assert report["settings"]["sampling"] == {"temperature": 1.0, "top_k": 0, "top_p": 0.9, "min_p": 0.1,
+                                              "nucleus": "family", "guidance": 1.0}
     band = report["band"]
     assert [r["style"] for r in band["coverage"]["strict"]["requests"]] == ["ballad", "rock"]
     assert band["drums"]["by_style"] == {} and band["continuation"]["songs"] == []  # no band style, no prompts
@@ -325,7 +325,7 @@ def test_eval_band_stages_add_a_section_and_keep_the_rest(tiny_setup):
         in metrics and len(metrics) == 12 + 11  # 12 rows without the band (the two-sample test among them), 11 with it
     markdown = (out / "report.md").read_text()
     assert "## 5. Four-minute health" in markdown and "## 6. Playing as a band" in markdown
-    assert "Drawn at temperature 1, top-p 0.9, nucleus over each family." in markdown
+    assert "Drawn at temperature 1, top-p 0.9, min-p 0.1, nucleus over each family." in markdown
     assert main(["eval", "--model", str(model), "--data", str(root / "data"), "--out", str(out),
                  "--prompts", str(root / "nowhere")]) == 1
     assert main(["eval", "--model", str(model), "--data", str(root / "data"), "--out", str(out),
