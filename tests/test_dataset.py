@@ -154,6 +154,19 @@ def test_side_features_on_a_hand_made_example():
                              seconds_vocab, 1.0)["phase"].any()
 
 
+def test_ahead_counts_half_beats_to_the_hints_next_event_from_where_the_next_token_falls():
+    vocab = default_vocab()
+    # a hint of two events, at steps 12 (E4) and 36 (G4) of the body; a step is 1/12 beat
+    tokens = from_text("pop piano strings wait:12 piano:v80:E4 wait:24 piano:v80:G4 start tempo:120 piano:v80:C4 "
+                       "wait:12 piano:v0:C4 wait:12 piano:v80:D4 wait:24 piano:v0:D4 end", vocab)
+    f = side_features(tokens, vocab, 10.0)
+    # header and hint: 0; C4 (next token at 0: E4 12 steps ahead, 1 + 2 half beats); the wait to
+    # step 12 and C4's note-off there (E4 due now: 1); the wait to 24 and D4 (G4 a beat ahead: 3);
+    # past the hint's last event: 0
+    assert f["ahead"].tolist() == [0] * 9 + [3, 1, 1, 3, 3, 0, 0, 0]
+    assert not side_features(tokens[[0, 1, 2, *range(7, 17)]], vocab, 10.0)["ahead"].any()  # no hint: 0
+
+
 def test_held_names_the_note_sounding_longest_and_counts_one_struck_before_the_window():
     vocab = default_vocab()
     # a window that begins with D5 still sounding (its note-off, with no note-on before it)

@@ -2,7 +2,9 @@
 move real events into the hint without changing the music's clock or features; the sampler
 gives a hint-reading model the kept parts ahead; the evaluation scores with them."""
 
+import tempfile
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -62,7 +64,10 @@ def test_fill_middle_moves_the_tail_into_the_hint_and_leaves_the_body_as_it_was(
         tail = len(all_events) - len(events)
         assert tail > 0 and np.array_equal(events, all_events[tail:]) and np.array_equal(steps, all_steps[tail:])
         features, plain = side_features(out, vocab, 60.0, 2.0), side_features(body, vocab, 60.0, 2.0)
-        assert all(np.array_equal(features[k][~hint], plain[k]) for k in features)  # the hint changes no feature
+        # the hint changes no feature but `ahead`, which counts down to it from every body token
+        assert all(np.array_equal(features[k][~hint], plain[k]) for k in features if k != "ahead")
+        body_ahead = features["ahead"][header_length(out, vocab):]
+        assert not plain["ahead"].any() and (body_ahead >= 1).all() and body_ahead[-1] == 1
         assert np.array_equal(features["time"][hint & (vocab.tables["family"][out] >= 0)], steps)
         assert elapsed_seconds(out, vocab)[-1] == elapsed_seconds(body, vocab)[-1]  # nor the clock
         table, plain_table = decode_tokens(out, vocab), decode_tokens(body, vocab)
@@ -234,3 +239,32 @@ def test_infilling_reads_what_follows_the_span_and_keeps_both_sides(hinting, sha
         table = piece.table
         rows = set(zip(np.round(table.onset, 6), table.pitch.tolist(), strict=True))
         assert set(zip(np.round(outside.onset, 6), outside.pitch.tolist(), strict=True)) <= rows
+
+
+def test_the_sampler_counts_ahead_to_the_hints_next_event_as_training_does(shared_midi):
+    """A model that reads `ahead` gets, at every step of an accompaniment, the feature that
+    `sequence.side_features` gives the window it read plus the tokens fed since."""
+    torch.manual_seed(0)
+    vocab = default_vocab()
+    model = build_model("tiny", vocab.size, context=160, side_features=["time", "chord", "ahead"])
+    path = save_checkpoint(Path(tempfile.mkdtemp()) / "tiny", model, vocab,
+                           {"train": {"augment": {"fill_middle": 0.2, "accompany": 0.2}}})
+    composer = Composer.load(path)
+    decoder, fed = composer.sampler.decoder, []
+    forward = decoder.forward
+    decoder.forward = lambda tokens, features, *args: fed.append((tokens, features)) or forward(
+        tokens, features, *args)
+    song = shared_midi / "multitrack" / "Mr. Blue Sky.mid"
+    composer.accompany(song, ["Piano"], ["voice", "bass"], seconds=10, candidates=2, seed=1)
+    reads = [i for i, (tokens, _) in enumerate(fed) if tokens.shape[1] > 1]
+    assert len(reads) >= 2
+    checked = 0
+    for begin, end in zip(reads, [*reads[1:], len(fed)], strict=True):
+        for row in range(2):
+            window = fed[begin][0][row].numpy()
+            tokens = np.concatenate([window, [int(t[row, 0]) for t, _ in fed[begin + 1: end]]])
+            want = side_features(tokens, vocab, 10.0)["ahead"]
+            got = torch.cat([f["ahead"][row] for _, f in fed[begin:end]]).numpy()
+            np.testing.assert_array_equal(got, want)
+            checked += int((want > 0).sum())
+    assert checked > 50  # the kept part's next notes were ahead most of the time

@@ -10,6 +10,7 @@ attention through `scaled_dot_product_attention`, which uses flash kernels on GP
   piece the token is in, and a countdown to the piece's end; named only, `phase`: the grid
   step within a 4-beat bar counted from the piece's start (where in the beat and bar a token falls),
   and `held` / `held_for`: the note sounding longest and for how long (so it is not forgotten),
+  `ahead`: how far the hint's next event is (so the music can lead into what is given),
   and `kept_top` / `kept_low` / `kept_next`: a kept part read beside the sequence
   (`channel.py`; bucket 0, no kept part, is fixed at zero),
 - with `time_heads`, that many heads whose queries and keys are rotated by the time feature
@@ -38,7 +39,7 @@ from .sequence import KEPT_FEATURES
 from .vocab import VELOCITIES
 
 FEATURES = ("time", "chord", "position", "countdown")  # what side_features = True embeds
-EXTRA_FEATURES = ("phase", "held", "held_for", *KEPT_FEATURES)  # embedded only where side_features names them
+EXTRA_FEATURES = ("phase", "held", "held_for", "ahead", *KEPT_FEATURES)  # embedded only where side_features names them
 ALL_FEATURES = FEATURES + EXTRA_FEATURES  # what `sequence.side_features` computes
 POSITIONS = ("learned", "rotary", "alibi")
 #: Factor embeddings of note tokens and their sizes; the last id of each is "not a note".
@@ -63,6 +64,7 @@ class ModelConfig:
     phase_buckets: int = 48        # grid step within a 4-beat bar since the piece began (beat mode)
     held_buckets: int = 1281       # the note sounding longest (0: none; 1 + family x 128 + pitch)
     held_for_buckets: int = 33     # how long it has sounded, in quarter seconds, saturating
+    ahead_buckets: int = 34        # how far the hint's next event is, in half beats, saturating (0: none)
     kept_top_buckets: int = 25     # a kept part's highest sounding pitch class (+ 12 at its onsets; 0: none)
     kept_low_buckets: int = 13     # ... its lowest sounding pitch class
     kept_next_buckets: int = 13    # ... the pitch class of its next onset within a beat
@@ -243,8 +245,8 @@ class MuseNet(nn.Module):
         if c.features:
             sizes = {"time": c.time_buckets, "chord": c.chord_buckets, "position": c.position_buckets,
                      "countdown": c.countdown_buckets, "phase": c.phase_buckets, "held": c.held_buckets,
-                     "held_for": c.held_for_buckets, "kept_top": c.kept_top_buckets, "kept_low": c.kept_low_buckets,
-                     "kept_next": c.kept_next_buckets}
+                     "held_for": c.held_for_buckets, "ahead": c.ahead_buckets, "kept_top": c.kept_top_buckets,
+                     "kept_low": c.kept_low_buckets, "kept_next": c.kept_next_buckets}
             self.feature_embeddings = nn.ModuleDict({
                 name: nn.Embedding(sizes[name], c.width, padding_idx=0 if name in KEPT_FEATURES else None)
                 for name in c.features})

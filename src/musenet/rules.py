@@ -30,6 +30,8 @@ import torch
 
 from .instruments import DRUMS, FAMILIES
 from .sequence import (
+    AHEAD_BUCKETS,
+    AHEAD_STEPS,
     COUNTDOWN_BUCKETS,
     DEFAULT_TEMPO,
     HELD_FOR_BUCKETS,
@@ -126,6 +128,7 @@ class DecodeState:
     family_last: torch.Tensor    # (batch, families) float64: each family's latest note-on (-inf: none)
     earliest_end: float = field(default=0.0)  # `end` is masked before this many seconds
     entries_from: float = field(default=0.0)  # the new music begins here (`entrances` counts from it)
+    hint_steps: torch.Tensor | None = field(default=None)  # (batch, events): the window's hinted events (-1: pad)
     _step: tuple | None = field(default=None, repr=False)  # (tempo, seconds per step) last computed
 
     def step_seconds(self, vocab: Vocab) -> torch.Tensor:
@@ -468,8 +471,19 @@ def next_features(token: torch.Tensor, state: DecodeState, tables: TokenTables,
     held = torch.where(sounds, key + 1, 0)
     held_for = ((state.seconds - torch.where(sounds, since, state.seconds)) / HELD_STEP_SECONDS + 1e-6).floor()
     held_for = torch.where(sounds, held_for.long().clamp(0, HELD_FOR_BUCKETS - 1), 0)
-    none = torch.zeros_like(chord[:, None])  # a kept part beside the sequence: the sampler's (`channel.py`)
+    none = torch.zeros_like(chord[:, None])  # the sampler's, once the clock moves: `ahead_column`, `channel.py`
     return {"time": state.window_steps[:, None].clone(), "chord": chord[:, None],
             "position": position[:, None], "countdown": countdown[:, None], "phase": phase[:, None],
-            "held": held[:, None], "held_for": held_for[:, None], "kept_top": none, "kept_low": none.clone(),
-            "kept_next": none.clone()}
+            "held": held[:, None], "held_for": held_for[:, None], "ahead": none, "kept_top": none.clone(),
+            "kept_low": none.clone(), "kept_next": none.clone()}
+
+
+def ahead_column(hint_steps: torch.Tensor, state: DecodeState, vocab: Vocab) -> torch.Tensor:
+    """(batch, 1) `ahead` of the token just fed, from the clock after it (`state.window_steps`)
+    and each row's hinted events (`hint_steps`, (batch, events), padded with -1): the
+    incremental form of `sequence.ahead_of`."""
+    now = state.window_steps[:, None]
+    following = torch.where(hint_steps >= now, hint_steps, torch.iinfo(torch.long).max).min(dim=1, keepdim=True)[0]
+    found = following != torch.iinfo(torch.long).max
+    bucket = 1 + torch.clamp((following - now) // AHEAD_STEPS[vocab.time_mode], max=AHEAD_BUCKETS - 2)
+    return torch.where(found, bucket, 0)

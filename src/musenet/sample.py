@@ -44,6 +44,7 @@ from .rules import (
     Draws,
     TokenTables,
     advance,
+    ahead_column,
     allowed_tokens,
     entrances,
     guide,
@@ -219,6 +220,9 @@ class Generator:
                 advance(state, token, tables)
             if channel is not None:  # the kept part where the next token falls (the clock has moved on)
                 features |= channel.columns(state.steps)
+            if state.hint_steps is not None:  # the hint's next event, from there (the opening tempo is header)
+                header = torch.tensor([seq[-1] == vocab.START for seq in sequences]) & tables.is_tempo[token]
+                features["ahead"] = torch.where(header[:, None], 0, ahead_column(state.hint_steps, state, vocab))
             for row, value in enumerate(token.tolist()):  # finished rows take pad, to stay in step
                 sequences[row].append(value)
             logits = self.decoder.step(token, features, cache, head, rows)
@@ -281,6 +285,7 @@ class Generator:
             state.instant_ons[row] = int(features[-1]["chord"][waited[-1] + 1 if len(waited) else 0:].max(initial=0))
         if len({len(w) for w, _ in windows}) > 1:  # all rows take one token per step, pad when finished
             raise MuseNetError("internal error: candidates fell out of step")
+        state.hint_steps = self.hinted_steps(windows, features) if "ahead" in self.model.config.features else None
         logits, cache = self.read(np.stack([w for w, _ in windows]), features)
         if settings.guidance in (None, 1.0):  # (None: the sampler alone reads it as off)
             return logits, cache, None
@@ -290,6 +295,17 @@ class Generator:
                                        kept=channel)
                          for window, (_, start_seconds), start in zip(bare, windows, starts, strict=True)]
         return logits, cache, self.read(np.stack(bare), bare_features)
+
+    def hinted_steps(self, windows: list[tuple[np.ndarray, float]], features: list[dict[str, np.ndarray]]):
+        """(batch, events) the steps of each window's hinted events (padded with -1), for
+        `rules.ahead_column`; None when no window has a hint."""
+        events = [f["time"][hint_mask(w, self.vocab) & (self.vocab.tables["family"][w] >= 0)]
+                  for (w, _), f in zip(windows, features, strict=True)]
+        longest = max(len(e) for e in events)
+        if not longest:
+            return None
+        padded = np.stack([np.pad(e, (0, longest - len(e)), constant_values=-1) for e in events])
+        return torch.from_numpy(padded.astype(np.int64)).to(self.device)
 
     def read(self, windows: np.ndarray, features: list[dict[str, np.ndarray]]):
         """Logits after `windows` (batch, length) read into a new KV cache, and the cache."""

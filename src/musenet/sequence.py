@@ -28,6 +28,8 @@ PHASE_STEPS = 4 * STEPS_PER_BEAT  # the phase feature counts grid steps within a
 HELD_STEP_SECONDS = 0.25  # `held_for` counts in quarter seconds ...
 HELD_FOR_BUCKETS = 33     # ... up to 8 s, where it saturates
 KEPT_FEATURES = ("kept_top", "kept_low", "kept_next")  # a kept part beside the sequence (channel.py)
+AHEAD_STEPS = {"beat": STEPS_PER_BEAT // 2, "seconds": 25}  # `ahead` counts in half beats (0.25 s) ...
+AHEAD_BUCKETS = 34        # ... up to 16 beats (8 s), where it saturates; 0: no hinted event ahead
 
 
 # ---- the header --------------------------------------------------------------------------
@@ -190,6 +192,16 @@ def held_notes(tokens, vocab: Vocab, seconds: np.ndarray) -> tuple[np.ndarray, n
     return held, np.where(held > 0, np.clip(held_for, 0, HELD_FOR_BUCKETS - 1), 0)
 
 
+def ahead_of(time: np.ndarray, event_steps: np.ndarray, vocab: Vocab) -> np.ndarray:
+    """The `ahead` bucket at each `time` (grid steps from the window's start): 1 + the steps
+    to the first hinted event at or after it (`event_steps`, ascending), in AHEAD_STEPS,
+    saturating; 0 where no hinted event lies ahead."""
+    step = AHEAD_STEPS[vocab.time_mode]
+    following = np.searchsorted(event_steps, time, side="left")
+    ahead = event_steps[np.minimum(following, len(event_steps) - 1)] - time if len(event_steps) else time * 0
+    return np.where(following < len(event_steps), 1 + np.minimum(ahead // step, AHEAD_BUCKETS - 2), 0)
+
+
 def position_part(seconds, total_seconds: float):
     """Which 1/128 of a piece of `total_seconds` each time falls in (numpy or torch)."""
     return seconds / at_least(total_seconds, 1e-6) * POSITION_PARTS
@@ -216,6 +228,9 @@ def side_features(tokens, vocab: Vocab, total_seconds: float, start_seconds: flo
       (`start_step`: the body's steps before the window); 0 in seconds mode;
     - held, held_for: the melodic note sounding longest so far and how long (`held_notes`), so
       that a note held for seconds is not forgotten;
+    - ahead: how far the hint's next event is from where the next token falls (`ahead_of`),
+      so that the music can lead into given music after a gap, or meet a kept part's next
+      note; 0 for header and hint tokens, and with no hinted event ahead;
     - kept_top, kept_low, kept_next: the kept part of a side channel (`channel.KeptGrid`,
       `kept`, on the piece's grid steps) at the step the next token falls at; 0 without one,
       and for header and hint tokens.
@@ -240,10 +255,12 @@ def side_features(tokens, vocab: Vocab, total_seconds: float, start_seconds: flo
     countdown = np.clip(countdown_steps(seconds, total_seconds).astype(np.int64), 0, COUNTDOWN_BUCKETS - 1)
     phase = (start_step + time) % PHASE_STEPS if vocab.time_mode == "beat" else np.zeros_like(time)
     held, held_for = held_notes(tokens, vocab, seconds)
+    body = np.arange(len(tokens)) >= header_length(tokens, vocab)
+    events = hint & (vocab.tables["family"][tokens] >= 0)
+    ahead = np.where(body, ahead_of(time + body_waits, np.sort(time[events]), vocab), 0)  # where the next token falls
     features = {"time": time, "chord": chord, "position": position, "countdown": countdown, "phase": phase,
-                "held": held, "held_for": held_for}
+                "held": held, "held_for": held_for, "ahead": ahead}
     if kept is None:
         return features | {name: np.zeros(len(tokens), np.int64) for name in KEPT_FEATURES}
-    body = np.arange(len(tokens)) >= header_length(tokens, vocab)
     channel = kept.at(np.where(body, start_step + time + body_waits, -1))
     return features | {name: np.where(body, values, 0) for name, values in channel.items()}
