@@ -45,7 +45,9 @@ back than a short crop reaches; --score-keys N also scores the model read in eve
 +-N semitones with its probabilities averaged (`evaluate_transposed`: a mixture over
 transpositions, each token's probability the mean of the model's for it in each key, the same
 keys for every chorale; the shifted distributions lose any mass on pitches outside the
-vocabulary, so the mixture sums to at most 1 and its NLL is, if anything, too high). The
+vocabulary, so the mixture sums to at most 1 and its NLL is, if anything, too high); --ema D
+also keeps an exponential moving average of the weights (decay D) and scores it beside them,
+keeping whichever is better on valid (README: level with the weights themselves at the end). The
 time budget counts training steps only; the valid split is scored every --eval-minutes of
 training and the best-valid weights are kept in memory, and the final valid and test numbers
 are theirs (scored in float32; the periodic valid scores use bfloat16 matmuls under --bf16, the
@@ -70,6 +72,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from musenet.model import build_model
 from musenet.train import OPTIMIZERS, TrainConfig, learning_rate, make_optimizer, native_bf16
@@ -286,6 +289,7 @@ def train(model, args, splits: dict, vocab: Vocab) -> dict:
     context, stride = args.context, args.eval_stride
     train_seconds, next_eval, step, tokens = 0.0, args.eval_minutes * 60, 0, 0
     recent, history, best = [], [], {"valid": math.inf}
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(args.ema), use_buffers=True) if args.ema else None
     while True:
         done = train_seconds >= budget
         if context != args.final_context and train_seconds >= budget * (1 - args.final_share):
@@ -302,14 +306,21 @@ def train(model, args, splits: dict, vocab: Vocab) -> dict:
             record = {"minutes": round(train_seconds / 60, 2), "step": step, "tokens": tokens,
                       "train": round(sum(recent) / max(len(recent), 1), 4), "valid": round(score, 4),
                       "lr": optimizer.param_groups[0]["lr"]}
+            candidates = [(score, "raw", model)]
+            if ema is not None and step:  # the running average, scored alike; the better one may be kept
+                record["valid_ema"] = round(evaluate(ema.module, valid, context, stride, args.bf16,
+                                                     features=features), 4)
+                candidates.append((record["valid_ema"], "ema", ema.module))
             history.append(record)
             recent = []
+            score, kind, weights = min(candidates, key=lambda c: c[0])
             if score < best["valid"]:
                 best = {"valid": score, "step": step, "minutes": record["minutes"], "context": context,
-                        "stride": stride,
-                        "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
+                        "stride": stride, "weights": kind,
+                        "state": {k: v.detach().clone() for k, v in weights.state_dict().items()}}
+            averaged = f"  averaged {record['valid_ema']:.4f}" if "valid_ema" in record else ""
             print(f"  {record['minutes']:6.2f} min  step {step:5d}  train {record['train']:.4f}  "
-                  f"valid {score:.4f}{'  *' if best['step'] == step else ''}", flush=True)
+                  f"valid {record['valid']:.4f}{averaged}{'  *' if best['step'] == step else ''}", flush=True)
         if done:
             break
         started = time.perf_counter()
@@ -325,6 +336,8 @@ def train(model, args, splits: dict, vocab: Vocab) -> dict:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
         optimizer.step()
+        if ema is not None:
+            ema.update_parameters(model)
         recent.append(loss.item())
         step += 1
         tokens += int((targets != IGNORE).sum())
@@ -380,6 +393,9 @@ def parse_args(argv=None):
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--optimizer", choices=OPTIMIZERS, default="muon",
                    help="muon: Muon for the transformer blocks' matrices, AdamW for the rest (`train.MuonAdamW`)")
+    p.add_argument("--ema", type=float, default=0.0,
+                   help="also keep an exponential moving average of the weights with this decay (e.g. 0.999) "
+                        "and score it beside them; the better on valid is kept (0: off)")
     p.add_argument("--min-lr-ratio", type=float, default=0.1)
     p.add_argument("--warmup", type=float, default=0.03, help="fraction of the budget")
     p.add_argument("--weight-decay", type=float, default=0.1)
@@ -441,7 +457,8 @@ def main(argv=None) -> None:
     print(f"\ntraining {result['train_seconds'] / 60:.1f} min ({result['steps']} steps, "
           f"{result['tokens'] / result['train_seconds']:.0f} tokens/s, "
           f"{result['tokens'] / sum(4 * len(c) for c in splits['train']):.1f} epochs); "
-          f"wall {wall / 60:.1f} min with evaluation; best valid at {best['minutes']} min, step {best['step']}\n")
+          f"wall {wall / 60:.1f} min with evaluation; best valid at {best['minutes']} min, step {best['step']}"
+          f"{' (the averaged weights)' if best.get('weights') == 'ema' else ''}\n")
     print(markdown_table(args, valid, test))
     if keyed:
         print(f"| the same, read in {2 * args.score_keys + 1} keys (+-{args.score_keys}) and averaged "
@@ -451,7 +468,8 @@ def main(argv=None) -> None:
             "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
             "parameters": model.parameter_count(), "valid_nll": valid, "test_nll": test,
             "keyed_valid_nll": keyed.get("valid"), "keyed_test_nll": keyed.get("test"),
-            "best_step": best["step"], "best_minutes": best["minutes"], "train_seconds": result["train_seconds"],
+            "best_step": best["step"], "best_minutes": best["minutes"], "best_weights": best.get("weights", "raw"),
+            "train_seconds": result["train_seconds"],
             "steps": result["steps"], "tokens": result["tokens"], "wall_seconds": wall,
             "history": result["history"],
         }, indent=2))
