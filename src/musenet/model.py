@@ -64,7 +64,7 @@ class ModelConfig:
     phase_buckets: int = 48        # grid step within a 4-beat bar since the piece began (beat mode)
     held_buckets: int = 1281       # the note sounding longest (0: none; 1 + family x 128 + pitch)
     held_for_buckets: int = 33     # how long it has sounded, in quarter seconds, saturating
-    ahead_buckets: int = 34        # how far the hint's next event is, in half beats, saturating (0: none)
+    ahead_buckets: int = 34        # how far the hint's next event is, in half beats (seconds mode: 0.25 s); 0: none
     kept_top_buckets: int = 25     # a kept part's highest sounding pitch class (+ 12 at its onsets; 0: none)
     kept_low_buckets: int = 13     # ... its lowest sounding pitch class
     kept_next_buckets: int = 13    # ... the pitch class of its next onset within a beat

@@ -221,7 +221,8 @@ class Generator:
             if channel is not None:  # the kept part where the next token falls (the clock has moved on)
                 features |= channel.columns(state.steps)
             if state.hint_steps is not None:  # the hint's next event, from there (the opening tempo is header)
-                header = torch.tensor([seq[-1] == vocab.START for seq in sequences]) & tables.is_tempo[token]
+                after_start = torch.tensor([seq[-1] == vocab.START for seq in sequences], device=device)
+                header = after_start & tables.is_tempo[token]
                 features["ahead"] = torch.where(header[:, None], 0, ahead_column(state.hint_steps, state, vocab))
             for row, value in enumerate(token.tolist()):  # finished rows take pad, to stay in step
                 sequences[row].append(value)

@@ -193,8 +193,8 @@ def held_notes(tokens, vocab: Vocab, seconds: np.ndarray) -> tuple[np.ndarray, n
 
 
 def ahead_of(time: np.ndarray, event_steps: np.ndarray, vocab: Vocab) -> np.ndarray:
-    """The `ahead` bucket at each `time` (grid steps from the window's start): 1 + the steps
-    to the first hinted event at or after it (`event_steps`, ascending), in AHEAD_STEPS,
+    """The `ahead` bucket at each `time` (grid steps from the window's start): 1 + how many
+    AHEAD_STEPS it is to the first hinted event at or after it (`event_steps`, ascending),
     saturating; 0 where no hinted event lies ahead."""
     step = AHEAD_STEPS[vocab.time_mode]
     following = np.searchsorted(event_steps, time, side="left")
