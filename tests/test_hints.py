@@ -2,9 +2,7 @@
 move real events into the hint without changing the music's clock or features; the sampler
 gives a hint-reading model the kept parts ahead; the evaluation scores with them."""
 
-import tempfile
 from contextlib import contextmanager
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -241,13 +239,13 @@ def test_infilling_reads_what_follows_the_span_and_keeps_both_sides(hinting, sha
         assert set(zip(np.round(outside.onset, 6), outside.pitch.tolist(), strict=True)) <= rows
 
 
-def test_the_sampler_counts_ahead_to_the_hints_next_event_as_training_does(shared_midi):
+def test_the_sampler_counts_ahead_to_the_hints_next_event_as_training_does(shared_midi, tmp_path):
     """A model that reads `ahead` gets, at every step of an accompaniment, the feature that
     `sequence.side_features` gives the window it read plus the tokens fed since."""
     torch.manual_seed(0)
     vocab = default_vocab()
     model = build_model("tiny", vocab.size, context=160, side_features=["time", "chord", "ahead"])
-    path = save_checkpoint(Path(tempfile.mkdtemp()) / "tiny", model, vocab,
+    path = save_checkpoint(tmp_path / "tiny", model, vocab,
                            {"train": {"augment": {"fill_middle": 0.2, "accompany": 0.2}}})
     composer = Composer.load(path)
     decoder, fed = composer.sampler.decoder, []
