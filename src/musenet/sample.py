@@ -220,10 +220,10 @@ class Generator:
                 advance(state, token, tables)
             if channel is not None:  # the kept part where the next token falls (the clock has moved on)
                 features |= channel.columns(state.steps)
-            if state.hint_steps is not None:  # the hint's next event, from there (the opening tempo is header)
-                after_start = torch.tensor([seq[-1] == vocab.START for seq in sequences], device=device)
-                header = after_start & tables.is_tempo[token]
-                features["ahead"] = torch.where(header[:, None], 0, ahead_column(state.hint_steps, state, vocab))
+            if state.hint_steps is not None:  # the hint's next event, from there
+                features["ahead"] = ahead_column(state.hint_steps, state, vocab)
+                if sequences[0][-1] == vocab.START:  # (every row shares the opening) a tempo here is header
+                    features["ahead"] = torch.where(tables.is_tempo[token][:, None], 0, features["ahead"])
             for row, value in enumerate(token.tolist()):  # finished rows take pad, to stay in step
                 sequences[row].append(value)
             logits = self.decoder.step(token, features, cache, head, rows)
