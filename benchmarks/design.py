@@ -12,6 +12,8 @@ is scored on the valid split (`--eval-tokens`, whole pieces, the styles in turn)
 - `no-time`, `no-chord`, `no-position`, `no-countdown`: one side feature off;
 - `no-features`: all four off;
 - `rotary`, `alibi`: rotary positions, or ALiBi's distance penalties, instead of learned ones;
+- `relative`: ours plus Music Transformer's relative attention (Huang et al., 2019) over
+  distances up to the whole 256-token window (`relative_span`), beside the learned positions;
 - `time-heads`: ours with two heads that rotate queries and keys by the time feature, a
   relative position in time (the bundled model's choice);
 - `phase`: ours plus the grid step within a 4-beat bar since the piece began (where in the
@@ -48,6 +50,7 @@ VARIANTS = {
     "no-features": {"side_features": False},
     "rotary": {"positions": "rotary"},
     "alibi": {"positions": "alibi"},
+    "relative": {"relative_span": 256},
     "time-heads": {"time_heads": 2},
     "phase": {"side_features": [*FEATURES, "phase"]},
     "muon": {"optimizer": "muon"},

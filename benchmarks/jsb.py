@@ -22,7 +22,8 @@ boundary. On a 2-core CPU short crops train much faster per minute than whole ch
 chorales per step, cheaper attention): after 4 minutes, 256-token crops (16 per step) reached a
 valid NLL of 0.65 against 0.74 for 512 (8 per step) and 0.86 for whole chorales (4 per step).
 
-Model: ours, `musenet.model.build_model` with learned, rotary or ALiBi positions and, with
+Model: ours, `musenet.model.build_model` with learned, rotary or ALiBi positions (and, with
+--relative-span, Music Transformer's relative attention beside them) and, with
 --features, MuseNet's side features read off the raster (`side_features`): `chord`, each cell's
 place in its chord (the voice: soprano 1 to bass 4), `time` (sixteenths since the window's
 first; --time-heads rotates that many heads by it, so they score cells by their distance in
@@ -348,6 +349,7 @@ def train(model, args, splits: dict, vocab: Vocab) -> dict:
 def describe(args) -> str:
     extra = f", features {'+'.join(args.features)}" if args.features else ""
     extra += f", {args.time_heads} time heads" if args.time_heads else ""
+    extra += f", relative attention over {args.relative_span} tokens" if args.relative_span else ""
     return (f"ours ({args.positions}, {args.layers} layers x {args.width}, {args.heads} heads, "
             f"dropout {args.dropout}{extra}, {args.minutes:g} min CPU)")
 
@@ -381,6 +383,9 @@ def parse_args(argv=None):
                    help="MuseNet's side features, comma-separated, from chord (the voice), time, phase, held_for "
                         "(`side_features`; default none)")
     p.add_argument("--time-heads", type=int, default=0, help="heads rotated by time (needs the time feature)")
+    p.add_argument("--relative-span", type=int, default=0,
+                   help="Music Transformer's relative attention over distances up to N tokens, "
+                        "beside --positions (0: off)")
     p.add_argument("--attention-dropout", type=float, default=0.0,
                    help="dropout on attention probabilities (slow on CPU when > 0)")
     p.add_argument("--context", type=int, default=256, help="tokens per window; a multiple of 4")
@@ -435,7 +440,7 @@ def main(argv=None) -> None:
                              width=args.width,
                              dropout=args.dropout, attention_dropout=args.attention_dropout,
                              positions=args.positions, side_features=list(args.features),
-                             time_heads=args.time_heads), vocab.size)
+                             time_heads=args.time_heads, relative_span=args.relative_span), vocab.size)
     print(f"vocabulary {vocab.size} (MIDI {vocab.low}..{vocab.high}, rest, start); "
           f"parameters {model.parameter_count():,}; chorales "
           + ", ".join(f"{k} {len(v)}" for k, v in splits.items()), flush=True)

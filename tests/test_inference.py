@@ -30,10 +30,12 @@ def decoded(decoder, tokens, features, cache, cuts, head=None, rows=None):
 
 @pytest.mark.parametrize("positions", ["learned", "rotary", "alibi"])
 @pytest.mark.parametrize(("side_features", "time_heads"), [(True, 0), (False, 0), (True, 1)])
-def test_float32_decoder_computes_what_the_model_computes(positions, side_features, time_heads):
+@pytest.mark.parametrize("relative_span", [0, 8])
+def test_float32_decoder_computes_what_the_model_computes(positions, side_features, time_heads, relative_span):
     """A window read at once, then tokens one and three at a time: the model's logits there."""
     torch.manual_seed(0)
-    model = build_model("tiny", 300, positions=positions, side_features=side_features, time_heads=time_heads).eval()
+    model = build_model("tiny", 300, positions=positions, side_features=side_features, time_heads=time_heads,
+                        relative_span=relative_span).eval()
     tokens, features = random_inputs()
     with torch.inference_mode():
         full = model(tokens, features)

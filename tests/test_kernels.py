@@ -76,9 +76,10 @@ def test_the_int8_step_keeps_the_distribution_and_is_found_again():
     torch.testing.assert_close(stepped(later, tokens, features), stepped(built, tokens, features))
 
 
-def test_without_a_compiler_or_for_alibi_composing_goes_on(monkeypatch, capsys):
+def test_without_a_compiler_or_for_alibi_or_relative_attention_composing_goes_on(monkeypatch, capsys):
     torch.manual_seed(0)
     assert not Decoder(build_model("tiny", 300, positions="alibi").eval()).use_kernel(build=True)
+    assert not Decoder(build_model("tiny", 300, relative_span=16).eval()).use_kernel(build=True)
 
     def broken(*args):
         raise RuntimeError("no C++ compiler found\nmore lines")

@@ -4,7 +4,7 @@ import torch
 
 from musenet import MuseNetError
 from musenet.checkpoint import load_checkpoint, save_checkpoint
-from musenet.model import FEATURES, SIZES, build_model
+from musenet.model import FEATURES, SIZES, build_model, relative_logits
 from musenet.vocab import default_vocab
 
 
@@ -16,8 +16,9 @@ def random_inputs(batch=2, length=24, vocab=300, seed=0):
 
 
 @pytest.mark.parametrize("positions", ["learned", "rotary", "alibi"])
-def test_shapes_and_causality(positions):
-    model = build_model("tiny", 300, positions=positions).eval()
+@pytest.mark.parametrize("relative_span", [0, 8])
+def test_shapes_and_causality(positions, relative_span):
+    model = build_model("tiny", 300, positions=positions, relative_span=relative_span).eval()
     tokens, features = random_inputs()
     logits = model(tokens, features)
     assert logits.shape == (2, 24, 300)
@@ -33,9 +34,11 @@ def test_shapes_and_causality(positions):
 @pytest.mark.parametrize("positions", ["learned", "rotary", "alibi"])
 @pytest.mark.parametrize(("side_features", "time_heads"),
                          [(True, 0), (False, 0), (["time", "countdown"], 0), (True, 1)])
-def test_kv_cache_decoding_equals_full_forward(positions, side_features, time_heads):
+@pytest.mark.parametrize("relative_span", [0, 8])
+def test_kv_cache_decoding_equals_full_forward(positions, side_features, time_heads, relative_span):
     torch.manual_seed(0)
-    model = build_model("tiny", 300, positions=positions, side_features=side_features, time_heads=time_heads).eval()
+    model = build_model("tiny", 300, positions=positions, side_features=side_features, time_heads=time_heads,
+                        relative_span=relative_span).eval()
     tokens, features = random_inputs(length=30)
     full = model(tokens, features)
     cache = model.new_cache()
@@ -45,6 +48,26 @@ def test_kv_cache_decoding_equals_full_forward(positions, side_features, time_he
     torch.testing.assert_close(torch.cat(pieces, 1), full, atol=1e-5, rtol=1e-5)
     cache.select(torch.tensor([1]))
     assert cache.length == 30 and cache.keys[0].shape[0] == 1
+
+
+@pytest.mark.parametrize("past", [0, 5])
+def test_relative_logits_score_each_query_with_its_distance_to_each_key(past):
+    """Huang et al.'s skew (no cache) and the lookup (a cache) both give q_i . E(i - j),
+    distances beyond the table sharing its last row, and mask later keys."""
+    torch.manual_seed(0)
+    q, table = torch.randn(2, 3, 7, 4), torch.randn(3, 5, 4)
+    got = relative_logits(q, table, past)
+    assert got.shape == (2, 3, 7, past + 7)
+    for i in range(7):
+        for j in range(past + 7):
+            distance = past + i - j
+            if distance < 0:
+                assert bool(torch.isneginf(got[:, :, i, j]).all())
+            else:
+                want = (q[:, :, i] * table[:, min(distance, 4)]).sum(-1) / 2.0
+                torch.testing.assert_close(got[:, :, i, j], want)
+    with pytest.raises(MuseNetError, match="relative_span"):
+        build_model("tiny", 300, relative_span=-1)
 
 
 def test_time_heads_score_by_distance_in_time_and_decode_with_a_cache():

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import MuseNetError
-from .model import Cache, MuseNet, alibi_bias, apply_rotary, rotary_tables, time_rotary
+from .model import Cache, MuseNet, alibi_bias, apply_rotary, relative_logits, rotary_tables, time_rotary
 from .quantize import Int8Linear
 
 
@@ -65,6 +65,7 @@ class Decoder:
         self.layers = [(b.norm1.weight, b.norm1.bias, b.norm1.eps, linear_of(b.attention.qkv),
                         linear_of(b.attention.out), b.norm2.weight, b.norm2.bias, b.norm2.eps,
                         linear_of(b.mlp[0]), linear_of(b.mlp[2])) for b in model.blocks]
+        self.relative = [b.attention.relative for b in model.blocks]  # relative attention's tables, or None
         self.norm = (model.norm.weight, model.norm.bias, model.norm.eps)
         self.head = model.head
         self.full_head = linear_of(model.head)
@@ -80,7 +81,8 @@ class Decoder:
         where the model or device is not covered, or building failed (then `forward` serves)."""
         from . import kernels  # imported here: torch.export and the compiler load only when asked
 
-        if self.kernel is None and self.config.positions != "alibi" and self.table.device.type == "cpu":
+        covered = self.config.positions != "alibi" and not self.config.relative_span
+        if self.kernel is None and covered and self.table.device.type == "cpu":
             step = kernels.StepModule(self.model).eval()
             self.kernel = kernels.load_or_build(kernels.kernel_path(step),
                                                 lambda path: kernels.build(step, path, self.cache_dtype), build,
@@ -160,8 +162,12 @@ class Decoder:
             qk, v = qkv_heads[:2], qkv_heads[2]  # queries and keys rotated at once
             q, k = apply_rotary(qk, *rotary) if rotary is not None else qk
             k, v = cache.extend(layer, k, v)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask if alibi is None else alibi.to(q.dtype),
-                                               is_causal=causal)
+            layer_mask = mask if alibi is None else alibi.to(q.dtype)
+            if self.relative[layer] is not None:  # relative scores, causal, plus ALiBi's penalties if any
+                relative = relative_logits(q, self.relative[layer], past)
+                layer_mask = relative if alibi is None else relative + layer_mask
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=layer_mask,
+                                               is_causal=causal and self.relative[layer] is None)
             x = x + out(y.transpose(1, 2).reshape(batch * length, width))
             x = x + down(F.gelu(up(F.layer_norm(x, (width,), w2, b2, e2))))
         return self.logits(F.layer_norm(x.view(batch, length, width)[:, -1], (width,), *self.norm), head, rows)

@@ -75,6 +75,8 @@ class StepModule(nn.Module):
         c = model.config
         if c.positions not in ("learned", "rotary"):
             raise MuseNetError(f"the compiled step does not cover {c.positions} positions")
+        if c.relative_span:
+            raise MuseNetError("the compiled step does not cover relative attention")
         self.heads, self.head_dim, self.time_heads, self.width = c.heads, c.width // c.heads, c.time_heads, c.width
         self.rotary_positions = c.positions == "rotary"
         self.token_table = nn.Buffer(model.token_table().detach().float().clone())

@@ -15,6 +15,9 @@ attention through `scaled_dot_product_attention`, which uses flash kernels on GP
   (`channel.py`; bucket 0, no kept part, is fixed at zero),
 - with `time_heads`, that many heads whose queries and keys are rotated by the time feature
   (`time_rotary`), so they score tokens by their distance in time,
+- with `relative_span`, Music Transformer's relative attention (Huang et al., 2019): each
+  head adds to a query's score of a key the query's dot product with a learned embedding of
+  their distance (`relative_logits`), beside whichever position scheme is chosen,
 and predicts the next token with an output head tied to the token embedding. With
 `note_factors`, a note token's embedding is its own vector plus vectors for its pitch, its
 family and its loudness (0 = note-off), so a note-on and its note-off share most of theirs;
@@ -70,6 +73,7 @@ class ModelConfig:
     kept_next_buckets: int = 13    # ... the pitch class of its next onset within a beat
     note_factors: bool = False     # pitch / family / loudness embeddings shared by note tokens (starting at 0)
     time_heads: int = 0            # the last heads rotate queries and keys by the time feature (time_rotary)
+    relative_span: int = 0         # relative attention's learned distances, in tokens (farther share the last); 0: off
 
     def __post_init__(self) -> None:
         if self.width % self.heads:
@@ -81,6 +85,8 @@ class ModelConfig:
             raise MuseNetError(f"unknown side feature {sorted(unknown)[0]!r}; use some of {', '.join(ALL_FEATURES)}")
         if not 0 <= self.time_heads <= self.heads or (self.time_heads and "time" not in self.features):
             raise MuseNetError(f"time_heads must be 0 to {self.heads} and needs the time feature")
+        if self.relative_span < 0:
+            raise MuseNetError(f"relative_span must be 0 (off) or a number of tokens, not {self.relative_span}")
 
     @property
     def features(self) -> tuple[str, ...]:
@@ -126,6 +132,24 @@ def alibi_bias(heads: int, length: int, past: int = 0, device=None) -> torch.Ten
     distance = (query - key).float()
     bias = -slopes[:, None, None] * distance
     return bias.masked_fill(distance < 0, float("-inf"))
+
+
+def relative_logits(q: torch.Tensor, table: torch.Tensor, past: int = 0) -> torch.Tensor:
+    """Music Transformer's relative attention term (Huang et al., 2019) as an additive mask
+    (batch, heads, length, past + length): each query's dot product with its head's learned
+    embedding (`table`, (heads, span, head_dim)) of its distance to each key, distances of
+    `span` or more sharing the last row, scaled as attention scales q.k; later keys masked."""
+    batch, heads, length, dim = q.shape
+    span, keys = table.shape[1], past + length
+    distance = torch.arange(past, keys, device=q.device)[:, None] - torch.arange(keys, device=q.device)
+    if past == 0:  # Huang's skew: one product with distances length-1 ... 0, shifted into place
+        rows = table[:, (length - 1 - torch.arange(length, device=q.device)).clamp(max=span - 1)]
+        scores = torch.matmul(q, rows.to(q.dtype).transpose(1, 2))  # [i, r]: q_i . E(length-1-r)
+        scores = F.pad(scores, (1, 0)).view(batch, heads, length + 1, length)[:, :, 1:]  # [i, j]: q_i . E(i-j)
+    else:  # new queries over cached keys: look each distance up
+        index = distance.clamp(0, span - 1).expand(batch, heads, length, keys)
+        scores = torch.matmul(q, table.to(q.dtype).transpose(1, 2)).gather(-1, index)
+    return (scores / math.sqrt(dim)).masked_fill(distance < 0, float("-inf"))
 
 
 def time_rotary(time: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -189,6 +213,8 @@ class Attention(nn.Module):
         self.out = nn.Linear(config.width, config.width)
         self.dropout = config.attention_dropout
         self.time_heads = config.time_heads
+        span, dim = config.relative_span, config.width // config.heads  # relative attention: a table per head
+        self.relative = nn.Parameter(0.02 * torch.randn(config.heads, span, dim)) if span else None
 
     def forward(self, x, positional=None, cache: Cache | None = None, layer: int = 0, timing=None):
         """`positional`: rotary tables (cos, sin), an ALiBi bias, or None (learned positions);
@@ -204,7 +230,10 @@ class Attention(nn.Module):
         if cache is not None:
             k, v = cache.extend(layer, k, v)
             past = k.shape[2] - length
-        if bias is not None:
+        if self.relative is not None:  # relative scores, causal, plus ALiBi's penalties if any
+            mask, causal = relative_logits(q, self.relative, past), False
+            mask = mask + bias.to(q.dtype) if bias is not None else mask
+        elif bias is not None:
             mask, causal = bias.to(q.dtype), False
         elif past == 0 or length == 1:  # a single new query may see every key
             mask, causal = None, past == 0 and length > 1

@@ -464,7 +464,8 @@ def param_groups(model: MuseNet, weight_decay: float, feature_lr: dict | None = 
         if feature_lr and feature in feature_lr:
             faster.setdefault(float(feature_lr[feature]), []).append(p)
         else:
-            (decay if p.dim() >= 2 and "embedding" not in name else no_decay).append(p)
+            # relative attention's distance tables (3-D) are embeddings too: no decay
+            (decay if p.dim() == 2 and "embedding" not in name else no_decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0},
             *({"params": ps, "weight_decay": 0.0, "lr_factor": f} for f, ps in faster.items())]
 
