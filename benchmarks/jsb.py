@@ -383,7 +383,7 @@ def parse_args(argv=None):
                    help="MuseNet's side features, comma-separated, from chord (the voice), time, phase, held_for "
                         "(`side_features`; default none)")
     p.add_argument("--time-heads", type=int, default=0, help="heads rotated by time (needs the time feature)")
-    p.add_argument("--relative-span", type=int, default=0,
+    p.add_argument("--relative-span", type=int, default=256,
                    help="Music Transformer's relative attention over distances up to N tokens, "
                         "beside --positions (0: off)")
     p.add_argument("--attention-dropout", type=float, default=0.0,

@@ -4,7 +4,7 @@ import torch
 
 from musenet import MuseNetError
 from musenet.checkpoint import load_checkpoint, save_checkpoint
-from musenet.model import FEATURES, SIZES, build_model, relative_logits
+from musenet.model import FEATURES, SIZES, alibi_bias, build_model, relative_attention, relative_logits
 from musenet.vocab import default_vocab
 
 
@@ -68,6 +68,20 @@ def test_relative_logits_score_each_query_with_its_distance_to_each_key(past):
                 torch.testing.assert_close(got[:, :, i, j], want)
     with pytest.raises(MuseNetError, match="relative_span"):
         build_model("tiny", 300, relative_span=-1)
+
+
+@pytest.mark.parametrize("past", [0, 5])
+@pytest.mark.parametrize("alibi", [False, True])
+def test_relative_attention_a_block_at_a_time_is_attention_with_the_whole_relative_mask(past, alibi):
+    """Blocks of 4 queries over 11 (a ragged last block), each scoring only the keys up to its
+    last query, give what attention with the whole (queries, keys) mask gives."""
+    torch.manual_seed(0)
+    q, table = torch.randn(2, 3, 11, 4), torch.randn(3, 5, 4)
+    k, v = torch.randn(2, 3, past + 11, 4), torch.randn(2, 3, past + 11, 4)
+    bias = alibi_bias(3, 11, past) if alibi else None
+    mask = relative_logits(q, table, past) + (bias if alibi else 0)
+    want = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    torch.testing.assert_close(relative_attention(q, k, v, table, bias, block=4), want)
 
 
 def test_time_heads_score_by_distance_in_time_and_decode_with_a_cache():

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import MuseNetError
-from .model import Cache, MuseNet, alibi_bias, apply_rotary, relative_logits, rotary_tables, time_rotary
+from .model import Cache, MuseNet, alibi_bias, apply_rotary, relative_attention, rotary_tables, time_rotary
 from .quantize import Int8Linear
 
 
@@ -162,12 +162,11 @@ class Decoder:
             qk, v = qkv_heads[:2], qkv_heads[2]  # queries and keys rotated at once
             q, k = apply_rotary(qk, *rotary) if rotary is not None else qk
             k, v = cache.extend(layer, k, v)
-            layer_mask = mask if alibi is None else alibi.to(q.dtype)
             if self.relative[layer] is not None:  # relative scores, causal, plus ALiBi's penalties if any
-                relative = relative_logits(q, self.relative[layer], past)
-                layer_mask = relative if alibi is None else relative + layer_mask
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=layer_mask,
-                                               is_causal=causal and self.relative[layer] is None)
+                y = relative_attention(q, k, v, self.relative[layer], alibi)
+            else:
+                y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask if alibi is None else alibi.to(q.dtype),
+                                                   is_causal=causal)
             x = x + out(y.transpose(1, 2).reshape(batch * length, width))
             x = x + down(F.gelu(up(F.layer_norm(x, (width,), w2, b2, e2))))
         return self.logits(F.layer_norm(x.view(batch, length, width)[:, -1], (width,), *self.norm), head, rows)
