@@ -90,3 +90,15 @@ def test_scoring_reads_every_token_once_and_the_key_mixture_is_a_distribution():
     expected = inside.sum(0) / 17
     expected[:8] += early.sum(0) / 17
     assert abs(edge + np.log(expected).mean()) < 1e-9
+
+
+def test_the_attention_speed_benchmark_prints_a_row_per_length(capsys):
+    """benchmarks/attention_speed.py at a toy size: one table row per window length, every
+    cell a measured time."""
+    import attention_speed
+
+    attention_speed.main(["--lengths", "16,24", "--span", "8", "--batch", "2", "--repeats", "1", "--threads", "1"])
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| 16 |") or
+            line.startswith("| 24 |")]
+    assert len(rows) == 2
+    assert all(float(cell) > 0 for row in rows for cell in row.strip("|").split("|")[1:])

@@ -153,6 +153,12 @@ def test_init_starts_from_a_models_weights(dataset, tmp_path):
     run_train(dataset, tmp_path / "phase", phased, "--max-steps", "2", "--init", str(tmp_path / "first"))
     assert abs(losses(tmp_path / "phase")[1] - first[12]) < 0.5
     assert "phase" in load_checkpoint(tmp_path / "phase")[2]["model"]["side_features"]
+    relative = tmp_path / "relative.toml"  # may add relative attention (its distance tables start at 0)
+    relative.write_text(CONFIG.format(dropout=0.0, steps=12, precision="fp32").replace(
+        "context = 64", "context = 64\nrelative_span = 16"))
+    run_train(dataset, tmp_path / "relative", relative, "--max-steps", "2", "--init", str(tmp_path / "first"))
+    assert abs(losses(tmp_path / "relative")[1] - first[12]) < 0.5
+    assert load_checkpoint(tmp_path / "relative")[2]["model"]["relative_span"] == 16
 
     other = tmp_path / "other"
     write_song(other / "rock" / "song.mid", 0, bars=4)  # a style the first build lacks: another vocabulary

@@ -81,7 +81,7 @@ class Decoder:
         where the model or device is not covered, or building failed (then `forward` serves)."""
         from . import kernels  # imported here: torch.export and the compiler load only when asked
 
-        covered = self.config.positions != "alibi" and not self.config.relative_span
+        covered = self.config.positions != "alibi"
         if self.kernel is None and covered and self.table.device.type == "cpu":
             step = kernels.StepModule(self.model).eval()
             self.kernel = kernels.load_or_build(kernels.kernel_path(step),

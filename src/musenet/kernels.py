@@ -14,7 +14,8 @@ Building takes about 20 seconds and needs a C++ compiler; the package is cached 
 model weights, precision, PyTorch version and CPU (`kernel_path`, under
 `~/.cache/musenet/kernels` or `$MUSENET_CACHE`), so each machine builds a model's step
 once and later runs load it in 0.02 s. `Decoder.step` uses it when loaded and falls back
-to `Decoder.forward` otherwise (and for ALiBi models, which it does not cover). The state
+to `Decoder.forward` otherwise (and for ALiBi models, which it does not cover; it covers
+relative attention). The state
 update (`StateUpdate`, below) is built and cached the same way, per vocabulary.
 
 Numbers: the step returns the last layer's normalised states; attention is computed in
@@ -75,8 +76,6 @@ class StepModule(nn.Module):
         c = model.config
         if c.positions not in ("learned", "rotary"):
             raise MuseNetError(f"the compiled step does not cover {c.positions} positions")
-        if c.relative_span:
-            raise MuseNetError("the compiled step does not cover relative attention")
         self.heads, self.head_dim, self.time_heads, self.width = c.heads, c.width // c.heads, c.time_heads, c.width
         self.rotary_positions = c.positions == "rotary"
         self.token_table = nn.Buffer(model.token_table().detach().float().clone())
@@ -92,6 +91,9 @@ class StepModule(nn.Module):
             self.linears.extend(StepLinear(m) for m in (block.attention.qkv, block.attention.out, block.mlp[0],
                                                         block.mlp[2]))
         self.norm = model.norm
+        self.relative = nn.ParameterList(  # relative attention's distance tables (heads, span, head_dim)
+            [nn.Parameter(b.attention.relative.detach().float().clone(), requires_grad=False) for b in model.blocks]
+            if c.relative_span else [])
         half = self.head_dim // 2
         self.inv_freq = nn.Buffer(1.0 / (10000 ** (torch.arange(0, self.head_dim, 2, dtype=torch.float32)
                                                     / self.head_dim)))
@@ -131,6 +133,8 @@ class StepModule(nn.Module):
             cos = torch.cat([cos[:, :-self.time_heads], timed_cos], dim=1)
             sin = torch.cat([sin[:, :-self.time_heads], timed_sin], dim=1)
         seen = torch.arange(self.context, device=x.device) <= position  # the cache up to this token
+        if self.relative:  # each cached key's distance to this token, farther ones sharing the table's last
+            distance = (position - torch.arange(self.context, device=x.device)).clamp(0, self.relative[0].shape[1] - 1)
         for layer in range(len(self.norms) // 2):
             qkv, out, up, down = self.linears[4 * layer: 4 * layer + 4]
             norm1, norm2 = self.norms[2 * layer], self.norms[2 * layer + 1]
@@ -141,7 +145,10 @@ class StepModule(nn.Module):
             k = self.rotate(k.float(), cos, sin).to(dtype)
             cache_keys.index_copy_(2, position.view(1), k[:, :, None])
             cache_values.index_copy_(2, position.view(1), v[:, :, None].to(dtype))
-            scores = (q[:, :, None, :] * cache_keys.float()).sum(-1) * head_dim ** -0.5  # (batch, heads, context)
+            scores = (q[:, :, None, :] * cache_keys.float()).sum(-1)  # (batch, heads, context)
+            if self.relative:  # Music Transformer's term: q . E(distance)
+                scores = scores + (q[:, :, None, :] * self.relative[layer]).sum(-1)[..., distance]
+            scores = scores * head_dim ** -0.5
             weights = torch.softmax(scores.masked_fill(~seen, float("-inf")), dim=-1)
             y = (weights[..., None] * cache_values.float()).sum(-2).to(dtype)
             x = x + out(y.reshape(batch, width))

@@ -317,14 +317,14 @@ def _new_model(settings: dict, vocab, seed: int, init: str | Path | None) -> Mus
     model = build_model(settings, vocab.size)
     if model.config.note_factors:
         model.set_note_factors(vocab)
-    if start_weights is not None:  # factor embeddings and side features, if new, start at 0
+    if start_weights is not None:  # factor embeddings, side features and relative attention, if new, start at 0
         missing, unexpected = model.load_state_dict(start_weights, strict=False)
         if unexpected or any(not key.startswith(("factor_embeddings.", "feature_embeddings."))
-                             and not key.endswith("_of_token") for key in missing):
+                             and not key.endswith(("_of_token", "attention.relative")) for key in missing):
             raise MuseNetError(f"{init}: its weights do not fit this model ({(unexpected or missing)[0]})")
         with torch.no_grad():  # so the model computes what `init` did until it learns them
             for key in missing:
-                if key.startswith("feature_embeddings."):
+                if key.startswith("feature_embeddings.") or key.endswith("attention.relative"):
                     model.get_parameter(key).zero_()
     return model
 
@@ -364,7 +364,7 @@ def _optimizer_step(net, model: MuseNet, optimizer, batches: list[dict], config:
 
 
 #: Model settings a run started with --init may change: they do not change the weights' shapes.
-INIT_OVERRIDES = ("dropout", "attention_dropout", "note_factors", "time_heads", "side_features")
+INIT_OVERRIDES = ("dropout", "attention_dropout", "note_factors", "time_heads", "side_features", "relative_span")
 
 
 def initial_weights(init: str | Path, vocab, settings: dict) -> tuple[dict, dict]:
