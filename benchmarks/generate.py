@@ -71,7 +71,8 @@ def against_hf(tokens: int, repeat: int) -> list[tuple]:
     vocab, size = default_vocab(), dict(SIZES["small"])
     torch.manual_seed(0)
     bundled = json.loads((bundled_model_path() / "config.json").read_text())["model"]
-    ours = build_model("small", vocab.size, time_heads=bundled.get("time_heads", 0)).eval()
+    ours = build_model("small", vocab.size, time_heads=bundled.get("time_heads", 0),
+                       relative_span=bundled.get("relative_span", 0)).eval()  # the bundled model's attention
     hf = GPT2LMHeadModel(GPT2Config(
         vocab_size=vocab.size, n_positions=size["context"], n_embd=size["width"], n_layer=size["layers"],
         n_head=size["heads"], activation_function="gelu", tie_word_embeddings=True)).eval()

@@ -108,6 +108,7 @@ def main(argv=None) -> None:
     if args.dropout is not None:
         shape["dropout"] = args.dropout
     shape["attention_dropout"] = args.attention_dropout
+    shape["relative_span"] = 0  # Hugging Face's GPT-2 has none: the same attention on both sides
     print("settings:", " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()))
     print(f"shape: {shape}, vocab {args.vocab}; torch {torch.__version__}, transformers {transformers.__version__}")
     torch.manual_seed(args.seed)

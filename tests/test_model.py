@@ -88,10 +88,10 @@ def test_time_heads_score_by_distance_in_time_and_decode_with_a_cache():
     """Shifting every token's time by the same amount changes nothing a time head sees (the
     KV cache: test_kv_cache_decoding_equals_full_forward); bad settings are one-line errors."""
     torch.manual_seed(0)
-    model = build_model("tiny", 300, time_heads=1).eval()
+    model = build_model("tiny", 300, time_heads=1, relative_span=0).eval()  # relative scores read rotated queries
     tokens, features = random_inputs(length=30)
     shifted = {**features, "time": features["time"] + 7}
-    plain = build_model("tiny", 300).eval()
+    plain = build_model("tiny", 300, relative_span=0).eval()
     plain.load_state_dict(model.state_dict())
     plain.feature_embeddings["time"].weight.data.zero_()  # the time embedding aside, only the heads see time
     model.feature_embeddings["time"].weight.data.zero_()

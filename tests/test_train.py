@@ -153,12 +153,18 @@ def test_init_starts_from_a_models_weights(dataset, tmp_path):
     run_train(dataset, tmp_path / "phase", phased, "--max-steps", "2", "--init", str(tmp_path / "first"))
     assert abs(losses(tmp_path / "phase")[1] - first[12]) < 0.5
     assert "phase" in load_checkpoint(tmp_path / "phase")[2]["model"]["side_features"]
-    relative = tmp_path / "relative.toml"  # may add relative attention (its distance tables start at 0)
+    plain = tmp_path / "plain.toml"  # a model without relative attention (the tiny size has it)...
+    plain.write_text(CONFIG.format(dropout=0.0, steps=12, precision="fp32").replace(
+        "context = 64", "context = 64\nrelative_span = 0"))
+    run_train(dataset, tmp_path / "plain", plain)
+    relative = tmp_path / "relative.toml"  # ...may be given it (its distance tables start at 0)
     relative.write_text(CONFIG.format(dropout=0.0, steps=12, precision="fp32").replace(
         "context = 64", "context = 64\nrelative_span = 16"))
-    run_train(dataset, tmp_path / "relative", relative, "--max-steps", "2", "--init", str(tmp_path / "first"))
-    assert abs(losses(tmp_path / "relative")[1] - first[12]) < 0.5
+    run_train(dataset, tmp_path / "relative", relative, "--max-steps", "2", "--init", str(tmp_path / "plain"))
+    assert abs(losses(tmp_path / "relative")[1] - losses(tmp_path / "plain")[12]) < 0.5
     assert load_checkpoint(tmp_path / "relative")[2]["model"]["relative_span"] == 16
+    with pytest.raises(MuseNetError, match="may add relative attention, not resize it"):  # first's is 64
+        train(dataset, str(relative), tmp_path / "resized", init=tmp_path / "first", progress=False)
 
     other = tmp_path / "other"
     write_song(other / "rock" / "song.mid", 0, bars=4)  # a style the first build lacks: another vocabulary

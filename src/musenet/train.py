@@ -380,6 +380,9 @@ def initial_weights(init: str | Path, vocab, settings: dict) -> tuple[dict, dict
         weights = grown_weights(weights, init_vocab, vocab)
     shape = {**model.config.to_dict(), "vocab_size": vocab.size}
     shape.update({key: settings[key] for key in INIT_OVERRIDES if key in settings})
+    if model.config.relative_span and shape["relative_span"] != model.config.relative_span:
+        raise MuseNetError(f"{init}: its relative attention spans {model.config.relative_span} tokens, the config "
+                           f"asks for {shape['relative_span']}; --init may add relative attention, not resize it")
     return weights, shape
 
 
