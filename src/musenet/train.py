@@ -363,7 +363,8 @@ def _optimizer_step(net, model: MuseNet, optimizer, batches: list[dict], config:
     return float(step_loss), float(grad_norm), total_targets
 
 
-#: Model settings a run started with --init may change: they do not change the weights' shapes.
+#: Model settings a run started with --init may change: they keep the shapes of the weights the
+#: model has (relative attention and side features add tables, which start at zero).
 INIT_OVERRIDES = ("dropout", "attention_dropout", "note_factors", "time_heads", "side_features", "relative_span")
 
 
