@@ -319,13 +319,13 @@ def _new_model(settings: dict, vocab, seed: int, init: str | Path | None) -> Mus
         model.set_note_factors(vocab)
     if start_weights is not None:  # factor embeddings, side features and relative attention, if new, start at 0
         missing, unexpected = model.load_state_dict(start_weights, strict=False)
-        if unexpected or any(not key.startswith(("factor_embeddings.", "feature_embeddings."))
-                             and not key.endswith(("_of_token", "attention.relative")) for key in missing):
+        zeroed = [key for key in missing if key.startswith("feature_embeddings.") or key.endswith("attention.relative")]
+        if unexpected or any(key not in zeroed and not key.startswith("factor_embeddings.")
+                             and not key.endswith("_of_token") for key in missing):
             raise MuseNetError(f"{init}: its weights do not fit this model ({(unexpected or missing)[0]})")
         with torch.no_grad():  # so the model computes what `init` did until it learns them
-            for key in missing:
-                if key.startswith("feature_embeddings.") or key.endswith("attention.relative"):
-                    model.get_parameter(key).zero_()
+            for key in zeroed:
+                model.get_parameter(key).zero_()
     return model
 
 
